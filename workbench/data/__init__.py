@@ -1,0 +1,1 @@
+"""Corpora, loaders for user data, and synthetic generators with planted ground truth."""

@@ -1,0 +1,270 @@
+"""``HookCache``: run a model once, keep its hook activations on disk as zarr.
+
+Each hook's activations over a token set live in their own store
+``<root>/<key>.zarr`` (see :mod:`workbench.hooks.keys`); :meth:`HookCache.activations`
+opens the stores that exist, computes only the missing hooks in one pass, and
+returns all of them as one lazily loaded ``xr.Dataset``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from platformdirs import user_cache_dir
+
+from workbench import __version__
+from workbench.hooks.dims import hook_dims
+from workbench.hooks.keys import cache_key, model_description, tokens_sha256
+from workbench.hooks.store import (
+    StoreDamagedError,
+    StoreWriter,
+    is_complete,
+    open_store,
+    read_attrs,
+    sweep_stale,
+    verify_store,
+)
+from workbench.hooks.validate import check_batch_size, check_dtype, check_hooks, check_tokens
+
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
+def default_root() -> Path:
+    """``$WORKBENCH_CACHE`` if set, else the user cache dir (``~/.cache/workbench/hooks``)."""
+    env = os.environ.get("WORKBENCH_CACHE")
+    return Path(env).expanduser() if env else Path(user_cache_dir("workbench")) / "hooks"
+
+
+def _stop_layer(model, hooks: list[str]) -> int | None:
+    """First block not needed by ``hooks`` (None: run the whole model)."""
+    layers = []
+    for hook in hooks:
+        match = _BLOCK.match(hook)
+        if not match:
+            if not hook.startswith(("hook_embed", "hook_pos_embed", "embed.", "pos_embed.")):
+                return None
+            layers.append(-1)
+        else:
+            layers.append(int(match.group(1)))
+    stop = max(layers) + 1
+    return stop if stop < model.cfg.n_layers else None
+
+
+@torch.no_grad()
+def compute_hooks(model, tokens: torch.Tensor, hooks: list[str], dtype: str) -> dict[str, np.ndarray]:
+    """One forward pass; the named hooks' activations as numpy arrays of ``dtype``."""
+    _, cache = model.run_with_cache(tokens, names_filter=list(hooks), stop_at_layer=_stop_layer(model, hooks))
+    out = {}
+    for hook in hooks:
+        value = cache[hook]
+        out[hook] = value.detach().to(torch.float32).cpu().numpy().astype(dtype, copy=False)
+    return out
+
+
+def _write_chunk(model, tokens: torch.Tensor, hooks: list[str], dtype: str, writers: dict, start: int) -> None:
+    values = compute_hooks(model, tokens, hooks, dtype)
+    for hook, array in values.items():
+        writers[hook].write(start, array)
+
+
+class HookCache:
+    """Activations of model hooks, cached as zarr stores keyed by content.
+
+    Parameters
+    ----------
+    root : str or PathLike, optional
+        Folder of the stores. Default: ``$WORKBENCH_CACHE`` or the user cache dir.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from workbench.models import load_model, tokenize
+    >>> model = load_model("tiny-attn-2l")
+    >>> cache = HookCache(tempfile.mkdtemp())
+    >>> tokens = tokenize(model, ["import os", "def f(x):"], seq_len=8)
+    >>> ds = cache.activations(model, tokens, ["blocks.0.attn.hook_z"], progress=False)
+    >>> ds["blocks.0.attn.hook_z"].dims
+    ('seq', 'pos', 'head', 'd_head')
+    >>> len(cache.list())
+    1
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"HookCache(root={str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """Folder of the store with ``key``."""
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise ValueError(f"key: expected a 64-character hex cache key, got {key!r}")
+        return self.root / f"{key}.zarr"
+
+    def activations(self, model, tokens, hooks, *, batch_size: int = 32, client=None, dtype: str = "float32",
+                    progress: bool = True) -> xr.Dataset:
+        """Activations of ``hooks`` over ``tokens``, from the cache or computed and cached.
+
+        Parameters
+        ----------
+        model : TransformerBridge
+        tokens : torch.LongTensor ``[seq, pos]``
+            On the model's device.
+        hooks : str or list of str
+            Hook names, e.g. ``"blocks.0.attn.hook_z"``.
+        batch_size : int
+            Sequences per forward pass; also the zarr chunk along ``seq``.
+        client : dask.distributed.Client, optional
+            Run the chunked forward passes on this cluster (the workers must
+            share the cache folder's file system).
+        dtype : {"float32", "float16"}
+            Stored dtype.
+        progress : bool
+            Show a progress bar while computing.
+
+        Returns
+        -------
+        xarray.Dataset
+            One dask-backed variable per hook, dims named (``seq``, ``pos``,
+            ``head``, ``d_head``, ``d_model``...), the token ids as coordinate
+            ``tokens`` and provenance in the attrs.
+        """
+        hooks = check_hooks(model, hooks)
+        tokens = check_tokens(model, tokens)
+        batch_size = check_batch_size(batch_size)
+        dtype = check_dtype(dtype)
+        description = model_description(model)
+        tokens_hash = tokens_sha256(tokens)
+        keys = {hook: cache_key(description, tokens_hash, hook, dtype) for hook in hooks}
+        missing = [hook for hook in hooks if not is_complete(self.path(keys[hook]))]
+        if missing:
+            sweep_stale(self.root)
+            provenance = {"model_id": description["model_id"], "weights_sha256": description["weights_sha256"],
+                          "tokens_sha256": tokens_hash, "dtype": dtype, "workbench_version": __version__}
+            self._compute(model, tokens, missing, keys, provenance, batch_size=batch_size, client=client,
+                          dtype=dtype, progress=progress)
+        datasets = [open_store(self.path(keys[hook])) for hook in hooks]
+        ds = xr.merge(datasets, compat="override", combine_attrs="drop")
+        ds = ds.assign_coords(tokens=(("seq", "pos"), tokens.cpu().numpy().astype(np.int32)))
+        ds.attrs.update({"model_id": description["model_id"], "weights_sha256": description["weights_sha256"],
+                         "tokens_sha256": tokens_hash, "dtype": dtype, "hooks": hooks,
+                         "cache_keys": [keys[h] for h in hooks], "cache_root": str(self.root),
+                         "workbench_version": __version__})
+        return ds
+
+    def _compute(self, model, tokens, hooks, keys, provenance, *, batch_size, client, dtype, progress) -> None:
+        n_seq = tokens.shape[0]
+        probe = compute_hooks(model, tokens[:1], hooks, dtype)
+        writers = {}
+        try:
+            for hook in hooks:
+                shape = (n_seq, *probe[hook].shape[1:])
+                dims = hook_dims(hook, shape, model.cfg)
+                coords = {d: np.arange(s) for d, s in zip(dims, shape)}
+                writers[hook] = StoreWriter(self.path(keys[hook]), hook, dims, shape, chunk=batch_size,
+                                            coords=coords, dtype=dtype)
+            starts = range(0, n_seq, batch_size)
+            if client is not None:
+                self._compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size)
+            else:
+                self._compute_local(model, tokens, hooks, dtype, writers, starts, batch_size, progress)
+            for hook, writer in writers.items():
+                writer.finalize({**provenance, "hook": hook, "cache_key": keys[hook], "n_seq": n_seq,
+                                 "seq_len": int(tokens.shape[1]), "batch_size": batch_size})
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+
+    @staticmethod
+    def _compute_local(model, tokens, hooks, dtype, writers, starts, batch_size, progress) -> None:
+        from tqdm.auto import tqdm
+
+        # One background writer: chunk i is compressed and written while chunk
+        # i + 1 is computed, so at most two chunks are held in memory.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for start in tqdm(starts, desc="caching hooks", unit="chunk", disable=not progress):
+                values = compute_hooks(model, tokens[start:start + batch_size], hooks, dtype)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(lambda v=values, s=start: [writers[h].write(s, a) for h, a in v.items()])
+                del values
+            if pending is not None:
+                pending.result()
+
+    @staticmethod
+    def _compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size) -> None:
+        from distributed import progress as _  # noqa: F401  (ensures distributed is installed)
+
+        model_ref = client.scatter(model, broadcast=True)
+        tasks = [client.submit(_write_chunk, model_ref, tokens[s:s + batch_size].cpu(), hooks, dtype, writers, s,
+                               pure=False) for s in starts]
+        client.gather(tasks)
+
+    def list(self) -> list[dict]:
+        """One entry per complete store: key, model, hook, shape, size on disk.
+
+        Incomplete or damaged stores are listed with ``"status"`` saying so.
+        """
+        entries = []
+        for path in sorted(self.root.glob("*.zarr")):
+            if not is_complete(path):
+                continue
+            entry = {"key": path.name[:-5], "path": str(path), "nbytes": _folder_size(path)}
+            try:
+                verify_store(path)
+                attrs = read_attrs(path)
+                entry.update({k: attrs.get(k) for k in ("model_id", "hook", "n_seq", "seq_len", "dtype")})
+                entry["status"] = "ok"
+            except (StoreDamagedError, OSError, ValueError) as err:
+                entry["status"] = f"damaged: {err}"
+            entries.append(entry)
+        return entries
+
+    def info(self, key: str) -> dict:
+        """Provenance and size of the store with ``key``; raises if it is damaged."""
+        path = self.path(key)
+        if not is_complete(path):
+            raise KeyError(f"key: no complete cached store {key!r} under {self.root}")
+        verify_store(path)
+        ds = open_store(path)
+        return {**read_attrs(path), "key": key, "path": str(path), "nbytes": _folder_size(path),
+                "variables": {name: dict(zip(var.dims, var.shape)) for name, var in ds.data_vars.items()}}
+
+    def clear(self, key: str | None = None, *, model_id: str | None = None, hook: str | None = None) -> int:
+        """Remove stores: one ``key``, or all matching ``model_id``/``hook``, or everything.
+
+        Returns the number of stores removed (stale temporary folders are swept too).
+        """
+        if key is not None:
+            targets = [self.path(key)]
+        else:
+            targets = []
+            for entry in self.list():
+                if (model_id is None or entry.get("model_id") == model_id) and (hook is None or entry.get("hook") == hook):
+                    targets.append(Path(entry["path"]))
+        removed = 0
+        for path in targets:
+            if path.exists():
+                # Rename first so a reader never sees a half-deleted store.
+                doomed = path.with_name(f"{path.name}.deleting-{time.time_ns()}")
+                os.rename(path, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+                removed += 1
+        if key is None and model_id is None and hook is None:
+            sweep_stale(self.root, older_than=0)
+        return removed
+
+
+def _folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,161 @@
+"""Crash-safe zarr stores: written under a temporary name, renamed when complete.
+
+A store is complete only when its manifest (every file with its size) has
+been written and the folder renamed to its final name; a killed writer
+leaves only a ``*.tmp-*`` folder that is never read and is swept later.
+Chunks carry a CRC32C checksum (a zarr v3 codec), so a damaged chunk fails
+on read; :func:`verify_store` catches missing, truncated or extra files
+before a store is used.
+
+Examples
+--------
+>>> import numpy as np, tempfile, pathlib
+>>> final = pathlib.Path(tempfile.mkdtemp()) / "x.zarr"
+>>> w = StoreWriter(final, "act", ("seq", "d"), (4, 3), chunk=2, coords={"seq": np.arange(4)})
+>>> w.write(0, np.ones((2, 3), "float32")); w.write(2, np.zeros((2, 3), "float32"))
+>>> w.finalize(attrs={"note": "demo"}).name
+'x.zarr'
+>>> float(open_store(final)["act"].sum())
+6.0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+MANIFEST = "workbench-manifest.json"
+TMP_MARK = ".tmp-"
+# zarr lists every entry of a group folder and warns about our manifest file.
+warnings.filterwarnings("ignore", message=f".*{MANIFEST}.*", category=UserWarning)
+
+
+class StoreDamagedError(RuntimeError):
+    """A cached store's files do not match its manifest (or a chunk fails its checksum)."""
+
+
+def _compressors():
+    return [ZstdCodec(level=1), Crc32cCodec()]
+
+
+def _file_sizes(root: Path) -> dict[str, int]:
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_size
+        for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST
+    }
+
+
+class StoreWriter:
+    """Write one variable ``[seq, ...]`` chunk by chunk into a temporary zarr store.
+
+    Parameters
+    ----------
+    final : Path
+        Where the complete store will live (``<key>.zarr``).
+    name, dims, shape : str, tuple, tuple
+        The variable; the first dim is chunked by ``chunk``.
+    coords : dict
+        Index coordinates (numpy), written with the metadata.
+    """
+
+    def __init__(self, final: Path, name: str, dims: tuple[str, ...], shape: tuple[int, ...], *, chunk: int,
+                 coords: dict | None = None, dtype: str = "float32"):
+        self.final = Path(final)
+        self.tmp = self.final.with_name(f"{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.name = name
+        chunks = (min(chunk, shape[0]), *shape[1:])
+        template = xr.Dataset(
+            {name: (dims, da.zeros(shape, chunks=chunks, dtype=dtype))},
+            coords={k: v for k, v in (coords or {}).items() if k in dims},
+        )
+        template.to_zarr(self.tmp, mode="w-", compute=False, consolidated=False, zarr_format=3,
+                         encoding={name: {"chunks": chunks, "compressors": _compressors()}})
+        self._array = zarr.open_array(self.tmp / name, mode="r+")
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        """Write ``values`` at ``[start:start + len(values)]`` along the first dim."""
+        self._array[start:start + values.shape[0]] = values
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def finalize(self, attrs: dict | None = None) -> Path:
+        """Record attrs and the manifest, then rename into place (atomic)."""
+        group = zarr.open_group(self.tmp, mode="r+")
+        group.attrs.update(attrs or {})
+        manifest = {"files": _file_sizes(self.tmp), "created": time.time()}
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest))
+        try:
+            os.rename(self.tmp, self.final)
+        except OSError:
+            # Another writer finished the same key first; its store is equivalent.
+            if not (self.final / MANIFEST).is_file():
+                raise
+            self.abort()
+        return self.final
+
+
+def is_complete(path: Path) -> bool:
+    return TMP_MARK not in path.name and (path / MANIFEST).is_file()
+
+
+def verify_store(path: Path) -> None:
+    """Raise :class:`StoreDamagedError` if ``path`` differs from its manifest."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise StoreDamagedError(f"cached store {path} has no manifest: it is incomplete or damaged")
+    try:
+        expected = json.loads(manifest_path.read_text())["files"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise StoreDamagedError(f"cached store {path}: manifest is unreadable ({err})") from err
+    actual = _file_sizes(path)
+    missing = sorted(set(expected) - set(actual))
+    resized = sorted(f for f in expected if f in actual and actual[f] != expected[f])
+    extra = sorted(set(actual) - set(expected))
+    if missing or resized or extra:
+        detail = "; ".join(f"{label}: {files[:5]}" for label, files in
+                           (("missing", missing), ("size changed", resized), ("unexpected", extra)) if files)
+        raise StoreDamagedError(f"cached store {path} is damaged ({detail})")
+
+
+def open_store(path: Path) -> xr.Dataset:
+    """Verify and open a complete store lazily (dask arrays chunked as stored)."""
+    verify_store(path)
+    return xr.open_zarr(path, consolidated=False, chunks={}, zarr_format=3)
+
+
+def read_attrs(path: Path) -> dict:
+    return dict(zarr.open_group(path, mode="r").attrs)
+
+
+def sweep_stale(root: Path, *, older_than: float = 3600.0) -> int:
+    """Remove temporary folders of writers that died (dead pid, or older than ``older_than`` s)."""
+    removed = 0
+    for tmp in root.glob(f"*{TMP_MARK}*"):
+        pid_text = tmp.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
+        alive = pid_text.isdigit() and _pid_alive(int(pid_text))
+        if not alive or time.time() - tmp.stat().st_mtime > older_than:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
