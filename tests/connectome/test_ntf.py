@@ -1,0 +1,89 @@
+"""NTF against a planted non-negative CP model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from workbench.connectome import factor_match_score, ntf, rank_sweep
+
+
+@pytest.fixture(scope="module")
+def fit(planted):
+    return ntf(planted[0], 4, n_restarts=10, seed=0, device="cpu")
+
+
+def test_recovers_planted_factors(fit, planted):
+    assert factor_match_score(fit, planted[1]) >= 0.95
+    assert np.median(fit.similarity.values[np.triu_indices(10, k=1)]) >= 0.95
+    assert fit.stability >= 0.95
+    # noise of relative norm 0.1 bounds the achievable error from below (up to clipping)
+    assert 0.07 < fit.error < 0.11
+
+
+def test_factors_non_negative_and_normalised(fit):
+    for f in fit.factors:
+        assert (f.values >= 0).all()
+        np.testing.assert_allclose(np.linalg.norm(f.values, axis=0), 1.0, rtol=1e-6)
+    assert (np.diff(fit.weights.values) <= 0).all()
+
+
+def test_same_seed_same_result(planted, fit):
+    again = ntf(planted[0], 4, n_restarts=10, seed=0, device="cpu")
+    for a, b in zip(fit.factors, again.factors):
+        np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_error_matches_explicit_reconstruction(fit, planted):
+    recon = fit.reconstruct().values
+    explicit = np.linalg.norm(planted[0] - recon) / np.linalg.norm(planted[0])
+    assert abs(explicit - fit.error) < 1e-4
+
+
+def test_masked_entries_are_left_out(planted):
+    x, truth = planted
+    mask = np.random.default_rng(3).random(x.shape) >= 0.2
+    corrupted = np.where(mask, x, 50.0)  # masked values must not matter at all
+    res = ntf(corrupted, 4, n_restarts=4, mask=mask, seed=0, device="cpu")
+    assert factor_match_score(res, truth) >= 0.9
+    with_nan = ntf(np.where(mask, x, np.nan), 4, n_restarts=4, seed=0, device="cpu")
+    np.testing.assert_allclose(with_nan.factors[0].values, res.factors[0].values, atol=1e-5)
+    recon = res.reconstruct().values
+    observed_err = np.linalg.norm((x - recon)[mask]) / np.linalg.norm(x[mask])
+    assert abs(observed_err - res.error) < 1e-4
+
+
+def test_float64_and_dataarray_dims(planted):
+    da = xr.DataArray(planted[0], dims=("pair", "time", "animal"), coords={"time": np.arange(40) * 0.25})
+    res = ntf(da, 4, n_restarts=2, dtype=torch.float64, device="cpu", tol=1e-8)
+    assert res.factor("time").dims == ("time", "component")
+    np.testing.assert_array_equal(res.factor("time")["time"].values, da["time"].values)
+    assert res.factors[0].dtype == np.float64
+
+
+def test_rank_sweep_suggests_planted_rank(make_planted):
+    x, _ = make_planted(shape=(30, 20, 8), rank=3, noise=0.05, seed=4)
+    sweep = rank_sweep(x, [2, 3, 4, 5], n_restarts=6, progress=False, device="cpu")
+    assert sweep.attrs["suggested_rank"] == 3
+    assert (np.diff(sweep["error"].values) <= 1e-6).all()
+    assert sweep["stability"].sel(rank=3) >= 0.95
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(tensor=-np.ones((4, 4, 4)), rank=2), "non-negative"),
+        (dict(tensor=np.ones((4, 4, 3)), rank=4), "smallest mode"),
+        (dict(tensor=np.full((4, 4, 4), np.nan), rank=2), "observed"),
+        (dict(tensor=np.ones((4, 4)), rank=1), "3-way"),
+        (dict(tensor=np.ones((4, 4, 4)), rank=2, mask=np.ones((4, 4, 3), bool)), "mask"),
+        (dict(tensor=np.ones((4, 4, 4)), rank=0), "rank"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ntf(device="cpu", **kwargs)
+    with pytest.raises(TypeError, match="tensor"):
+        ntf([[1.0]], 1)

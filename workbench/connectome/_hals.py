@@ -1,0 +1,149 @@
+"""Batched non-negative CP by HALS for 3-way tensors, in torch.
+
+Shapes: the tensor is ``X[i, j, k]`` (I, J, K) and is kept only as its mode-0
+unfolding ``X0`` (I, J*K), which *is* its row-major memory, so no transposed
+copies are made. Factors carry a leading restart dim: ``A`` (b, I, R),
+``B`` (b, J, R), ``C`` (b, K, R).
+
+Per outer iteration the tensor is read twice, not three times:
+
+* mode 0: ``X0 @ KR(B, C)`` with all restarts' Khatri-Rao products side by
+  side, one GEMM of (I, J*K) x (J*K, b*R);
+* modes 1 and 2: ``Y = X0^T @ A`` (J*K, b*R) once; both MTTKRPs are small
+  contractions of ``Y`` with C resp. B. ``Y`` depends on A only, which does not
+  change between the two updates, so sharing it is exact.
+
+Gram matrices are Hadamard products of the R x R grams of the other factors.
+Each factor is updated with ``n_inner`` HALS sweeps per MTTKRP (the MTTKRP is
+the expensive part; extra sweeps are almost free and cut outer iterations).
+
+Missing entries: exact EM for least squares on the observed entries. Before
+each sweep the missing entries of each restart's copy of the tensor are set to
+that restart's current model; one HALS sweep on the completed tensor cannot
+increase the completed loss, which equals the observed loss at the current
+model and bounds it from above afterwards, so the observed loss never
+increases. Only the missing entries are recomputed (a gather over their
+indices), never the whole model tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_TINY = 1e-30
+
+
+def khatri_rao(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """(b, J, R), (b, K, R) -> (b, J*K, R) with k fastest, matching ``X0``'s columns."""
+    b, J, R = B.shape
+    return (B[:, :, None, :] * C[:, None, :, :]).reshape(b, J * C.shape[1], R)
+
+
+def mttkrp_mode0(X0: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    kr = khatri_rao(B, C)
+    if X0.dim() == 2:
+        b, jk, R = kr.shape
+        out = X0 @ kr.permute(1, 0, 2).reshape(jk, b * R)
+        return out.reshape(X0.shape[0], b, R).permute(1, 0, 2)
+    return torch.bmm(X0, kr)
+
+
+def project_mode0(X0: torch.Tensor, A: torch.Tensor, J: int, K: int) -> torch.Tensor:
+    """``Y[b, j, k, r] = sum_i X[i, j, k] A[b, i, r]`` (possibly a strided view)."""
+    b, _, R = A.shape
+    if X0.dim() == 2:
+        Y = X0.T @ A.permute(1, 0, 2).reshape(-1, b * R)
+        return Y.reshape(J, K, b, R).permute(2, 0, 1, 3)
+    return torch.bmm(X0.transpose(1, 2), A).reshape(b, J, K, R)
+
+
+def gram(F: torch.Tensor) -> torch.Tensor:
+    return F.transpose(1, 2) @ F
+
+
+def hals_sweeps(F: torch.Tensor, M: torch.Tensor, G: torch.Tensor, n_inner: int, eps: float) -> None:
+    """In place: minimise ||X_(n) - F KR^T||^2 over F >= eps column by column.
+
+    The HALS column update ``f_r <- max(eps, f_r + (m_r - F g_r) / g_rr)`` is
+    rewritten as ``max(eps, m_r / g_rr - F h_r)`` with ``h_r = g_r / g_rr`` and
+    ``h_rr = 0``: one fused ``baddbmm`` per column, which matters because these
+    small ops, not the flops, dominate on small tensors.
+    """
+    R = F.shape[2]
+    diag = torch.diagonal(G, dim1=1, dim2=2).clamp_min(_TINY)
+    H = G / diag[:, None, :]
+    H.diagonal(dim1=1, dim2=2).zero_()
+    Mn = (M / diag[:, None, :]).permute(2, 0, 1).unsqueeze(-1).contiguous()  # (R, b, n, 1)
+    Hc = H.permute(2, 0, 1).unsqueeze(-1).contiguous()  # (R, b, R, 1)
+    for _ in range(n_inner):
+        for r in range(R):
+            F[:, :, r : r + 1] = torch.baddbmm(Mn[r], F, Hc[r], alpha=-1).clamp_min_(eps)
+
+
+def normalise(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> None:
+    """Unit-norm columns of B and C, scale moved into A (keeps HALS well conditioned)."""
+    nb = B.norm(dim=1, keepdim=True).clamp_min(_TINY)
+    nc = C.norm(dim=1, keepdim=True).clamp_min(_TINY)
+    B /= nb
+    C /= nc
+    A *= nb * nc
+
+
+def model_at(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, idx: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Model values at the entries ``idx = (i, j, k)`` for every restart: (b, n)."""
+    i, j, k = idx
+    return (A[:, i, :] * B[:, j, :] * C[:, k, :]).sum(-1)
+
+
+def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, *,
+        missing: tuple[torch.Tensor, ...] | None, max_iter: int, tol: float, n_inner: int, eps: float,
+        progress=None) -> tuple[torch.Tensor, int]:
+    """Run HALS in place on the factors; returns (relative error per restart, iterations).
+
+    ``X0`` is (I, J*K) shared by all restarts, or (b, I, J*K) when entries are
+    missing (each restart completes its own copy). The error is over the
+    observed entries, relative to their norm.
+    """
+    I, J, K = shape
+    flat_missing = None
+    if missing is not None:
+        flat_missing = missing[0] * (J * K) + missing[1] * K + missing[2]
+        observed_sq = (X0[0].double() ** 2).sum()  # the caller zeroes missing entries
+        flat = X0.view(X0.shape[0], -1)
+    else:
+        observed_sq = (X0.double() ** 2).sum()
+    previous = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        if missing is not None:
+            filled = model_at(A, B, C, missing)
+            flat[:, flat_missing] = filled
+            norm_sq = observed_sq + (filled.double() ** 2).sum(1)
+        else:
+            norm_sq = observed_sq
+        GB, GC = gram(B), gram(C)
+        hals_sweeps(A, mttkrp_mode0(X0, B, C), GB * GC, n_inner, eps)
+        Y = project_mode0(X0, A, J, K)
+        GA = gram(A)
+        hals_sweeps(B, torch.einsum("bjkr,bkr->bjr", Y, C), GA * GC, n_inner, eps)
+        GB = gram(B)
+        MC = torch.einsum("bjkr,bjr->bkr", Y, B)
+        hals_sweeps(C, MC, GA * GB, n_inner, eps)
+        # ||X - [[A,B,C]]||^2 = ||X||^2 - 2 <C, MC> + sum(GA * GB * GC): no model tensor is built.
+        inner = (C.double() * MC.double()).sum((1, 2))
+        model_sq = (GA.double() * GB.double() * gram(C).double()).sum((1, 2))
+        error = (norm_sq - 2 * inner + model_sq).clamp_min(0).sqrt() / norm_sq.sqrt()
+        normalise(A, B, C)
+        if progress is not None and progress(n_iter, error):
+            break
+        if previous is not None and bool(((previous - error).abs() <= tol * previous).all()):
+            break
+        previous = error
+    if missing is not None:
+        # The completed loss above bounds the observed one; report the observed loss exactly.
+        flat[:, flat_missing] = model_at(A, B, C, missing)
+        norm_sq = observed_sq + (flat[:, flat_missing].double() ** 2).sum(1)
+        inner = (A.double() * mttkrp_mode0(X0, B, C).double()).sum((1, 2))
+        model_sq = (gram(A).double() * gram(B).double() * gram(C).double()).sum((1, 2))
+        error = (norm_sq - 2 * inner + model_sq).clamp_min(0).sqrt() / observed_sq.sqrt()
+    return error, n_iter

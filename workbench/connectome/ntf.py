@@ -1,0 +1,304 @@
+"""Non-negative tensor factorization (non-negative CP) with batched random restarts.
+
+The tensor ``X`` (e.g. pair x time x animal) is approximated by ``R`` rank-one
+terms, ``X[i, j, k] ~ sum_r w_r a_ir b_jr c_kr`` with every factor
+non-negative, fitted by HALS (hierarchical alternating least squares) in torch.
+All restarts run side by side as one batch; see :mod:`workbench.connectome._hals`
+for the kernels and for how missing entries are handled (exact EM on the
+observed entries: missing values never enter the loss).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import xarray as xr
+
+from workbench.connectome import _hals
+from workbench.connectome.fms import pairwise_scores
+
+#: Below this many multiply-adds per MTTKRP, CPU runs use one thread: the HALS
+#: loop is then a stream of tiny ops whose thread hand-offs cost more than the
+#: work (measured 12x slower with 2 threads on a busy 2-core machine).
+_SINGLE_THREAD_FLOPS = 5e7
+
+#: Upper bound on the per-chunk copies of the tensor that EM needs when entries are missing.
+_MISSING_BATCH_BYTES = 1 << 30
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU.
+
+    Examples
+    --------
+    >>> default_device().type in ("cpu", "cuda")
+    True
+    """
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class NTFResult:
+    """A fitted non-negative CP model: the best restart plus restart diagnostics.
+
+    Attributes
+    ----------
+    factors : tuple of xr.DataArray (dim_m, component)
+        Unit-norm non-negative factor per mode, components sorted by weight.
+    weights : xr.DataArray (component)
+        Term weights (product of the column norms before normalising).
+    error : float
+        Relative error ``||X - model|| / ||X||`` over observed entries, best restart.
+    errors : xr.DataArray (restart)
+        The same for every restart.
+    similarity : xr.DataArray (restart, restart_)
+        Factor match score between every two restarts.
+    n_iter : int
+        Outer HALS iterations run.
+    restarts : list
+        Every restart's model as ``(weights, [factors])`` numpy arrays.
+    """
+
+    factors: tuple[xr.DataArray, ...]
+    weights: xr.DataArray
+    error: float
+    errors: xr.DataArray
+    similarity: xr.DataArray
+    n_iter: int
+    restarts: list = field(repr=False, default_factory=list)
+
+    @property
+    def rank(self) -> int:
+        return int(self.weights.size)
+
+    @property
+    def stability(self) -> float:
+        """Median factor match score over all pairs of restarts (1.0 with one restart)."""
+        sim = self.similarity.values
+        upper = sim[np.triu_indices(sim.shape[0], k=1)]
+        return float(np.median(upper)) if upper.size else 1.0
+
+    def factor(self, dim: str) -> xr.DataArray:
+        """The factor of mode ``dim`` (e.g. ``"pair"``)."""
+        for f in self.factors:
+            if f.dims[0] == dim:
+                return f
+        raise ValueError(f"dim: expected one of {[f.dims[0] for f in self.factors]}, got {dim!r}")
+
+    def reconstruct(self) -> xr.DataArray:
+        """The model tensor ``sum_r w_r a_r o b_r o c_r`` with the input's dims."""
+        a, b, c = (f.values for f in self.factors)
+        values = np.einsum("ir,jr,kr,r->ijk", a, b, c, self.weights.values)
+        coords = {}
+        for f in self.factors:
+            coords.update({k: v for k, v in f.coords.items() if k != "component"})
+        return xr.DataArray(values, dims=[f.dims[0] for f in self.factors], coords=coords)
+
+    def to_dataset(self) -> xr.Dataset:
+        """Factors, weights and diagnostics in one Dataset (for netCDF/zarr)."""
+        data = {f"{f.dims[0]}_factor": f for f in self.factors}
+        data.update(weights=self.weights, errors=self.errors, similarity=self.similarity)
+        return xr.Dataset(data, attrs={"error": self.error, "n_iter": self.n_iter, "stability": self.stability})
+
+
+def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
+    if isinstance(tensor, xr.DataArray):
+        values = tensor.values
+    elif isinstance(tensor, torch.Tensor):
+        values = tensor.detach().cpu().numpy()
+    elif isinstance(tensor, np.ndarray):
+        values = tensor
+    else:
+        raise TypeError(f"tensor: expected an xr.DataArray, numpy array or torch tensor, got {type(tensor).__name__}")
+    if values.ndim != 3:
+        raise ValueError(f"tensor: expected a 3-way tensor, got shape {values.shape}")
+    if not np.issubdtype(values.dtype, np.number):
+        raise TypeError(f"tensor: expected a numeric dtype, got {values.dtype}")
+    values = values.astype(np.float64)
+    observed = ~np.isnan(values)
+    if mask is not None:
+        mask = np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask)
+        if mask.shape != values.shape or mask.dtype != bool:
+            raise ValueError(f"mask: expected a bool array of shape {values.shape}, got {mask.dtype} {mask.shape}")
+        observed &= mask
+    if not observed.any():
+        raise ValueError("tensor: expected some observed entries, got every entry missing (NaN or masked)")
+    if np.isinf(values[observed]).any():
+        raise ValueError("tensor: expected finite entries, got inf")
+    if (values[observed] < 0).any():
+        raise ValueError(f"tensor: expected non-negative entries, got minimum {values[observed].min():.4g}")
+    if not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise ValueError(f"rank: expected a positive integer, got {rank!r}")
+    if rank > min(values.shape):
+        raise ValueError(f"rank: expected at most the smallest mode size {min(values.shape)} (shape {values.shape}), got {rank}")
+    if not isinstance(n_restarts, (int, np.integer)) or n_restarts < 1:
+        raise ValueError(f"n_restarts: expected a positive integer, got {n_restarts!r}")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
+    if tol < 0:
+        raise ValueError(f"tol: expected tol >= 0, got {tol!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
+    return np.where(observed, values, 0.0), observed
+
+
+def _init(shape, rank, n_restarts, seed, norm, device, dtype):
+    # Drawn in float64 on the CPU so a seed gives the same start on every device.
+    gen = torch.Generator().manual_seed(int(seed))
+    factors = [torch.rand((n_restarts, n, rank), generator=gen, dtype=torch.float64) for n in shape]
+    model_sq = (_hals.gram(factors[0]) * _hals.gram(factors[1]) * _hals.gram(factors[2])).sum((1, 2))
+    factors[0] *= (norm / model_sq.sqrt())[:, None, None]
+    return [f.to(device=device, dtype=dtype) for f in factors]
+
+
+@contextmanager
+def _threads_for(work: float, device: torch.device):
+    previous = torch.get_num_threads()
+    small = device.type == "cpu" and work < _SINGLE_THREAD_FLOPS
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(previous)
+
+
+def _coords_for(tensor, axis: int, size: int):
+    if isinstance(tensor, xr.DataArray):
+        dim = tensor.dims[axis]
+        coords = {k: v for k, v in tensor.coords.items() if v.dims == (dim,)}
+        return dim, coords
+    dim = f"mode{axis}"
+    return dim, {dim: np.arange(size)}
+
+
+def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, max_iter: int = 500,
+        tol: float = 1e-5, n_inner: int = 3, dtype: torch.dtype = torch.float32, device=None,
+        progress: bool = False, callback: Callable[[int, np.ndarray], bool | None] | None = None) -> NTFResult:
+    """Non-negative CP decomposition by batched HALS with random restarts.
+
+    Parameters
+    ----------
+    tensor : xr.DataArray, ndarray or torch.Tensor, 3-way, non-negative
+        E.g. the (pair, time, animal) output of :func:`affinity`. NaN entries
+        are missing.
+    rank : int
+        Number of rank-one components; at most the smallest mode size.
+    n_restarts : int
+        Random initialisations, fitted together as one batch.
+    mask : bool array, optional
+        Same shape as ``tensor``; ``True`` = observed. Entries that are
+        ``False`` (or NaN) are excluded from the fit (EM, not zero-imputation).
+    seed : int
+        Seed of the initial factors; the same seed gives the same result.
+    max_iter, tol : int, float
+        Stop after ``max_iter`` outer iterations, or once every restart's
+        relative error changes by less than ``tol`` (relative) per iteration.
+        In float32 the error itself is known to about 1e-6 relative, so a
+        ``tol`` below ~1e-5 needs ``dtype=torch.float64``.
+    n_inner : int
+        HALS sweeps per factor update (reuse of each MTTKRP).
+    dtype : torch.float32 or torch.float64
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU.
+    progress : bool
+        Show a tqdm bar over iterations.
+    callback : callable, optional
+        ``callback(iteration, errors)`` after every outer iteration with the
+        current relative error of each restart (of the running chunk when
+        entries are missing); returning True stops the fit there.
+
+    Returns
+    -------
+    NTFResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.einsum("ir,jr,kr->ijk", rng.random((8, 2)), rng.random((6, 2)), rng.random((5, 2)))
+    >>> res = ntf(x, 2, n_restarts=3, device="cpu")
+    >>> res.error < 1e-2, res.factor("mode0").dims
+    (True, ('mode0', 'component'))
+    """
+    values, observed = _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype)
+    device = torch.device(device) if device is not None else default_device()
+    I, J, K = values.shape
+    norm = np.sqrt((values**2).sum() / observed.mean())
+    A, B, C = _init((I, J, K), rank, n_restarts, seed, norm, device, dtype)
+    X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype, device=device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc=f"ntf rank {rank}", leave=False)
+
+    def report(it, err):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(error=f"{float(err.min()):.4f}")
+        return bool(callback(it, err.cpu().numpy())) if callback is not None else False
+
+    missing = None if observed.all() else tuple(torch.as_tensor(ix, device=device) for ix in np.nonzero(~observed))
+    with _threads_for(values.size * rank * n_restarts, device):
+        errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner,
+                              report if (bar or callback) else None)
+    if bar:
+        bar.close()
+    return _package(tensor, [A, B, C], errors.cpu().numpy(), n_iter)
+
+
+def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, report):
+    if missing is None:
+        return _hals.fit(X0, shape, A, B, C, missing=None, max_iter=max_iter, tol=tol, n_inner=n_inner, eps=0.0,
+                         progress=report)
+    # EM completes one copy of the tensor per restart: run restarts in chunks that fit in memory.
+    chunk = max(1, _MISSING_BATCH_BYTES // X0.element_size() // X0.numel())
+    errors, n_iter = [], 0
+    for start in range(0, A.shape[0], chunk):
+        part = slice(start, start + chunk)
+        Xb = X0.unsqueeze(0).repeat(A[part].shape[0], 1, 1)
+        err, it = _hals.fit(Xb, shape, A[part], B[part], C[part], missing=missing, max_iter=max_iter, tol=tol,
+                            n_inner=n_inner, eps=0.0, progress=report)
+        errors.append(err)
+        n_iter = max(n_iter, it)
+    return torch.cat(errors), n_iter
+
+
+def _package(tensor, factors, errors, n_iter) -> NTFResult:
+    mats = [f.detach().double().cpu().numpy() for f in factors]
+    models = []
+    for b in range(mats[0].shape[0]):
+        norms = [np.linalg.norm(m[b], axis=0) for m in mats]
+        weights = np.prod(norms, axis=0)
+        order = np.argsort(-weights, kind="stable")
+        unit = [(m[b] / np.where(n > 0, n, 1.0))[:, order] for m, n in zip(mats, norms)]
+        models.append((weights[order], unit))
+    best = int(np.argmin(errors))
+    weights, unit = models[best]
+    component = np.arange(len(weights))
+    out = []
+    for axis, f in enumerate(unit):
+        dim, coords = _coords_for(tensor, axis, f.shape[0])
+        out.append(xr.DataArray(f, dims=(dim, "component"), coords={**coords, "component": component}))
+    sim = pairwise_scores([list(m[1]) for m in _scaled(models)])
+    restart = np.arange(len(models))
+    return NTFResult(
+        factors=tuple(out),
+        weights=xr.DataArray(weights, dims=("component",), coords={"component": component}),
+        error=float(errors[best]),
+        errors=xr.DataArray(errors.astype(float), dims=("restart",), coords={"restart": restart}),
+        similarity=xr.DataArray(sim, dims=("restart", "restart_"), coords={"restart": restart, "restart_": restart}),
+        n_iter=int(n_iter),
+        restarts=models,
+    )
+
+
+def _scaled(models):
+    """Restart models with weights folded into the first factor, for factor_match_score."""
+    return [(w, [u[0] * w[None, :], *u[1:]]) for w, u in models]
