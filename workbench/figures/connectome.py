@@ -1,0 +1,163 @@
+"""Figures for dynamic connectomes (:mod:`workbench.connectome`), in the paper template."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import xarray as xr
+from plotly.subplots import make_subplots
+
+from workbench.connectome.pairs import pairs_to_matrix
+from workbench.figures.template import FULL_WIDTH_PX, PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, apply_paper_style
+
+
+def _check_result(result, needed: tuple[str, ...]) -> None:
+    if not isinstance(result, xr.Dataset):
+        raise TypeError(f"result: expected the xr.Dataset of dynamic_connectome, got {type(result).__name__}")
+    missing = [v for v in needed if v not in result]
+    if missing:
+        raise ValueError(f"result: expected variables {list(needed)}, missing {missing}")
+
+
+def _component(result: xr.Dataset, component: int) -> int:
+    n = result.sizes["component"]
+    if not isinstance(component, (int, np.integer)) or not 0 <= component < n:
+        raise ValueError(f"component: expected an integer in [0, {n}), got {component!r}")
+    return int(component)
+
+
+def component_panel(result: xr.Dataset, component: int = 0) -> go.Figure:
+    """Pair matrix ordered by community, time factor with stimulus windows, animal loadings.
+
+    Parameters
+    ----------
+    result : xr.Dataset
+        Output of :func:`workbench.connectome.dynamic_connectome`.
+    component : int
+
+    Examples
+    --------
+    >>> from workbench.connectome import synthetic, dynamic_connectome
+    >>> out = dynamic_connectome(synthetic(16, 3, 240, 2).traces, rank=2, n_restarts=2, device="cpu")
+    >>> len(component_panel(out, 0).data)
+    3
+    """
+    _check_result(result, ("pair_factor", "time_factor", "animal_factor", "community"))
+    c = _component(result, component)
+    matrix = pairs_to_matrix(result["pair_factor"][:, c])
+    labels = result["community"][c].values
+    order = np.lexsort((np.arange(labels.size), labels))
+    names = matrix["neuron"].values[order].astype(str)
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.4, 0.2], horizontal_spacing=0.09,
+                        subplot_titles=("pairs (by community)", "time", "animals"))
+    fig.add_trace(go.Heatmap(z=matrix.values[np.ix_(order, order)], x=names, y=names, colorscale=SEQUENTIAL,
+                             showscale=False), row=1, col=1)
+    fig.update_yaxes(autorange="reversed", showticklabels=names.size <= 40, row=1, col=1)
+    fig.update_xaxes(showticklabels=names.size <= 40, row=1, col=1)
+    time = result["time_factor"]
+    fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines",
+                             line=dict(color=PALETTE[0], width=1.2), name="time"), row=1, col=2)
+    if "stimulus_response" in result:
+        for start, end in zip(result["stim_start"].values, result["stim_end"].values):
+            fig.add_vrect(x0=float(start), x1=float(end), fillcolor=PALETTE[1], opacity=0.2, line_width=0,
+                          row=1, col=2)
+    animal = result["animal_factor"]
+    fig.add_trace(go.Bar(x=animal["animal"].values.astype(str), y=animal[:, c].values, marker_color=PALETTE[2],
+                         name="animals"), row=1, col=3)
+    fig.update_layout(title=f"component {c}", showlegend=False)
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=260)
+
+
+def rank_sweep_plot(sweep: xr.Dataset) -> go.Figure:
+    """Relative error and restart stability against rank, suggested rank marked.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> sweep = xr.Dataset({"error": ("rank", [0.5, 0.3]), "stability": ("rank", [1.0, 0.9])},
+    ...                    coords={"rank": [1, 2]}, attrs={"suggested_rank": 2})
+    >>> len(rank_sweep_plot(sweep).data)
+    2
+    """
+    if not isinstance(sweep, xr.Dataset) or not {"error", "stability"} <= set(sweep.data_vars):
+        raise TypeError("sweep: expected the xr.Dataset of rank_sweep (with 'error' and 'stability')")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    ranks = sweep["rank"].values
+    fig.add_trace(go.Scatter(x=ranks, y=sweep["error"].values, mode="lines+markers", name="relative error",
+                             line=dict(color=PALETTE[0])), secondary_y=False)
+    fig.add_trace(go.Scatter(x=ranks, y=sweep["stability"].values, mode="lines+markers", name="stability (FMS)",
+                             line=dict(color=PALETTE[3])), secondary_y=True)
+    if "suggested_rank" in sweep.attrs:
+        fig.add_vline(x=sweep.attrs["suggested_rank"], line_dash="dot", line_color="gray")
+    fig.update_xaxes(title_text="rank")
+    fig.update_yaxes(title_text="relative error", secondary_y=False)
+    fig.update_yaxes(title_text="stability", range=[0, 1.05], secondary_y=True)
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=240)
+
+
+def community_graph(result: xr.Dataset, component: int = 0, *, top_fraction: float = 0.1) -> go.Figure:
+    """Neurons on a circle grouped and coloured by community, strongest pairs as edges.
+
+    Examples
+    --------
+    >>> from workbench.connectome import synthetic, dynamic_connectome
+    >>> out = dynamic_connectome(synthetic(16, 3, 240, 2).traces, rank=2, n_restarts=2, device="cpu")
+    >>> community_graph(out, 1).data[-1].mode
+    'markers+text'
+    """
+    _check_result(result, ("pair_factor", "community"))
+    c = _component(result, component)
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction: expected a fraction in (0, 1], got {top_fraction!r}")
+    matrix = pairs_to_matrix(result["pair_factor"][:, c]).values
+    labels = result["community"][c].values
+    names = result["community"]["neuron"].values.astype(str)
+    order = np.lexsort((np.arange(labels.size), labels))
+    angle = np.empty(labels.size)
+    angle[order] = np.linspace(0, 2 * np.pi, labels.size, endpoint=False)
+    x, y = np.cos(angle), np.sin(angle)
+    iu, ju = np.triu_indices(labels.size, k=1)
+    weights = matrix[iu, ju]
+    keep = np.argsort(-weights)[: max(1, int(top_fraction * weights.size))]
+    ex, ey = [], []
+    for k in keep:
+        ex += [x[iu[k]], x[ju[k]], None]
+        ey += [y[iu[k]], y[ju[k]], None]
+    fig = go.Figure(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="rgba(0,0,0,0.25)", width=0.7),
+                               hoverinfo="skip"))
+    colors = [PALETTE[int(lab) % len(PALETTE)] for lab in labels]
+    fig.add_trace(go.Scatter(x=x, y=y, mode="markers+text", text=names if names.size <= 60 else None,
+                             textposition="top center", textfont=dict(size=6), marker=dict(color=colors, size=7),
+                             hovertext=[f"{n}: community {lab}" for n, lab in zip(names, labels)]))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(showlegend=False, title=f"component {c}: {int(labels.max()) + 1} communities")
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX)
+
+
+def restart_similarity_plot(similarity) -> go.Figure:
+    """Heatmap of the factor match score between every two restarts.
+
+    Parameters
+    ----------
+    similarity : xr.DataArray (restart, restart_), an NTFResult, or a
+        dynamic_connectome Dataset (its ``restart_similarity``).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> sim = xr.DataArray(np.eye(3), dims=("restart", "restart_"))
+    >>> restart_similarity_plot(sim).data[0].type
+    'heatmap'
+    """
+    if isinstance(similarity, xr.Dataset) and "restart_similarity" in similarity:
+        similarity = similarity["restart_similarity"]
+    elif hasattr(similarity, "similarity") and isinstance(similarity.similarity, xr.DataArray):
+        similarity = similarity.similarity
+    if not isinstance(similarity, xr.DataArray) or similarity.ndim != 2:
+        raise TypeError(f"similarity: expected a (restart, restart_) DataArray or NTFResult, got {type(similarity).__name__}")
+    fig = go.Figure(go.Heatmap(z=similarity.values, zmin=0, zmax=1, colorscale=SEQUENTIAL,
+                               colorbar=dict(title="FMS")))
+    fig.update_xaxes(title_text="restart")
+    fig.update_yaxes(title_text="restart", autorange="reversed")
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX - 40)
