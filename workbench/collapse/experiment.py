@@ -1,0 +1,207 @@
+"""Neural collapse in a real network: an MLP followed by M bias-free linear layers.
+
+The setup of Dang et al. (2023, Sec. 6): ReLU layers learn features, then
+``n_linear`` bias-free linear layers (the last one maps to the classes) form
+the deep linear head whose optimum the theory describes. NC metrics are
+recorded at every layer every ``record_every`` epochs; at the linear layers the
+product of the remaining linear maps is the classifier, so NC3 and NC4 are
+defined there too.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+import workbench
+from workbench.collapse._runtime import few_threads, resolve_device
+from workbench.collapse._validate import check_choice, check_counts
+from workbench.collapse.layerwise import track
+
+
+def _load(data: Any) -> tuple[torch.Tensor, torch.Tensor, str]:
+    if data is None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return torch.from_numpy(digits.data / 16.0).float(), torch.from_numpy(digits.target).long(), "sklearn digits"
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = (torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for v in data)
+        name = "user arrays"
+    elif isinstance(data, torch.utils.data.Dataset):
+        pairs = [data[i] for i in range(len(data))]
+        x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
+        y = torch.as_tensor([int(p[1]) for p in pairs])
+        name = type(data).__name__
+    else:
+        raise TypeError(f"data: expected None (sklearn digits), (inputs, labels) or a torch Dataset, "
+                        f"got {type(data).__name__}")
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"data: expected inputs (sample, ...) and labels (sample,) of equal length, got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if y.dtype.is_floating_point:
+        raise TypeError(f"data: expected integer labels, got dtype {y.dtype}")
+    return x.flatten(1).float(), y.long(), name
+
+
+def _subsample(x: torch.Tensor, y: torch.Tensor, n_per_class: Sequence[int] | None,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if n_per_class is None:
+        return x, y
+    counts = check_counts(n_per_class)
+    k = int(y.max()) + 1
+    if counts.size != k:
+        raise ValueError(f"n_per_class: expected one count per class ({k}), got {counts.size}")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c, n_c in enumerate(counts):
+        members = np.flatnonzero(y.numpy() == c)
+        if n_c > members.size:
+            raise ValueError(f"n_per_class: class {c} has {members.size} samples, asked for {n_c}")
+        rows.append(rng.choice(members, size=n_c, replace=False))
+    keep = torch.from_numpy(np.sort(np.concatenate(rows)))
+    return x[keep], y[keep]
+
+
+def build_model(in_dim: int, n_classes: int, hidden: Sequence[int], n_linear: int) -> nn.Sequential:
+    """ReLU layers ``fc{i}``/``relu{i}`` (with bias), then bias-free ``linear1..linear{n_linear}``.
+
+    Examples
+    --------
+    >>> net = build_model(64, 10, hidden=(32, 32), n_linear=2)
+    >>> [name for name, _ in net.named_children()]
+    ['fc1', 'relu1', 'fc2', 'relu2', 'linear1', 'linear2']
+    """
+    if n_linear < 1:
+        raise ValueError(f"n_linear: expected at least one (the classifier), got {n_linear}")
+    if not hidden:
+        raise ValueError("hidden: expected at least one ReLU layer width, got none")
+    mods: list[tuple[str, nn.Module]] = []
+    width = in_dim
+    for i, h in enumerate(hidden, start=1):
+        mods += [(f"fc{i}", nn.Linear(width, h)), (f"relu{i}", nn.ReLU())]
+        width = h
+    for m in range(1, n_linear + 1):
+        mods.append((f"linear{m}", nn.Linear(width, n_classes if m == n_linear else width, bias=False)))
+    return nn.Sequential(OrderedDict(mods))
+
+
+def _heads(model: nn.Sequential, n_relu: int, n_linear: int) -> dict[str, torch.Tensor]:
+    """For each recorded layer feeding the linear head, the product of the linear maps after it."""
+    weights = [getattr(model, f"linear{m}").weight.detach() for m in range(1, n_linear + 1)]
+    heads = {}
+    for start in range(n_linear):  # features feeding linear{start+1}
+        product = weights[start]
+        for w in weights[start + 1:]:
+            product = w @ product
+        heads[f"relu{n_relu}" if start == 0 else f"linear{start}"] = product.cpu().double()
+    return heads
+
+
+def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None,
+                   hidden: Sequence[int] = (256, 256, 256), n_linear: int = 3, loss: str = "mse",
+                   epochs: int = 200, lr: float | None = None, momentum: float = 0.9, weight_decay: float = 5e-4,
+                   batch_size: int = 128, record_every: int = 10, global_mean: str = "class_means",
+                   nc3: str = "papyan", seed: int = 0, device: str | torch.device | None = None,
+                   progress: bool = True) -> xr.Dataset:
+    """Train an MLP + bias-free linear head and record NC metrics per layer and epoch.
+
+    Parameters
+    ----------
+    data : None, (inputs, labels) or torch Dataset
+        Default: the handwritten digits shipped with scikit-learn (1797 8x8
+        images, 10 classes), scaled to [0, 1]. Inputs are flattened.
+    n_per_class : sequence of int, optional
+        Subsample this many training samples per class (imbalanced data),
+        e.g. ``(30, 30, 60, 60, 90, 90, 120, 120, 150, 150)``; default all.
+    hidden : sequence of int
+        Widths of the ReLU layers.
+    n_linear : int
+        Number M of bias-free linear layers; the last maps to the classes.
+    loss : {"mse", "ce"}
+        ``(1/2)||logits - onehot||^2`` per sample, or cross-entropy.
+    epochs, lr, momentum, weight_decay, batch_size
+        SGD settings; the step (default 0.1 for MSE, 0.05 for CE) falls
+        tenfold at 1/2 and 3/4 of the epochs. Weight decay covers every layer.
+    record_every : int
+        Measure every this many epochs (and at epoch 0 and the last).
+    global_mean, nc3
+        As in :func:`~workbench.collapse.nc_metrics`.
+    seed : int
+        Seeds the initialisation, the subsampling and the batch order.
+    device : str or torch.device, optional
+        Default CUDA when available, else CPU.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        NC metrics over (``epoch``, ``layer``) as from
+        :func:`~workbench.collapse.layerwise`, plus ``train_loss`` and
+        ``train_accuracy`` over ``epoch``. Layers are ``relu1..`` and
+        ``linear1..linear{M-1}``.
+
+    Examples
+    --------
+    >>> ds = run_experiment(hidden=(32,), n_linear=2, epochs=2, record_every=1, progress=False, device="cpu")
+    >>> ds.nc1.dims, ds.layer.values.tolist()
+    (('epoch', 'layer'), ['relu1', 'linear1'])
+    """
+    check_choice("loss", loss, ("mse", "ce"))
+    if epochs < 1 or record_every < 1:
+        raise ValueError(f"epochs, record_every: expected ints >= 1, got {epochs} and {record_every}")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    x, y, source = _load(data)
+    x, y = _subsample(x, y, n_per_class, seed)
+    k = int(y.max()) + 1
+    model = build_model(x.shape[1], k, hidden, n_linear).to(dev)
+    layers = [f"relu{i}" for i in range(1, len(hidden) + 1)] + [f"linear{m}" for m in range(1, n_linear)]
+    tracker = track(model, (x, y), layers, classifiers=lambda: _heads(model, len(hidden), n_linear),
+                    n_classes=k, global_mean=global_mean, nc3=nc3, batch_size=2048, device=dev)
+    step = lr if lr is not None else (0.1 if loss == "mse" else 0.05)
+    opt = torch.optim.SGD(model.parameters(), lr=step, momentum=momentum, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2, 3 * epochs // 4], gamma=0.1)
+    xd, yd = x.to(dev), y.to(dev)
+    onehot = nn.functional.one_hot(yd, k).float()
+    gen = torch.Generator().manual_seed(seed)
+
+    def evaluate() -> tuple[float, float]:
+        with torch.no_grad():
+            logits = model(xd)
+            value = _loss(logits, yd, onehot, loss)
+            return float(value), float((logits.argmax(1) == yd).float().mean())
+
+    # widths up to ~512 are small matrices: one thread beats two that wait on each other
+    with few_threads(dev, enabled=max(hidden) <= 512):
+        train_loss, acc = evaluate()
+        tracker(0, train_loss=train_loss, train_accuracy=acc)
+        for epoch in tqdm(range(1, epochs + 1), disable=not progress, desc="epochs"):
+            model.train()
+            for rows in torch.randperm(len(yd), generator=gen).split(batch_size):
+                rows = rows.to(dev)
+                opt.zero_grad()
+                _loss(model(xd[rows]), yd[rows], onehot[rows], loss).backward()
+                opt.step()
+            sched.step()
+            if epoch % record_every == 0 or epoch == epochs:
+                train_loss, acc = evaluate()
+                tracker(epoch, train_loss=train_loss, train_accuracy=acc)
+    out = tracker.result()
+    out.attrs.update({"data": source, "n_per_class": np.bincount(y.numpy(), minlength=k).tolist(),
+                      "hidden": list(hidden), "n_linear": n_linear, "loss": loss, "epochs": epochs, "lr": step,
+                      "weight_decay": weight_decay, "seed": seed, "workbench_version": workbench.__version__})
+    return out
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "mse":
+        return 0.5 * ((logits - onehot) ** 2).sum(dim=1).mean()
+    return nn.functional.cross_entropy(logits, labels)

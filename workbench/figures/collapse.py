@@ -1,0 +1,245 @@
+"""Figure builders for neural-collapse results (:mod:`workbench.collapse`).
+
+Each builder takes the xarray a collapse function returned and gives a plotly
+figure in the paper template: NC metrics over epochs (log y), a metric over
+layers with a log-linear fit, the class-mean Gram matrix beside its target
+(ETF, OF or Dang et al.'s imbalanced optimum), a 3-D projection of class means
+and classifier rows with the target overlaid, and minority cosine against the
+imbalance ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import xarray as xr
+from plotly.subplots import make_subplots
+
+from workbench.collapse.theory import etf_gram, of_gram
+from workbench.figures.template import (
+    DIVERGING,
+    FULL_WIDTH_PX,
+    PALETTE,
+    SINGLE_COLUMN_PX,
+    apply_paper_style,
+    new_figure,
+)
+
+_LABELS = {"nc1": "NC1", "nc2_etf": "NC2 (ETF)", "nc2_of": "NC2 (OF)", "nc2_equinorm_h": "NC2 equinorm (H)",
+           "nc2_equinorm_w": "NC2 equinorm (W)", "nc2_equiangle": "NC2 equiangle", "nc2_max_angle": "NC2 max-angle",
+           "nc3": "NC3", "nc4": "NC4"}
+
+
+def _require(ds: xr.Dataset, names: Sequence[str], dims: Sequence[str] = ()) -> None:
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds: expected an xarray.Dataset from workbench.collapse, got {type(ds).__name__}")
+    missing = [n for n in names if n not in ds]
+    if missing:
+        raise ValueError(f"ds: expected variables {list(names)}, missing {missing}")
+    absent = [d for d in dims if d not in ds.dims]
+    if absent:
+        raise ValueError(f"ds: expected dims {list(dims)}, got {list(ds.dims)}")
+
+
+def nc_vs_epoch(ds: xr.Dataset, metrics: Sequence[str] = ("nc1", "nc2_etf", "nc3", "nc4"),
+                layer: str | None = None) -> go.Figure:
+    """NC metrics against epoch on a log y axis, one line per metric.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From :func:`~workbench.collapse.run_experiment` or ``track(...).result()``.
+    metrics : sequence of str
+        Scalar variables to draw; all-NaN ones are left out.
+    layer : str, optional
+        Which layer when ``ds`` has a ``layer`` dim; default the last.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"nc1": ("epoch", [1.0, 0.1, 0.01])}, coords={"epoch": [0, 10, 20]})
+    >>> nc_vs_epoch(ds, metrics=["nc1"]).layout.yaxis.type
+    'log'
+    """
+    _require(ds, metrics, ["epoch"])
+    if "layer" in ds.dims:
+        ds = ds.sel(layer=layer) if layer is not None else ds.isel(layer=-1)
+    fig = new_figure(xaxis_title="epoch", yaxis_title="metric", yaxis_type="log", width=SINGLE_COLUMN_PX)
+    for i, name in enumerate(metrics):
+        y = ds[name].values.astype(float)
+        keep = np.isfinite(y) & (y > 0)  # a log axis cannot show zeros (e.g. NC4 once training is exact)
+        if keep.any():
+            fig.add_trace(go.Scatter(x=ds.epoch.values[keep], y=y[keep], mode="lines+markers",
+                                     name=_LABELS.get(name, name), line=dict(color=PALETTE[i % len(PALETTE)])))
+    return fig
+
+
+def nc_vs_layer(ds: xr.Dataset, metric: str = "nc1", epoch: int | None = None) -> go.Figure:
+    """One metric against layer depth (log y) with a least-squares line through log10(metric).
+
+    The fitted slope (decades per layer) is in ``fig.layout.meta["slope"]``
+    and in the legend.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"nc1": ("layer", [1.0, 0.1, 0.01])}, coords={"layer": ["a", "b", "c"]})
+    >>> round(nc_vs_layer(ds).layout.meta["slope"], 6)
+    -1.0
+    """
+    _require(ds, [metric], ["layer"])
+    if "epoch" in ds.dims:
+        ds = ds.sel(epoch=epoch) if epoch is not None else ds.isel(epoch=-1)
+    y = ds[metric].values.astype(float)
+    depth = np.arange(1, y.size + 1)
+    keep = np.isfinite(y) & (y > 0)
+    fig = new_figure(xaxis_title="layer", yaxis_title=_LABELS.get(metric, metric), yaxis_type="log",
+                     width=SINGLE_COLUMN_PX)
+    fig.add_trace(go.Scatter(x=depth[keep], y=y[keep], mode="markers", name=_LABELS.get(metric, metric),
+                             marker=dict(color=PALETTE[0], size=7)))
+    slope = np.nan
+    if keep.sum() >= 2:
+        slope, intercept = np.polyfit(depth[keep], np.log10(y[keep]), 1)
+        fig.add_trace(go.Scatter(x=depth[keep], y=10 ** (intercept + slope * depth[keep]), mode="lines",
+                                 name=f"fit: {slope:.2f} decades/layer", line=dict(color=PALETTE[3], dash="dash")))
+    fig.update_xaxes(tickvals=depth, ticktext=[str(v) for v in ds.layer.values])
+    fig.update_layout(meta={"slope": float(slope)})
+    return fig
+
+
+def _target_gram(ds: xr.Dataset, target: str | xr.Dataset) -> tuple[np.ndarray, np.ndarray, str]:
+    """(observed Gram, target Gram), both unit Frobenius norm, and the target's name."""
+    k = ds.sizes["class"]
+    if isinstance(target, xr.Dataset):
+        _require(target, ["mean_norm"])
+        if target.sizes["class"] != k:
+            raise ValueError(f"target: expected theory for {k} classes, got {target.sizes['class']}")
+        gram, want = ds.gram_uncentred.values, np.diag(target.mean_norm.values ** 2)
+        want = want / np.linalg.norm(want)
+        name = "imbalanced theory"
+    elif target == "etf":
+        gram, want, name = ds.gram.values, etf_gram(k), "simplex ETF"
+    elif target == "of":
+        gram, want, name = ds.gram_uncentred.values, of_gram(k), "orthogonal frame"
+    else:
+        raise ValueError(f"target: expected 'etf', 'of' or a Dataset from imbalanced_geometry, got {target!r}")
+    return gram / np.linalg.norm(gram), want, name
+
+
+def gram_heatmap(ds: xr.Dataset, target: str | xr.Dataset = "etf") -> go.Figure:
+    """The class-mean Gram matrix (unit Frobenius norm) beside its target.
+
+    ``target="etf"`` uses centred means and the simplex ETF; ``"of"`` uncentred
+    means and I/sqrt(K); a Dataset from
+    :func:`~workbench.collapse.imbalanced_geometry` the diagonal of squared
+    theoretical mean norms. The distance ||G - target||_F is in the title.
+
+    Examples
+    --------
+    >>> from workbench.collapse import nc_metrics
+    >>> m = nc_metrics(np.eye(3).repeat(2, axis=0), np.arange(6) // 2, device="cpu")
+    >>> len(gram_heatmap(m, target="of").data)
+    2
+    """
+    _require(ds, ["gram", "gram_uncentred"], ["class"])
+    observed, want, name = _target_gram(ds, target)
+    cls = [str(c) for c in ds["class"].values]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("class means", name), horizontal_spacing=0.12)
+    limit = float(max(np.abs(observed).max(), np.abs(want).max()))
+    for col, mat in enumerate((observed, want), start=1):
+        fig.add_trace(go.Heatmap(z=mat, x=cls, y=cls, zmin=-limit, zmax=limit, colorscale=DIVERGING,
+                                 showscale=col == 2, colorbar=dict(thickness=10)), row=1, col=col)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    fig.update_layout(title=f"Gram vs {name}: distance {np.linalg.norm(observed - want):.2e}")
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=320)
+
+
+def _procrustes(target: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``target`` (K, K) rotated into the feature space to best match ``observed`` (K, d)."""
+    u, _, vt = np.linalg.svd(target.T @ observed, full_matrices=False)
+    return target @ u @ vt
+
+
+def class_means_3d(ds: xr.Dataset, W: Any = None, target: str | xr.Dataset | None = None) -> go.Figure:
+    """Class means and classifier rows projected on their top three principal axes.
+
+    Means are drawn centred for ``target`` None or ``"etf"``, uncentred for
+    ``"of"`` or a theory Dataset. Classifier rows are rescaled to the means'
+    average norm (they live in other units). The target geometry (for a theory
+    Dataset at its predicted norms, else scaled to the data), rotated onto
+    the observed means by orthogonal Procrustes, is drawn as open markers, so
+    its distance from the filled ones is the departure from theory.
+
+    Examples
+    --------
+    >>> from workbench.collapse import nc_metrics
+    >>> x, y = np.eye(4).repeat(2, axis=0) * 3, np.arange(8) // 2
+    >>> fig = class_means_3d(nc_metrics(x, y, device="cpu"), W=np.eye(4), target="etf")
+    >>> [t.name for t in fig.data]
+    ['class means', 'classifier rows', 'simplex ETF']
+    """
+    _require(ds, ["class_means"], ["class"])
+    means = ds.class_means.values
+    centred = target is None or (isinstance(target, str) and target == "etf")
+    points = means - means.mean(axis=0) if centred else means
+    rows = None
+    if W is not None:
+        rows = np.asarray(W, dtype=float)
+        if rows.shape != means.shape:
+            raise ValueError(f"W: expected shape {means.shape} (class, dim), got {rows.shape}")
+        rows = rows / np.linalg.norm(rows, axis=1).mean() * np.linalg.norm(points, axis=1).mean()
+    overlay = None
+    if target is not None:
+        _, want, name = _target_gram(ds, target)
+        if isinstance(target, xr.Dataset):  # the theory fixes the norms themselves
+            shape = np.diag(target.mean_norm.values)
+        else:  # a Gram matrix's symmetric square root is a point set with that Gram; match the overall scale
+            lam, vec = np.linalg.eigh(want)
+            shape = vec * np.sqrt(np.clip(lam, 0, None)) @ vec.T
+            shape *= np.linalg.norm(points) / np.linalg.norm(shape)
+        overlay = _procrustes(shape, points)
+    stacked = np.vstack([p for p in (points, rows) if p is not None])
+    _, _, vt = np.linalg.svd(stacked, full_matrices=False)
+    basis = vt[:3].T
+    if basis.shape[1] < 3:
+        basis = np.pad(basis, ((0, 0), (0, 3 - basis.shape[1])))
+    fig = go.Figure()
+    labels = [str(c) for c in ds["class"].values]
+
+    def add(coords: np.ndarray, name: str, symbol: str, color: str) -> None:
+        p = coords @ basis
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers+text", text=labels, name=name,
+                                   marker=dict(size=5, symbol=symbol, color=color)))
+
+    add(points, "class means", "circle", PALETTE[0])
+    if rows is not None:
+        add(rows, "classifier rows", "diamond", PALETTE[3])
+    if overlay is not None:
+        add(overlay, name, "circle-open", PALETTE[7])
+    fig.update_layout(scene=dict(xaxis_title="PC1", yaxis_title="PC2", zaxis_title="PC3", aspectmode="data"))
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX * 2, height=420)
+
+
+def minority_collapse_plot(ds: xr.Dataset) -> go.Figure:
+    """Minority-class classifier cosine against the imbalance ratio (log x).
+
+    The dotted line is the simplex-ETF cosine -1/(K-1) of balanced data; a
+    rise towards 1 is minority collapse.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"minority_cosine": ("ratio", [-0.33, 0.4, 0.8])}, coords={"ratio": [1, 16, 64]},
+    ...                 attrs={"k_majority": 2, "k_minority": 2})
+    >>> minority_collapse_plot(ds).layout.xaxis.type
+    'log'
+    """
+    _require(ds, ["minority_cosine"], ["ratio"])
+    fig = new_figure(xaxis_title="imbalance ratio n_major / n_minor", yaxis_title="minority cosine",
+                     xaxis_type="log", width=SINGLE_COLUMN_PX)
+    fig.add_trace(go.Scatter(x=ds.ratio.values, y=ds.minority_cosine.values, mode="lines+markers",
+                             name="UFM optimum", line=dict(color=PALETTE[0])))
+    k = ds.attrs.get("k_majority", 0) + ds.attrs.get("k_minority", 0)
+    if k >= 2:
+        fig.add_hline(y=-1.0 / (k - 1), line=dict(color=PALETTE[7], dash="dot"), annotation_text="ETF")
+    fig.update_yaxes(range=[-1.05, 1.05])
+    return fig
