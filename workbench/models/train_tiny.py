@@ -56,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--d-mlp", type=int, default=512)
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--repeat-fraction", type=float, default=0.5)
+    p.add_argument("--min-period", type=int, default=5)
+    p.add_argument("--max-period", type=int, default=64)
+    p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--threads", type=int, default=None)
@@ -75,17 +78,20 @@ def encode_stream(tokenizer, text: str) -> np.ndarray:
     return np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
 
 
-def repeated_batch(stream: np.ndarray, rng: np.random.Generator, n: int, seq_len: int, bos: int) -> np.ndarray:
+def repeated_batch(stream: np.ndarray, rng: np.random.Generator, n: int, seq_len: int, bos: int,
+                   periods: tuple[int, int] = (5, 64)) -> np.ndarray:
     rows = np.empty((n, seq_len), dtype=np.int64)
     rows[:, 0] = bos
     for r in range(n):
-        period = int(rng.integers(5, 65))
+        period = int(rng.integers(periods[0], periods[1] + 1))
         block = stream[rng.integers(0, stream.size, size=period)]
         rows[r, 1:] = np.resize(block, seq_len - 1)
     return rows
 
 
 def corpus_batch(stream: np.ndarray, rng: np.random.Generator, n: int, seq_len: int, bos: int) -> np.ndarray:
+    if n == 0:
+        return np.empty((0, seq_len), dtype=np.int64)
     starts = rng.integers(0, stream.size - seq_len, size=n)
     rows = np.stack([stream[s:s + seq_len - 1] for s in starts])
     return np.concatenate([np.full((n, 1), bos, dtype=np.int64), rows], axis=1)
@@ -111,7 +117,7 @@ def train(args: argparse.Namespace) -> dict:
     bridge = boot_native(arch, tokenizer=tokenizer, device="cpu", name=args.name, seed=args.seed)
     model = bridge.original_model  # train the plain module; the bridge shares its parameters
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
     warmup = max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
@@ -119,7 +125,8 @@ def train(args: argparse.Namespace) -> dict:
     curve, start = [], time.time()
     for step in range(args.steps):
         batch = np.concatenate([corpus_batch(train_stream, rng, args.batch_size - n_rep, args.seq_len, bos),
-                                repeated_batch(train_stream, rng, n_rep, args.seq_len, bos)])
+                                repeated_batch(train_stream, rng, n_rep, args.seq_len, bos,
+                                               (args.min_period, args.max_period))])
         tokens = torch.from_numpy(batch)
         logits = model(tokens)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),

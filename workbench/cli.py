@@ -1,0 +1,90 @@
+"""The ``workbench`` command line: a thin shell over the library.
+
+Examples
+--------
+>>> build_parser().parse_args(["demo", "--out", "figs"]).out
+'figs'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Decomposition workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="cache a bundled model's hooks and export a figure")
+    demo.add_argument("--model", default="tiny-attn-2l")
+    demo.add_argument("--out", default="workbench-demo")
+    demo.add_argument("--cache", default=None, help="cache folder (default: $WORKBENCH_CACHE or the user cache)")
+    demo.add_argument("--n-seq", type=int, default=64)
+    demo.add_argument("--seq-len", type=int, default=128)
+    sub.add_parser("models", help="list bundled models")
+    cache = sub.add_parser("cache", help="list, describe or clear cached activations")
+    cache.add_argument("action", choices=("list", "info", "clear"))
+    cache.add_argument("key", nargs="?")
+    cache.add_argument("--cache", default=None)
+    return parser
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    from workbench.data.corpus import load_corpus
+    from workbench.figures import export
+    from workbench.figures.models import head_norms, induction_heatmap
+    from workbench.hooks import HookCache
+    from workbench.models import induction_scores, load_model, tokenize
+
+    model = load_model(args.model)
+    text = load_corpus("held_out")
+    width = 4 * args.seq_len
+    tokens = tokenize(model, [text[i * width:(i + 1) * width] for i in range(args.n_seq)], seq_len=args.seq_len)
+    cache = HookCache(args.cache)
+    hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    hooks.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    ds = cache.activations(model, tokens, hooks)
+    print(f"cached {len(hooks)} hooks of {args.model} over {tokens.numel()} tokens in {cache.root}")
+    z = xr.concat([ds[h] for h in hooks if h.endswith("hook_z")], dim="layer")
+    z = z.assign_coords(layer=range(model.cfg.n_layers))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [export(induction_heatmap(induction_scores(model)), out / "induction_scores.pdf"),
+               export(induction_heatmap(induction_scores(model)), out / "induction_scores.png"),
+               export(head_norms(z), out / "head_norms.svg")]
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return run_demo(args)
+    if args.command == "models":
+        from workbench.models import list_models
+
+        print("\n".join(list_models()))
+        return 0
+    from workbench.hooks import HookCache
+
+    cache = HookCache(args.cache)
+    if args.action == "list":
+        for entry in cache.list():
+            print(json.dumps(entry))
+    elif args.action == "info":
+        if not args.key:
+            print("workbench cache info: give a KEY (see 'workbench cache list')", file=sys.stderr)
+            return 2
+        print(json.dumps(cache.info(args.key), indent=1, default=str))
+    else:
+        print(f"removed {cache.clear(args.key)} stores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
