@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,8 +38,6 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 MANIFEST = "workbench-manifest.json"
 TMP_MARK = ".tmp-"
-# zarr lists every entry of a group folder and warns about our manifest file.
-warnings.filterwarnings("ignore", message=f".*{MANIFEST}.*", category=UserWarning)
 
 
 class StoreDamagedError(RuntimeError):
@@ -132,11 +131,21 @@ def verify_store(path: Path) -> None:
 def open_store(path: Path) -> xr.Dataset:
     """Verify and open a complete store lazily (dask arrays chunked as stored)."""
     verify_store(path)
-    return xr.open_zarr(path, consolidated=False, chunks={}, zarr_format=3)
+    with _quiet_about_manifest():
+        return xr.open_zarr(path, consolidated=False, chunks={}, zarr_format=3)
 
 
 def read_attrs(path: Path) -> dict:
-    return dict(zarr.open_group(path, mode="r").attrs)
+    with _quiet_about_manifest():
+        return dict(zarr.open_group(path, mode="r").attrs)
+
+
+@contextlib.contextmanager
+def _quiet_about_manifest():
+    # zarr lists every entry of a group folder and warns about our manifest file.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{MANIFEST}.*")
+        yield
 
 
 def sweep_stale(root: Path, *, older_than: float = 3600.0) -> int:
