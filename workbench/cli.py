@@ -28,7 +28,36 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=("list", "info", "clear"))
     cache.add_argument("key", nargs="?")
     cache.add_argument("--cache", default=None)
+    serve = sub.add_parser("serve", help="serve the dashboard (Panel) on this machine")
+    serve.add_argument("--port", type=int, default=5006)
+    serve.add_argument("--address", default="127.0.0.1", help="interface to bind (default: localhost only)")
+    serve.add_argument("--cache", default=None, help="cache folder (default: $WORKBENCH_CACHE or the user cache)")
+    figures = sub.add_parser("figures", help="re-export paper figures from results the dashboard saved")
+    figures.add_argument("results_dir", help="cache folder the dashboard used (--cache of 'workbench serve')")
+    figures.add_argument("out_dir")
+    figures.add_argument("--formats", nargs="+", default=["pdf"], choices=("pdf", "svg", "png"))
     return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    # widgets imports panel/bokeh: only this command pays for it
+    from widgets.app import serve
+
+    serve(port=args.port, address=args.address, cache_dir=args.cache)
+    return 0
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    from widgets.app import export_results
+
+    try:
+        written = export_results(args.results_dir, args.out_dir, tuple(args.formats))
+    except ValueError as err:
+        print(f"workbench figures: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -65,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "serve":
+        return run_serve(args)
+    if args.command == "figures":
+        return run_figures(args)
     if args.command == "models":
         from workbench.models import list_models
 

@@ -1,0 +1,121 @@
+"""The served dashboard in headless system Chromium: every page renders, reacts, and stays on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FIGURE = ".js-plotly-plot .main-svg"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    cache = tmp_path_factory.mktemp("served")
+    log = open(cache / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--cache", str(cache)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/overview", timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"workbench serve did not come up: {(cache / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url, proc
+    proc.terminate()
+    proc.wait(20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no system Chromium at {CHROMIUM}")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def tab(browser, server):
+    """A page that records console errors and every request that is not to the local server."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.errors, page.outside = [], []
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda err: page.errors.append(str(err)))
+    local = ("http://127.0.0.1:", "ws://127.0.0.1:", "blob:http://127.0.0.1:", "data:")
+    page.on("request", lambda req: None if req.url.startswith(local) else page.outside.append(req.url))
+    yield page
+    page.close()
+
+
+def _open(tab, server, slug: str):
+    tab.goto(f"{server[0]}/{slug}")
+    tab.wait_for_selector(FIGURE, timeout=90_000)
+
+
+def _finish(tab, server, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+    assert tab.errors == [], f"JavaScript console errors: {tab.errors}"
+    assert tab.outside == [], f"requests left 127.0.0.1: {tab.outside}"
+    assert server[1].poll() is None, "the server stopped"
+    assert urllib.request.urlopen(f"{server[0]}/overview", timeout=30).status == 200
+
+
+def test_overview_renders_and_switches_model(tab, server):
+    _open(tab, server, "overview")
+    first = tab.locator(".wb-model select").input_value()
+    other = [o for o in tab.locator(".wb-model select option").all_inner_texts() if o != first][0]
+    tab.locator(".wb-model select").select_option(other)
+    tab.get_by_text(f"Induction score: {other}").wait_for(timeout=90_000)
+    _finish(tab, server, "overview")
+
+
+def test_collapse_runs_on_open_and_switches_layer(tab, server):
+    _open(tab, server, "collapse")
+    tab.get_by_text("Gram vs simplex ETF").first.wait_for(timeout=90_000)
+    layer = tab.locator(".wb-layer select").locator("option").first.inner_text()
+    tab.locator(".wb-layer select").select_option(layer)
+    tab.get_by_text(f"NC metrics at {layer}").wait_for(timeout=30_000)
+    _finish(tab, server, "collapse")
+
+
+def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
+    _open(tab, server, "connectome")
+    tab.locator(".wb-run button").click()
+    tab.get_by_text("relative error").first.wait_for(timeout=120_000)  # the rank-sweep figure arrived
+    assert tab.locator(FIGURE).count() >= 4
+    tab.locator(".wb-source select").select_option("file")
+    tab.locator(".wb-path input").fill("/no/such/recording.nc")
+    tab.locator(".wb-path input").press("Enter")
+    tab.locator(".wb-load button").click()
+    tab.locator(".wb-message").get_by_text("path: expected an existing file or folder").wait_for(timeout=30_000)
+    _finish(tab, server, "connectome")

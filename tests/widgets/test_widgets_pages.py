@@ -1,0 +1,205 @@
+"""Page state objects without a browser: jobs, cached results, bad input, export."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from widgets.jobs import Cancelled, Job
+from widgets.pages.base import readable
+from widgets.results import ResultStore, result_key
+
+
+def test_job_returns_result_reports_progress_and_keeps_errors():
+    job = Job(lambda j: (j.report(0.25, "quarter"), 7)[1], name="seven").wait(10)
+    assert (job.result, job.error, job.fraction, job.message) == (7, None, 0.25, "quarter")
+    failed = Job(lambda j: 1 / 0).wait(10)
+    assert isinstance(failed.error, ZeroDivisionError) and failed.done
+
+
+def test_job_cancel_stops_work_at_next_check():
+    def work(job):
+        while True:
+            job.check()
+            time.sleep(0.01)
+
+    job = Job(work, name="loop")
+    job.cancel()
+    assert isinstance(job.wait(10).error, Cancelled)
+
+
+def test_result_store_round_trip_and_keys(tmp_path):
+    store = ResultStore(tmp_path)
+    key = result_key("demo", {"a": 1})
+    assert key != result_key("demo", {"a": 2}) and store.load(key) is None
+    store.save(key, xr.Dataset({"x": ("i", np.arange(3.0))}, attrs={"names": ["p", "q"]}))
+    back = store.load(key)
+    assert back.x.values.tolist() == [0.0, 1.0, 2.0] and list(back.attrs["names"]) == ["p", "q"]
+    assert store.keys("demo") == [key] and store.keys("other") == []
+    assert not list(store.root.glob(".*tmp*"))  # temporary store renamed away
+
+
+def test_readable_keeps_user_errors_plain():
+    assert readable(ValueError("rank: too big")) == "rank: too big"
+    assert readable(KeyError("key: missing")) == "key: missing"
+    assert readable(RuntimeError("x")) == "RuntimeError: x"
+
+
+def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path):
+    from workbench.models.zoo import MODELS_DIR
+    from widgets.pages.overview import OverviewPage
+
+    page = OverviewPage(cache_dir=tmp_path, n_seq=2, seq_len=8)
+    assert page.entries == [] and page.figures() == {}
+    page.cache_hooks()
+    page.wait(180)
+    assert page.message == ""
+    n_layers = json.loads((MODELS_DIR / page.model / "config.json").read_text())["architecture"]["n_layers"]
+    expected = {f"blocks.{i}.attn.hook_z" for i in range(n_layers)} | {f"blocks.{n_layers - 1}.hook_resid_post"}
+    assert {e["hook"] for e in page.entries} == expected
+    assert all(e["n_seq"] == 2 and e["seq_len"] == 8 for e in page.entries)
+    page.compute_induction()
+    page.wait(180)
+    assert page.induction.dims == ("layer", "head") and page.induction.sizes["layer"] == n_layers
+    reopened = OverviewPage(cache_dir=tmp_path)
+    assert list(reopened.figures()) == ["induction"] and reopened._job is None
+
+
+def test_collapse_counts_follow_the_step_imbalance(tmp_path):
+    from widgets.pages.collapse import CollapsePage
+
+    page = CollapsePage(cache_dir=tmp_path, n_classes=5, n_major=30, ratio=3)
+    assert page.counts() == [30, 30, 30, 10, 10]
+    page.ratio = 1
+    assert page.counts() == [30] * 5
+
+
+@pytest.fixture(scope="module")
+def collapse_cache(tmp_path_factory):
+    from widgets.pages.collapse import CollapsePage
+
+    root = tmp_path_factory.mktemp("collapse")
+    page = CollapsePage(cache_dir=root, n_classes=3, n_major=20, ratio=2, width=16, epochs=2, record_every=1)
+    page.run()
+    page.wait(120)
+    return root, page
+
+
+def test_collapse_run_records_the_requested_run(collapse_cache):
+    _, page = collapse_cache
+    assert page.message == "" and not page.running
+    ds = page.result
+    assert ds.epoch.values.tolist() == [0, 1, 2]
+    assert list(ds.attrs["n_per_class"]) == [20, 20, 10]
+    assert list(page.figures()) == ["nc_curves", "nc1_by_layer", "gram"]
+    before = page.revision
+    page.layer = page.param.layer.objects[0]
+    assert page.revision > before
+    assert page.figures()["nc_curves"].layout.title.text == f"NC metrics at {page.layer}"
+
+
+def test_collapse_reopens_from_cache_without_running(collapse_cache):
+    from widgets.pages.collapse import CollapsePage
+
+    root, page = collapse_cache
+    again = CollapsePage(cache_dir=root, **page.settings())
+    assert again.result is not None and again._job is None
+    assert again.run() is None and again.status == "loaded from cache"
+
+
+def test_collapse_cancel_discards_the_run(tmp_path):
+    from widgets.pages.collapse import CollapsePage
+
+    page = CollapsePage(cache_dir=tmp_path, n_classes=2, n_major=10, width=8, epochs=3)
+    page.run()
+    page.cancel()
+    page.wait(120)
+    assert page.status.endswith("cancelled") and page.result is None and ResultStore(tmp_path).keys() == []
+
+
+@pytest.fixture(scope="module")
+def connectome_page(tmp_path_factory):
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path_factory.mktemp("connectome"), n_neurons=12, n_time=160,
+                          rank_min=1, rank_max=2, n_restarts=2, max_iter=30)
+    page.run()
+    page.wait(120)
+    return page
+
+
+def test_connectome_run_fits_the_rank_sweep_and_browses_components(connectome_page):
+    page = connectome_page
+    assert page.message == ""
+    assert page.result["sweep_error"]["rank"].values.tolist() == [1, 2]
+    assert page.param.component.objects == list(range(page.result.attrs["rank"]))
+    assert list(page.figures()) == ["traces", "rank_sweep", "component", "communities"]
+    page.component = page.param.component.objects[-1]
+    assert page.figures()["component"].layout.title.text == f"component {page.component}"
+
+
+def test_connectome_missing_file_is_a_message_not_an_exception(connectome_page, tmp_path):
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path, source="file", path=str(tmp_path / "missing.nc"))
+    assert page.traces is None and page.message.startswith("path: expected an existing file")
+    page.path = ""
+    page.load()
+    assert page.message == "path: expected a recording file or folder, got an empty path"
+    assert page.run() is None and page.message.startswith("traces:")
+
+
+def test_connectome_rank_above_the_smallest_mode_is_a_message(tmp_path):
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path, n_animals=2, n_neurons=12, n_time=80, rank_max=5)
+    page.run()
+    page.wait(60)
+    # 2 animals is the smallest mode of the (pair, time, animal) tensor
+    assert page.message == ("rank_max: expected at most 2 (the smallest mode of the pair x time x animal tensor), "
+                            "got 5")
+    assert page.result is None and not page.running
+
+
+def test_connectome_cancel_stops_the_sweep(tmp_path):
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path, n_neurons=10, n_time=120, rank_max=3, max_iter=2000)
+    page.run()
+    page.cancel()
+    page.wait(60)
+    assert page.status.endswith("cancelled") and page.result is None
+
+
+def test_export_writes_each_format_and_figures_command_reexports(connectome_page, tmp_path):
+    from widgets.app import export_results
+    from workbench.cli import main
+
+    svg = connectome_page.export("rank_sweep", "svg", out_dir=tmp_path)
+    assert svg.name == "connectome-rank_sweep.svg" and svg.read_text().lstrip().startswith("<svg")
+    with pytest.raises(KeyError, match="name: expected one of"):
+        connectome_page.export("nope", "pdf")
+    written = export_results(connectome_page.cache_dir, tmp_path / "figs", formats=("svg",))
+    assert sorted(p.name.split("-", 2)[-1] for p in written) == ["communities.svg", "component.svg",
+                                                                  "rank_sweep.svg"]
+    assert main(["figures", str(tmp_path / "absent"), str(tmp_path / "out")]) == 2
+
+
+def test_views_build_without_a_server(connectome_page):
+    import panel as pn
+
+    from widgets.app import routes
+
+    assert isinstance(connectome_page.__panel__(), pn.Row)
+    assert sorted(routes(connectome_page.cache_dir)) == ["collapse", "connectome", "overview"]
+
+
+def test_serve_defaults_bind_localhost():
+    from workbench.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.address, args.port, args.cache) == ("127.0.0.1", 5006, None)

@@ -1,0 +1,1 @@
+"""Dashboard pages: one state object per analysis, rendered by :mod:`widgets.template`."""

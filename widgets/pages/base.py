@@ -1,0 +1,210 @@
+"""What every dashboard page shares: state, background jobs, messages, figures, export.
+
+A page is a ``param.Parameterized`` state object. Its methods (``load``,
+``run``, ``export`` ...) do the work and can be called from a test or a
+notebook without a browser; :meth:`Page.view` renders the same state with
+Panel, and ``__panel__`` lets ``page`` display inline in JupyterLab.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import panel as pn
+import param
+import plotly.graph_objects as go
+
+from widgets.jobs import Cancelled, Job
+from widgets.results import ResultStore
+
+# Exceptions a user can cause with bad input; anything else is a bug and keeps its traceback type in the message.
+USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError)
+
+
+def readable(err: BaseException) -> str:
+    """One line a user can act on, for any exception raised by the analysis.
+
+    Examples
+    --------
+    >>> readable(ValueError("path: expected an existing file, got 'x.nc'"))
+    "path: expected an existing file, got 'x.nc'"
+    >>> readable(RuntimeError("boom"))
+    'RuntimeError: boom'
+    """
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return text if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: {text}"
+
+
+def default_cache() -> Path:
+    """Cache folder: ``$WORKBENCH_CACHE`` or the hook cache's default root.
+
+    Examples
+    --------
+    >>> isinstance(default_cache(), Path)
+    True
+    """
+    from workbench.hooks import default_root
+
+    return Path(os.environ.get("WORKBENCH_CACHE") or default_root())
+
+
+class Page(param.Parameterized):
+    """Base of the dashboard pages; subclasses set ``title``/``slug`` and fill in
+    :meth:`figures`, :meth:`controls`.
+
+    Parameters
+    ----------
+    cache_dir : path, optional
+        Where results and exports go; default :func:`default_cache`.
+    """
+
+    title: ClassVar[str] = "page"
+    slug: ClassVar[str] = "page"
+
+    message = param.String(default="", doc="Last error in words a user can act on; empty when all is well.")
+    status = param.String(default="", doc="What the page is doing or last did.")
+    progress = param.Integer(default=0, bounds=(-1, 100), doc="Percent done; -1 while unknown.")
+    running = param.Boolean(default=False, doc="A background job is running.")
+    revision = param.Integer(default=0, doc="Bumped whenever the figures change.")
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any):
+        super().__init__(**params)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache()
+        self.store = ResultStore(self.cache_dir)
+        self._job: Job | None = None
+        self._on_result: Callable[[Any], None] | None = None
+        self._exports: list[Job] = []
+
+    # ----- state -------------------------------------------------------------------------------
+    def figures(self) -> dict[str, go.Figure]:
+        """The page's current figures by name; empty until there is something to show."""
+        return {}
+
+    def on_open(self) -> None:
+        """Called once a served page is open; pages start work that is not cached yet."""
+
+    def fail(self, err: BaseException) -> None:
+        """Show ``err`` as the page message instead of raising it."""
+        self.message = readable(err)
+        self.status = ""
+
+    def attempt(self, action: Callable[[], Any]) -> Any:
+        """Run a quick action, turning bad input into a page message; returns its value or None."""
+        try:
+            value = action()
+        except USER_ERRORS as err:
+            self.fail(err)
+            return None
+        self.message = ""
+        return value
+
+    def start(self, work: Callable[[Job], Any], name: str, on_result: Callable[[Any], None]) -> Job | None:
+        """Run ``work`` in a background :class:`~widgets.jobs.Job`; ``on_result`` gets its value.
+
+        Only one job runs per page: a second start while one runs is refused
+        with a message. ``on_result`` runs in :meth:`poll`, i.e. on the event
+        loop when served, so it may change widgets.
+        """
+        if self.running:
+            self.message = f"{name}: wait for '{self._job.name}' to finish or cancel it"
+            return None
+        self.message, self.progress, self.running = "", 0, True
+        self._on_result = on_result
+        self._job = Job(work, name=name)
+        self.status = self._job.message
+        return self._job
+
+    def poll(self) -> bool:
+        """Copy job progress into the parameters; deliver a finished result. True while running."""
+        for job in [j for j in self._exports if j.done]:
+            self._exports.remove(job)
+            if job.error is not None:
+                self.fail(job.error)
+            else:
+                self.status = f"wrote {job.result}"
+        job = self._job
+        if job is None or not self.running:
+            return False
+        self.progress = -1 if job.fraction is None else int(round(100 * job.fraction))
+        self.status = job.message
+        if not job.done:
+            return True
+        self.running = False
+        if isinstance(job.error, Cancelled):
+            self.status, self.progress = f"{job.name}: cancelled", 0
+        elif job.error is not None:
+            self.fail(job.error)
+        else:
+            self.status, self.progress = f"{job.name}: done in {job.seconds:.1f} s", 100
+            try:
+                self._on_result(job.result)
+            except USER_ERRORS as err:
+                self.fail(err)
+        return False
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next check."""
+        if self._job is not None and self.running:
+            self._job.cancel()
+            self.status = f"{self._job.name}: cancelling"
+
+    def wait(self, timeout: float = 120.0) -> "Page":
+        """Block until the running job ends, then :meth:`poll` (tests and scripts)."""
+        if self._job is not None:
+            self._job.wait(timeout)
+        self.poll()
+        return self
+
+    def export(self, name: str, fmt: str = "pdf", out_dir: str | os.PathLike | None = None) -> Path:
+        """Write figure ``name`` in the paper template as ``fmt`` (pdf, svg or png).
+
+        Default folder: ``<cache>/exports``; the file is ``<slug>-<name>.<fmt>``.
+        """
+        from workbench.figures import FORMATS, export
+
+        figures = self.figures()
+        if name not in figures:
+            raise KeyError(f"name: expected one of the figures shown {sorted(figures)}, got {name!r}")
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt: expected one of {list(FORMATS)}, got {fmt!r}")
+        folder = Path(out_dir) if out_dir is not None else self.cache_dir / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return export(figures[name], folder / f"{self.slug}-{name}.{fmt}")
+
+    def export_in_background(self, name: str, fmt: str) -> Job:
+        """:meth:`export` in a thread: kaleido starts Chromium, which takes seconds."""
+        self.status = f"exporting {name} as {fmt}"
+        job = Job(lambda _: self.export(name, fmt), name=f"export {name}")
+        self._exports.append(job)
+        return job
+
+    # ----- view --------------------------------------------------------------------------------
+    def controls(self) -> list:
+        """Widgets that drive the page (sidebar when served)."""
+        return []
+
+    def header(self) -> pn.viewable.Viewable:
+        """Status line, progress bar, cancel button and the error message."""
+        from widgets.template import job_bar, message_box
+
+        return pn.Column(message_box(self), job_bar(self), sizing_mode="stretch_width")
+
+    def body(self) -> pn.viewable.Viewable:
+        """The figures, each with its export control, redrawn when ``revision`` changes."""
+        from widgets.template import figure_grid
+
+        return figure_grid(self)
+
+    def view(self) -> pn.viewable.Viewable:
+        """The page without the site template: controls beside header and figures."""
+        from widgets.template import start_polling
+
+        start_polling(self)
+        return pn.Row(pn.Column(*self.controls(), width=300),
+                      pn.Column(self.header(), self.body(), sizing_mode="stretch_width"),
+                      sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.view()
