@@ -7,15 +7,7 @@ from typing import Iterator
 
 import torch
 
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
+from workbench.device import resolve_device  # noqa: F401  (re-exported for the collapse modules)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file
 
 from workbench.data.corpus import DATA_DIR
+from workbench.device import resolve_device
 from workbench.models.tokenizer import load_tokenizer
 
 MODELS_DIR = DATA_DIR / "models"
@@ -42,19 +43,7 @@ _HUB_HOST = ("huggingface.co", 443)
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _resolve_device(device) -> torch.device:
-    if device is None:
-        return default_device()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for CUDA but no CUDA device is available")
-    return dev
+    return resolve_device(None)
 
 
 def _is_bundled_dir(path: Path) -> bool:
@@ -100,14 +89,14 @@ def boot_native(fields: dict, *, tokenizer=None, device=None, name: str = "nativ
     from transformer_lens.model_bridge import TransformerBridge
 
     cfg = bridge_config({**fields, "seed": seed})
-    return TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=_resolve_device(device), model_name=name)
+    return TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=resolve_device(device), model_name=name)
 
 
 def _load_bundled(model_dir: Path, device):
     meta = read_model_config(model_dir)
     bridge = boot_native(meta["architecture"], tokenizer=load_tokenizer(model_dir), device=device,
                          name=meta.get("name", model_dir.name))
-    state = load_file(str(model_dir / WEIGHTS_FILE), device=str(_resolve_device(device)))
+    state = load_file(str(model_dir / WEIGHTS_FILE), device=str(resolve_device(device)))
     result = bridge.load_state_dict(state, strict=True)
     if result.missing_keys or result.unexpected_keys:  # strict=True raises first; kept for clarity
         raise ValueError(f"{model_dir}: weights do not match the config: {result}")
@@ -141,7 +130,7 @@ def _boot_transformers(name_or_path: str, device, *, offline: bool):
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        bridge = TransformerBridge.boot_transformers(name_or_path, device=str(_resolve_device(device)))
+        bridge = TransformerBridge.boot_transformers(name_or_path, device=str(resolve_device(device)))
     finally:
         if offline:
             if previous is None:
@@ -174,7 +163,7 @@ def load_model(name_or_path: str | os.PathLike, device=None):
     """
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
         raise ValueError(f"name_or_path: expected a model name or folder, got {name_or_path!r}")
-    _resolve_device(device)
+    resolve_device(device)
     name = str(name_or_path)
     if name in list_models():
         return _load_bundled(MODELS_DIR / name, device)
