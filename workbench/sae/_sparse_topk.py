@@ -1,0 +1,113 @@
+"""TopK encode + decode with sparse backward passes.
+
+A TopK SAE keeps ``k`` of ``d_sae`` latents per token, so only the forward
+encoder matmul needs to be dense. Here the decoder gathers the ``k`` active
+rows of ``W_dec`` (``embedding_bag``) instead of multiplying a mostly-zero
+``[batch, d_sae]`` matrix, and the backward pass multiplies the ``k``
+latent gradients per token as a sparse (CSR) matrix into ``W_enc`` and
+``W_dec`` instead of three more dense matmuls. At k/d_sae = 1/64 that is the difference
+between one dense matmul per step and four.
+
+Examples
+--------
+>>> import torch
+>>> x, W_enc, W_dec = torch.randn(5, 8), torch.randn(8, 32), torch.randn(32, 8)
+>>> out, vals, idx = topk_autoencode(x, W_enc, torch.zeros(32), W_dec, 3)
+>>> f = torch.zeros(5, 32).scatter(1, idx, vals)
+>>> torch.allclose(out, f @ W_dec, atol=1e-5)
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+
+class _TopKAutoencode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_in, W_enc, b_enc, W_dec, k):
+        pre = torch.addmm(b_enc, x_in, W_enc)
+        vals, idx = pre.topk(k, dim=1, sorted=False)
+        vals = vals.clamp_min_(0.0)
+        out = F.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum")
+        ctx.save_for_backward(x_in, W_enc, W_dec, vals, idx)
+        ctx.mark_non_differentiable(vals, idx)
+        return out, vals, idx
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_vals, _grad_idx):
+        x_in, W_enc, W_dec, vals, idx = ctx.saved_tensors
+        # dL/d(latent) only for the k kept latents (a sampled dense-dense product: ~20x
+        # faster than gathering the k decoder rows); ReLU zeroes the negative ones.
+        batch, k = idx.shape
+        crow = torch.arange(0, batch * k + 1, k, device=idx.device)
+        pattern = _csr(crow, idx.reshape(-1), vals.new_zeros(batch * k), (batch, W_dec.shape[0]))
+        grad_latent = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t(), beta=0.0).values().view(batch, k)
+        grad_latent = grad_latent * (vals > 0)
+        grad_x = grad_W_enc = grad_b_enc = grad_W_dec = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.embedding_bag(idx, W_enc.t().contiguous(), per_sample_weights=grad_latent, mode="sum")
+        # Weight gradients are (latent x token) sparse matrices times dense [batch, d_in]; one
+        # CSR layout (rows = latents) serves both, which beats index_add_ and COO on CPU.
+        latents_by_token = _latent_major(idx, W_dec.shape[0])
+        if ctx.needs_input_grad[1]:
+            grad_W_enc = latents_by_token(grad_latent).matmul(x_in).t()
+        if ctx.needs_input_grad[2]:
+            grad_b_enc = torch.zeros(W_dec.shape[0], dtype=grad_latent.dtype, device=grad_latent.device)
+            grad_b_enc.index_add_(0, idx.reshape(-1), grad_latent.reshape(-1))
+        if ctx.needs_input_grad[3]:
+            grad_W_dec = latents_by_token(vals).matmul(grad_out)
+        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, None
+
+
+def _latent_major(idx: torch.Tensor, d_sae: int):
+    """A builder of CSR matrices ``[d_sae, batch]`` with the sparsity pattern of ``idx [batch, k]``."""
+    batch, k = idx.shape
+    flat = idx.reshape(-1)
+    order = flat.argsort(stable=True)
+    tokens = torch.div(order, k, rounding_mode="floor")
+    crow = torch.zeros(d_sae + 1, dtype=torch.long, device=idx.device)
+    crow[1:] = torch.bincount(flat, minlength=d_sae).cumsum(0)
+
+    def build(values: torch.Tensor) -> torch.Tensor:
+        return _csr(crow, tokens, values.reshape(-1)[order], (d_sae, batch))
+
+    return build
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():  # torch flags CSR as beta on every construction
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
+
+def topk_autoencode(x_in: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor,
+                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(f W_dec, values, indices)`` with ``f = TopK(ReLU)(x_in W_enc + b_enc)``, sparse in both passes.
+
+    Parameters
+    ----------
+    x_in : torch.Tensor [batch, d_in]
+        Input, already centred by ``b_dec`` when the SAE does that.
+    W_enc : torch.Tensor [d_in, d_sae]
+    b_enc : torch.Tensor [d_sae]
+    W_dec : torch.Tensor [d_sae, d_in]
+    k : int
+
+    Returns
+    -------
+    out : torch.Tensor [batch, d_in]
+        Decoded ``f W_dec`` (without ``b_dec``); differentiable in all inputs.
+    values, indices : torch.Tensor [batch, k]
+        The kept latents (not differentiable).
+
+    Examples
+    --------
+    >>> import torch
+    >>> out, vals, idx = topk_autoencode(torch.eye(4), torch.eye(4), torch.zeros(4), torch.eye(4), 1)
+    >>> torch.equal(out, torch.eye(4))
+    True
+    """
+    return _TopKAutoencode.apply(x_in, W_enc, b_enc, W_dec, k)

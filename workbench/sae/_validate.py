@@ -1,0 +1,71 @@
+"""Boundary checks shared by the SAE functions; messages name argument, expectation and value.
+
+Examples
+--------
+>>> check_positive_int("k", 4)
+4
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+
+def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value) -> float:
+    """``value`` as a float > 0, else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def check_device(device) -> torch.device:
+    """A usable ``torch.device`` from ``device`` (str, device or None for CPU)."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for CUDA but no CUDA device is available")
+    return dev
+
+
+def check_activations(name: str, x, d_in: int) -> torch.Tensor:
+    """``x`` as a finite floating tensor ``[..., d_in]``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor [..., {d_in}], got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim == 0 or x.shape[-1] != d_in:
+        raise ValueError(f"{name}: expected last dim d_in={d_in}, got shape {tuple(x.shape)}")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
+    return x
+
+
+def check_layer(model, layer) -> int:
+    """``layer`` as an int in ``[0, n_layers)`` of ``model``."""
+    n_layers = model.cfg.n_layers
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < n_layers:
+        raise ValueError(f"layer: expected an int in [0, {n_layers}) for this model, got {layer!r}")
+    return int(layer)
+
+
+def check_sae_matches_model(sae, model, layer: int) -> None:
+    """The SAE reads ``blocks.{layer}.attn.hook_z`` of ``model``: its d_in must be n_heads * d_head."""
+    d_z = model.cfg.n_heads * model.cfg.d_head
+    if sae.cfg.d_in != d_z:
+        raise ValueError(f"sae: expected d_in = n_heads * d_head = {d_z} for layer {layer}'s hook_z, "
+                         f"got d_in={sae.cfg.d_in}")

@@ -1,0 +1,62 @@
+"""BatchTopK SAE (Bussmann et al. 2024): keep the ``k * batch`` largest latents of the whole batch.
+
+Tokens that need more latents get more, at the same mean L0. At inference a
+batch is not available, so latents fire above one global ``threshold``: a
+running average of the smallest latent kept during training (saved as a
+per-latent ``threshold`` tensor, the JumpReLU layout SAELens also uses).
+
+Examples
+--------
+>>> import torch
+>>> from workbench.sae import AttentionSAE, SAEConfig
+>>> sae = AttentionSAE(SAEConfig(d_in=8, d_sae=16, architecture="batchtopk", k=2))
+>>> sae.threshold.shape
+torch.Size([16])
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.sae.registry import Architecture, TrainingStep, register
+from workbench.sae.topk import auxk_loss, centred, check_k
+
+#: Weight of the newest batch in the running threshold.
+THRESHOLD_MOMENTUM = 0.01
+
+
+@register("batchtopk")
+class BatchTopK(Architecture):
+    """Batch-level TopK in training, a learned global threshold at inference."""
+
+    extra_tensors = ("threshold",)
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        check_k(cfg)
+
+    @classmethod
+    def init_extra(cls, sae) -> None:
+        sae.register_buffer("threshold", torch.zeros(sae.cfg.d_sae))
+
+    @classmethod
+    def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu() * (pre > sae.threshold)
+
+    @classmethod
+    def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
+        x_in = centred(sae, x)
+        acts = (x_in @ sae.W_enc + sae.b_enc).relu()
+        flat = acts.flatten()
+        vals, idx = flat.topk(min(sae.cfg.k * x.shape[0], flat.numel()), sorted=False)
+        f = torch.zeros_like(flat).scatter(0, idx, vals).view_as(acts)
+        x_hat = f @ sae.W_dec + sae.b_dec
+        mse = (x_hat - x).pow(2).sum(-1).mean()
+        aux = auxk_loss(sae, x_in, (x - x_hat).detach(), dead)
+        positive = vals[vals > 0]
+        if positive.numel():
+            with torch.no_grad():
+                sae.threshold.lerp_(positive.min().expand_as(sae.threshold), THRESHOLD_MOMENTUM)
+        active = f > 0
+        return TrainingStep(loss=mse + sae.cfg.aux_coefficient * aux, x_hat=x_hat, fired=active.any(0),
+                            l0=active.sum(-1).float().mean(), terms={"mse": mse, "aux": aux})

@@ -1,0 +1,118 @@
+"""``SAEConfig``: the hyperparameters that define an attention-output SAE.
+
+Field names follow SAELens (``d_in``, ``d_sae``, ``architecture``, ``k``,
+``apply_b_dec_to_input``, ``hook_name``...) so a config round-trips through
+the SAELens ``cfg.json`` layout without renaming.
+
+Examples
+--------
+>>> cfg = SAEConfig(d_in=128, d_sae=512, architecture="topk", k=16)
+>>> cfg.k_aux
+64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Shape, architecture and metadata of an :class:`AttentionSAE`.
+
+    Parameters
+    ----------
+    d_in : int
+        Input width; for hook_z SAEs ``n_heads * d_head`` ("z_cat").
+    d_sae : int
+        Number of latents (features).
+    architecture : {"standard", "topk", "batchtopk", "jumprelu"}
+        Registered architecture name (see :func:`workbench.sae.architectures`).
+    k : int, optional
+        Active latents per token for ``topk``; mean active latents per token
+        for ``batchtopk``. Required by those two, ignored by the others.
+    l1_coefficient : float, optional
+        Sparsity penalty: L1 for ``standard``, L0 (through the straight-through
+        step) for ``jumprelu``.
+    n_heads : int, optional
+        Heads of the hooked layer; ``d_in`` must divide by it. Used by
+        :func:`head_attribution` and DFA.
+    apply_b_dec_to_input : bool
+        Subtract ``b_dec`` before encoding (the paper's form).
+    aux_k : int, optional
+        Dead latents used by the AuxK loss of the TopK family; default ``d_in // 2``.
+    aux_coefficient : float
+        Weight of the AuxK loss (1/32 as in Gao et al. 2024).
+    jumprelu_bandwidth, jumprelu_init_threshold : float
+        Width of the rectangle kernel of the JumpReLU straight-through
+        estimator, and the threshold the latents start at (SAELens' defaults;
+        both are in activation units, so scale them with the data).
+    hook_name, model_name : str, optional
+        Provenance: the hook the SAE reads (``blocks.L.attn.hook_z``) and the model.
+    dtype, device : str
+        Parameter dtype and device.
+    """
+
+    d_in: int
+    d_sae: int
+    architecture: str = "topk"
+    k: int | None = None
+    l1_coefficient: float | None = None
+    n_heads: int | None = None
+    apply_b_dec_to_input: bool = True
+    aux_k: int | None = None
+    aux_coefficient: float = 1 / 32
+    jumprelu_bandwidth: float = 0.05
+    jumprelu_init_threshold: float = 0.01
+    hook_name: str | None = None
+    model_name: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        from workbench.sae.registry import get_architecture
+
+        for name in ("d_in", "d_sae"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if self.n_heads is not None and (not isinstance(self.n_heads, int) or self.n_heads < 1
+                                         or self.d_in % self.n_heads):
+            raise ValueError(f"n_heads: expected a positive int dividing d_in={self.d_in}, got {self.n_heads!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {DTYPES}, got {self.dtype!r}")
+        get_architecture(self.architecture).check_config(self)
+
+    @property
+    def k_aux(self) -> int:
+        """Dead latents the AuxK loss reconstructs the residual with."""
+        return self.aux_k if self.aux_k is not None else max(1, self.d_in // 2)
+
+    @property
+    def d_head(self) -> int | None:
+        """``d_in // n_heads`` when the head count is known."""
+        return None if self.n_heads is None else self.d_in // self.n_heads
+
+    def replace(self, **changes) -> SAEConfig:
+        """A copy with ``changes`` applied (and validated).
+
+        Examples
+        --------
+        >>> SAEConfig(d_in=8, d_sae=16, k=2).replace(d_sae=32).d_sae
+        32
+        """
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form of the config.
+
+        Examples
+        --------
+        >>> SAEConfig(d_in=8, d_sae=16, k=2).to_dict()["architecture"]
+        'topk'
+        """
+        return dataclasses.asdict(self)

@@ -1,0 +1,109 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024): a latent fires only above its own threshold.
+
+``f_i = z_i * H(z_i - theta_i)`` with ``z = ReLU(pre)``. The step ``H`` has no
+useful gradient, so the thresholds learn through a straight-through estimator
+with a rectangle kernel of width ``jumprelu_bandwidth``; the sparsity penalty
+is ``l1_coefficient * L0`` through the same estimator.
+
+Examples
+--------
+>>> import torch
+>>> from workbench.sae import AttentionSAE, SAEConfig
+>>> sae = AttentionSAE(SAEConfig(d_in=4, d_sae=8, architecture="jumprelu"))
+>>> round(float(sae.log_threshold.exp()[0]), 4)
+0.01
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from workbench.sae.registry import Architecture, TrainingStep, register
+from workbench.sae.topk import centred
+
+
+def _rectangle(u: torch.Tensor) -> torch.Tensor:
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class _JumpReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, threshold, bandwidth):
+        ctx.save_for_backward(z, threshold)
+        ctx.bandwidth = bandwidth
+        return z * (z > threshold)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        grad_z = grad * (z > threshold)
+        grad_t = (-(threshold / eps) * _rectangle((z - threshold) / eps) * grad).sum(0)
+        return grad_z, grad_t, None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, threshold, bandwidth):
+        ctx.save_for_backward(z, threshold)
+        ctx.bandwidth = bandwidth
+        return (z > threshold).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        grad_t = (-(1.0 / eps) * _rectangle((z - threshold) / eps) * grad).sum(0)
+        return torch.zeros_like(z), grad_t, None
+
+
+@register("jumprelu")
+class JumpReLU(Architecture):
+    """Per-latent learned thresholds; MSE + coefficient * L0 (straight-through)."""
+
+    extra_tensors = ("threshold",)
+    #: Unit rows: the thresholds and bandwidth are in units of the latents, which this keeps at |x| scale.
+    decoder_init_norm = 1.0
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.jumprelu_bandwidth > 0 or not cfg.jumprelu_init_threshold > 0:
+            raise ValueError("jumprelu_bandwidth, jumprelu_init_threshold: expected positive numbers, got "
+                             f"{cfg.jumprelu_bandwidth!r}, {cfg.jumprelu_init_threshold!r}")
+
+    @classmethod
+    def init_extra(cls, sae) -> None:
+        # Learned in log space so the threshold stays positive.
+        start = math.log(sae.cfg.jumprelu_init_threshold)
+        sae.log_threshold = torch.nn.Parameter(torch.full((sae.cfg.d_sae,), start))
+
+    @classmethod
+    def export_extra(cls, sae) -> dict[str, torch.Tensor]:
+        return {"threshold": sae.log_threshold.detach().exp()}
+
+    @classmethod
+    def import_extra(cls, sae, tensors: dict[str, torch.Tensor]) -> None:
+        if bool((tensors["threshold"] <= 0).any()):
+            raise ValueError("threshold: expected positive JumpReLU thresholds, got values <= 0")
+        sae.log_threshold.data.copy_(tensors["threshold"].log())
+
+    @classmethod
+    def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
+        z = pre.relu()
+        return z * (z > sae.log_threshold.exp())
+
+    @classmethod
+    def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
+        z = (centred(sae, x) @ sae.W_enc + sae.b_enc).relu()
+        threshold = sae.log_threshold.exp()
+        bandwidth = sae.cfg.jumprelu_bandwidth
+        f = _JumpReLU.apply(z, threshold, bandwidth)
+        x_hat = f @ sae.W_dec + sae.b_dec
+        mse = (x_hat - x).pow(2).sum(-1).mean()
+        l0 = _Step.apply(z, threshold, bandwidth).sum(-1).mean()
+        coefficient = sae.cfg.l1_coefficient if sae.cfg.l1_coefficient is not None else 1.0
+        active = f > 0
+        return TrainingStep(loss=mse + coefficient * l0, x_hat=x_hat, fired=active.any(0),
+                            l0=active.sum(-1).float().mean(), terms={"mse": mse, "l0_penalty": l0})

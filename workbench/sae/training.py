@@ -1,0 +1,256 @@
+"""Train attention-output SAEs: one layer from activations, or every layer from one cached pass.
+
+Training is resumable: with ``checkpoint_dir`` the model, Adam state, dead-
+latent counters, history and position in the (seeded) data order are saved
+every ``checkpoint_every`` steps, and a rerun with the same arguments picks
+up from the last checkpoint and ends with the same weights as an
+uninterrupted run.
+
+Examples
+--------
+>>> import torch
+>>> sae, history = train(torch.randn(2048, 16), d_sae=32, k=4, batch_size=256, n_tokens=2048, progress=False)
+>>> history.sizes["step"], sae.cfg.k
+(8, 4)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from workbench import __version__
+from workbench.sae._validate import check_device, check_layer, check_positive_float, check_positive_int
+from workbench.sae.config import SAEConfig
+from workbench.sae.model import AttentionSAE
+from workbench.sae.source import ActivationSource
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _provenance(acts) -> dict:
+    if not isinstance(acts, xr.DataArray):
+        return {}
+    out = {"hook_name": acts.name if isinstance(acts.name, str) else None, "model_name": acts.attrs.get("model_id")}
+    if acts.dims[-2:] == ("head", "d_head"):
+        out["n_heads"] = int(acts.sizes["head"])
+    return out
+
+
+def _save_checkpoint(folder: Path, payload: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{CHECKPOINT_FILE}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, folder / CHECKPOINT_FILE)  # atomic: a crash keeps the previous checkpoint
+
+
+def _load_checkpoint(folder: Path, run: dict) -> dict | None:
+    path = folder / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload["run"] != run:
+        changed = sorted(k for k in run if payload["run"].get(k) != run[k])
+        raise ValueError(f"checkpoint_dir: {path} belongs to a run with different arguments {changed}; "
+                         "use another folder or resume=False")
+    return payload
+
+
+def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
+          l1_coefficient: float | None = None, lr: float = 1e-3, batch_size: int = 4096,
+          n_tokens: int | None = None, seed: int = 0, progress: bool = True,
+          device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
+          dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
+          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500, resume: bool = True,
+          callback: Callable[[int, AttentionSAE], None] | None = None,
+          **config) -> tuple[AttentionSAE, xr.Dataset]:
+    """Train an SAE on activations; returns it with its training history.
+
+    Parameters
+    ----------
+    acts : torch.Tensor [n, d_in] or xr.DataArray
+        Activations; a ``hook_z`` DataArray from :class:`~workbench.hooks.HookCache`
+        is flattened to z_cat and read lazily, chunk by chunk.
+    d_sae : int
+        Number of latents.
+    architecture : {"topk", "batchtopk", "standard", "jumprelu"}
+    k : int, optional
+        Latents per token (TopK family).
+    l1_coefficient : float, optional
+        Sparsity penalty (``standard``: L1, ``jumprelu``: L0).
+    lr : float
+        Adam learning rate.
+    batch_size : int
+        Tokens per step.
+    n_tokens : int, optional
+        Token budget; default one pass over ``acts``.
+    seed : int
+        Seeds the initial weights and the data order.
+    progress : bool
+        Show a progress bar.
+    device : str or torch.device, optional
+        Where to train; default CPU.
+    betas : (float, float)
+        Adam betas.
+    dead_window : int
+        A latent that has not fired for this many tokens is dead (AuxK target,
+        resampled for ``standard``).
+    resample_every : int
+        Steps between dead-latent resamplings (``standard`` only).
+    buffer_tokens : int
+        Tokens loaded and shuffled together.
+    checkpoint_dir : str or PathLike, optional
+        Save a checkpoint here every ``checkpoint_every`` steps and resume
+        from it when ``resume``.
+    callback : callable, optional
+        ``callback(step, sae)`` after every step (logging, early stops).
+    **config
+        Further :class:`SAEConfig` fields (``n_heads``, ``aux_k``, ``hook_name``...).
+
+    Returns
+    -------
+    sae : AttentionSAE
+    history : xr.Dataset
+        Per ``step``: ``loss``, ``mse``, the architecture's sparsity term
+        (``aux``, ``l1`` or ``l0_penalty``), ``l0``, ``fvu`` (of the batch) and
+        ``dead_fraction``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae, hist = train(torch.randn(1024, 8), d_sae=16, architecture="standard", l1_coefficient=0.1,
+    ...                   batch_size=128, n_tokens=1024, progress=False)
+    >>> sorted(hist.data_vars)
+    ['dead_fraction', 'fvu', 'l0', 'l1', 'loss', 'mse']
+    """
+    from tqdm.auto import tqdm
+
+    device = check_device(device)
+    lr = check_positive_float("lr", lr)
+    dead_window = check_positive_int("dead_window", dead_window)
+    resample_every = check_positive_int("resample_every", resample_every)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    source = ActivationSource(acts, batch_size=batch_size, seed=seed, buffer_tokens=buffer_tokens, device=device)
+    n_tokens = source.n_tokens if n_tokens is None else check_positive_int("n_tokens", n_tokens)
+    n_steps = max(1, n_tokens // source.batch_size)
+    cfg = SAEConfig(**{"d_in": source.d_in, "d_sae": d_sae, "architecture": architecture, "k": k,
+                       "l1_coefficient": l1_coefficient, **_provenance(acts), **config, "device": str(device)})
+    sae = AttentionSAE(cfg, seed=seed, device=device)
+    arch = sae.architecture
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=tuple(betas))
+    generator = torch.Generator().manual_seed(seed)
+    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    history: dict[str, torch.Tensor] = {}
+    start = 0
+    run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "batch_size": source.batch_size, "n_steps": n_steps,
+           "betas": list(betas), "dead_window": dead_window, "resample_every": resample_every,
+           "buffer_tokens": buffer_tokens, "n_tokens_in_acts": source.n_tokens}
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    saved = _load_checkpoint(folder, run) if folder is not None and resume else None
+    if saved is not None:
+        sae.load_state_dict(saved["sae"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        since_fired.copy_(saved["since_fired"])
+        history = {name: t.to(device) for name, t in saved["history"].items()}
+        start = int(saved["step"])
+    else:
+        with torch.no_grad():  # start b_dec at the data mean: the first steps then fit structure, not offset
+            sae.b_dec.copy_(source.mean())
+
+    bar = tqdm(total=n_steps, initial=start, desc=f"training {architecture} SAE", unit="step",
+               disable=not progress)
+    batches = source.batches(start)
+    for step in range(start, n_steps):
+        x = next(batches)
+        dead = since_fired >= dead_window
+        out = arch.training_loss(sae, x, dead)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        arch.before_step(sae)
+        optimizer.step()
+        arch.after_step(sae)
+        since_fired += x.shape[0]
+        since_fired[out.fired] = 0
+        if (step + 1) % resample_every == 0 and arch.resample(sae, dead, x, optimizer, generator):
+            since_fired[dead] = 0
+        with torch.no_grad():
+            variance = (x - x.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+            row = {"loss": out.loss, **out.terms, "l0": out.l0, "fvu": out.terms["mse"] / variance,
+                   "dead_fraction": dead.float().mean()}
+            for name, value in row.items():
+                history.setdefault(name, torch.zeros(n_steps, device=device))[step] = value.detach()
+        bar.update(1)
+        if folder is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == n_steps):
+            _save_checkpoint(folder, {"run": run, "step": step + 1, "sae": sae.state_dict(),
+                                      "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                                      "since_fired": since_fired.cpu(),
+                                      "history": {n: t.cpu() for n, t in history.items()}})
+        if callback is not None:
+            callback(step + 1, sae)
+    bar.close()
+    sae.eval()
+    data = {name: ("step", t.cpu().numpy()) for name, t in history.items()}
+    hist = xr.Dataset(data, coords={"step": np.arange(n_steps), "tokens": ("step", (np.arange(n_steps) + 1)
+                                                                           * source.batch_size)},
+                      attrs={"architecture": architecture, "d_sae": d_sae, "k": -1 if k is None else k,
+                             "lr": lr, "batch_size": source.batch_size, "seed": seed,
+                             "workbench_version": __version__})
+    return sae, hist
+
+
+def train_layers(model, tokens: torch.Tensor, layers: Iterable[int] | None = None, *, cache=None,
+                 forward_batch_size: int = 32, checkpoint_dir: str | os.PathLike | None = None,
+                 **kw) -> dict[int, tuple[AttentionSAE, xr.Dataset]]:
+    """One ``hook_z`` SAE per layer, all from a single cached forward pass.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+    tokens : torch.LongTensor [seq, pos]
+    layers : iterable of int, optional
+        Default: every layer.
+    cache : HookCache or path, optional
+        Where the activations are cached; default the user cache folder.
+    forward_batch_size : int
+        Sequences per forward pass while caching.
+    checkpoint_dir : str or PathLike, optional
+        Checkpoints go to ``<checkpoint_dir>/layer_<L>``.
+    **kw
+        Passed to :func:`train` (``d_sae``, ``k``, ``architecture``...).
+
+    Returns
+    -------
+    dict
+        ``{layer: (sae, history)}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from workbench.models import load_model, tokenize
+    >>> model = load_model("tiny-attn-2l", device="cpu")
+    >>> tokens = tokenize(model, ["def f(x):\\n    return x"] * 8, seq_len=16)
+    >>> out = train_layers(model, tokens, cache=tempfile.mkdtemp(), d_sae=64, k=4, batch_size=64, progress=False)
+    >>> sorted(out), out[1][0].cfg.hook_name
+    ([0, 1], 'blocks.1.attn.hook_z')
+    """
+    from workbench.hooks import HookCache
+
+    layers = list(range(model.cfg.n_layers)) if layers is None else [check_layer(model, layer) for layer in layers]
+    if not layers:
+        raise ValueError("layers: expected at least one layer, got an empty list")
+    if not isinstance(cache, HookCache):
+        cache = HookCache(cache)
+    hooks = [f"blocks.{layer}.attn.hook_z" for layer in layers]
+    ds = cache.activations(model, tokens, hooks, batch_size=forward_batch_size,
+                           progress=kw.get("progress", True))
+    out = {}
+    for layer, hook in zip(layers, hooks):
+        folder = None if checkpoint_dir is None else Path(checkpoint_dir) / f"layer_{layer}"
+        out[layer] = train(ds[hook], checkpoint_dir=folder, **kw)
+    return out
