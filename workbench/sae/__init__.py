@@ -1,0 +1,75 @@
+"""Sparse autoencoders on attention-layer outputs (Kissane et al. 2024).
+
+An attention layer writes ``z[pos, head, d_head]``: each head's attention-
+weighted values. Concatenating the heads gives one vector per token,
+``z_cat`` (``d_in = n_heads * d_head``), which an SAE rewrites as a sparse
+sum of learned directions::
+
+    f = act((z_cat - b_dec) W_enc + b_enc)        # few latents on per token
+    z_hat = f W_dec + b_dec                       # reconstruction
+
+Because ``z_cat`` sits *before* the output projection, every decoder row is
+split into the heads' blocks (:func:`head_attribution`: which heads write a
+feature), and because ``z`` is linear in the attention-weighted values, each
+feature's input splits exactly over source positions (:func:`dfa`: which
+earlier tokens a feature reads). Splicing ``z_hat`` back into the forward
+pass at ``blocks.L.attn.hook_z`` measures what the SAE loses
+(:func:`evaluate`: CE loss recovered, explained variance, L0).
+
+Architectures live one per module in a registry (:func:`architectures`):
+``standard`` (ReLU + L1, unit-norm decoder rows), ``topk`` (with a sparse
+training kernel), ``batchtopk`` and ``jumprelu``. SAEs save and load in the
+SAELens folder layout (``cfg.json`` + ``sae_weights.safetensors``).
+
+Worked example: plant 32 features in 64-d "attention outputs", train a TopK
+SAE, and check every planted direction was found.
+
+>>> import torch
+>>> from workbench.data.synthetic_sae import planted_dictionary
+>>> from workbench.sae import train, head_attribution
+>>> ds = planted_dictionary(n_tokens=8000, d_in=64, n_features=32, n_heads=4, active_per_token=3, seed=0)
+>>> sae, history = train(torch.from_numpy(ds["acts"].values), d_sae=64, k=3, lr=3e-3,
+...                      batch_size=256, n_tokens=80_000, progress=False)
+>>> truth = torch.from_numpy(ds["directions"].values)
+>>> decoder = sae.W_dec.detach() / sae.W_dec.detach().norm(dim=1, keepdim=True)
+>>> best = (truth @ decoder.T).max(dim=1).values        # best-matching latent per planted feature
+>>> bool((best > 0.9).float().mean() >= 0.9)
+True
+>>> head_attribution(sae, n_heads=4).dims
+('feature', 'head')
+
+On a model, :func:`train_layers` caches every layer's ``hook_z`` in one
+forward pass and trains one SAE per layer; :func:`evaluate`,
+:func:`top_activations` and :func:`feature_families` then take an SAE, the
+model, tokens and the layer.
+"""
+
+from workbench.sae.attribution import dfa, head_attribution
+from workbench.sae.config import SAEConfig
+from workbench.sae.evaluation import evaluate, hook_z_name
+from workbench.sae.features import feature_families, top_activations
+from workbench.sae.io import load_sae, save_sae
+from workbench.sae.model import AttentionSAE
+from workbench.sae.registry import Architecture, architectures, get_architecture, register
+from workbench.sae.source import ActivationSource
+from workbench.sae.training import train, train_layers
+
+__all__ = [
+    "ActivationSource",
+    "Architecture",
+    "AttentionSAE",
+    "SAEConfig",
+    "architectures",
+    "dfa",
+    "evaluate",
+    "feature_families",
+    "get_architecture",
+    "head_attribution",
+    "hook_z_name",
+    "load_sae",
+    "register",
+    "save_sae",
+    "top_activations",
+    "train",
+    "train_layers",
+]
