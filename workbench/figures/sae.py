@@ -1,0 +1,197 @@
+"""Figures for attention-output SAEs: feature dashboards, the L0/CE frontier, firing and family plots.
+
+Each builder takes the xarray result of a :mod:`workbench.sae` function and
+returns a plotly figure in the paper template (the examples of a dashboard
+also come as token-highlighted HTML).
+
+Examples
+--------
+>>> import numpy as np, xarray as xr
+>>> ev = xr.Dataset({"firing_histogram": ("log10_frequency", np.array([0, 2, 5]))},
+...                 coords={"log10_frequency": [-3.0, -2.0, -1.0]})
+>>> firing_histogram(ev).data[0].type
+'bar'
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+import xarray as xr
+from plotly.subplots import make_subplots
+
+from workbench.figures.template import FULL_WIDTH_PX, PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, apply_paper_style
+
+
+def _require(ds, names: tuple[str, ...], what: str, arg: str) -> None:
+    if not isinstance(ds, xr.Dataset) or not set(names) <= set(ds.variables):
+        got = sorted(ds.variables) if isinstance(ds, xr.Dataset) else type(ds).__name__
+        raise TypeError(f"{arg}: expected the xr.Dataset of {what} (with {list(names)}), got {got}")
+
+
+def feature_examples_html(top: xr.Dataset, feature: int, *, max_examples: int = 10) -> str:
+    """Token-highlighted examples of ``feature`` from :func:`workbench.sae.top_activations`, as HTML.
+
+    The example token is underlined; every token's background is the
+    feature's activation there, relative to the feature's largest.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> top = xr.Dataset({"context_token": (("feature", "example", "offset"), np.array([[["a", "b"]]], dtype=object)),
+    ...                   "context_activation": (("feature", "example", "offset"), np.array([[[0.0, 2.0]]])),
+    ...                   "activation": (("feature", "example"), np.array([[2.0]])),
+    ...                   "kind": (("feature", "example"), np.array([["top"]]))},
+    ...                  coords={"feature": [7], "offset": [-1, 0]})
+    >>> "<u>b</u>" in feature_examples_html(top, 7)
+    True
+    """
+    _require(top, ("context_token", "context_activation", "activation", "kind"), "top_activations", "top")
+    one = top.sel(feature=feature)
+    peak = float(np.nanmax(one["context_activation"].values)) or 1.0
+    rows = []
+    for e in range(min(max_examples, one.sizes["example"])):
+        if one["kind"].values[e] == "":
+            continue
+        spans = []
+        for offset, token, act in zip(one["offset"].values, one["context_token"].values[e],
+                                      one["context_activation"].values[e]):
+            alpha = 0.0 if not np.isfinite(act) else max(0.0, float(act)) / peak
+            text = html.escape(str(token)).replace("\n", "&#8629;")
+            text = f"<u>{text}</u>" if offset == 0 else text
+            spans.append(f'<span style="background: rgba(230,159,0,{alpha:.2f})" title="{act:.3g}">{text}</span>')
+        label = f"{one['kind'].values[e]} {float(one['activation'].values[e]):.3g}"
+        rows.append(f'<div style="font-family: monospace; white-space: pre">{html.escape(label)}: '
+                    f'{"".join(spans)}</div>')
+    return f'<div class="sae-feature" data-feature="{feature}">' + "\n".join(rows) + "</div>"
+
+
+def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray, dfa: xr.DataArray | None = None,
+                      firing: xr.DataArray | None = None) -> go.Figure:
+    """Dashboard of one feature: activation histogram, DFA heatmap, head shares, logit effects.
+
+    Parameters
+    ----------
+    top : xr.Dataset
+        From :func:`workbench.sae.top_activations` (includes ``feature``).
+    feature : int
+    head_share : xr.DataArray (feature, head)
+        From :func:`workbench.sae.head_attribution`.
+    dfa : xr.DataArray (feature, seq, dest, src), optional
+        From :func:`workbench.sae.dfa`; the first sequence is shown.
+    firing : xr.DataArray, optional
+        Activations of the feature over many tokens for the histogram;
+        default the activations of the examples in ``top``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> top = xr.Dataset({"activation": (("feature", "example"), np.array([[2.0, 1.0]])),
+    ...                   "top_logit_token": (("feature", "rank"), np.array([["a"]], dtype=object)),
+    ...                   "top_logit": (("feature", "rank"), np.array([[0.5]])),
+    ...                   "bottom_logit_token": (("feature", "rank"), np.array([["b"]], dtype=object)),
+    ...                   "bottom_logit": (("feature", "rank"), np.array([[-0.5]]))}, coords={"feature": [3]})
+    >>> share = xr.DataArray(np.array([[0.25, 0.75]]), dims=("feature", "head"), coords={"feature": [3]})
+    >>> [t.type for t in feature_dashboard(top, 3, head_share=share).data]  # no DFA given: no heatmap
+    ['histogram', 'bar', 'bar']
+    """
+    _require(top, ("activation", "top_logit", "top_logit_token", "bottom_logit", "bottom_logit_token"),
+             "top_activations", "top")
+    if not isinstance(head_share, xr.DataArray) or head_share.dims != ("feature", "head"):
+        raise TypeError("head_share: expected the (feature, head) DataArray of head_attribution")
+    one = top.sel(feature=feature)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=("activations", "DFA by source position",
+                                                        "decoder share per head", "logit effects"))
+    values = firing.values.ravel() if firing is not None else one["activation"].values
+    fig.add_trace(go.Histogram(x=values[np.isfinite(values) & (values > 0)], marker_color=PALETTE[0],
+                               name="activation"), row=1, col=1)
+    if dfa is not None:
+        fig.add_trace(go.Heatmap(z=dfa.sel(feature=feature).isel(seq=0).values, colorscale=SEQUENTIAL,
+                                 showscale=False, name="DFA"), row=1, col=2)
+        fig.update_xaxes(title_text="source", row=1, col=2)
+        fig.update_yaxes(title_text="destination", autorange="reversed", row=1, col=2)
+    fig.add_trace(go.Bar(x=head_share["head"].values, y=head_share.sel(feature=feature).values,
+                         marker_color=PALETTE[2], name="head share"), row=2, col=1)
+    tokens = list(one["top_logit_token"].values) + list(one["bottom_logit_token"].values)
+    effects = np.concatenate([one["top_logit"].values, one["bottom_logit"].values])
+    fig.add_trace(go.Bar(x=effects, y=[repr(t) for t in tokens], orientation="h", name="logit effect",
+                         marker_color=[PALETTE[2] if v > 0 else PALETTE[3] for v in effects]), row=2, col=2)
+    fig.update_layout(showlegend=False, title=f"feature {feature}")
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=480)
+
+
+def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
+    """CE loss recovered against L0, one line per layer.
+
+    Parameters
+    ----------
+    evaluations : xr.Dataset
+        :func:`workbench.sae.evaluate` results concatenated along ``layer`` and
+        a sweep dim (``k``, ``l1_coefficient``...), with ``l0`` and ``ce_loss_recovered``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ev = xr.Dataset({"l0": (("layer", "k"), [[4.0, 8.0]]), "ce_loss_recovered": (("layer", "k"), [[0.8, 0.9]])},
+    ...                 coords={"layer": [0], "k": [4, 8]})
+    >>> l0_ce_frontier(ev).data[0].name
+    'layer 0'
+    """
+    _require(evaluations, ("l0", "ce_loss_recovered"), "evaluate results", "evaluations")
+    fig = go.Figure()
+    layers = evaluations["layer"].values if "layer" in evaluations.dims else [None]
+    for i, layer in enumerate(layers):
+        ev = evaluations.sel(layer=layer) if layer is not None else evaluations
+        order = np.argsort(ev["l0"].values.ravel())
+        fig.add_trace(go.Scatter(x=ev["l0"].values.ravel()[order], y=ev["ce_loss_recovered"].values.ravel()[order],
+                                 mode="lines+markers", name=f"layer {layer}" if layer is not None else "SAE",
+                                 line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_xaxes(title_text="L0 (active latents per token)", type="log")
+    fig.update_yaxes(title_text="CE loss recovered")
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
+
+
+def firing_histogram(evaluation: xr.Dataset) -> go.Figure:
+    """Histogram of the latents' log10 firing frequency, dead fraction in the title.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ev = xr.Dataset({"firing_histogram": ("log10_frequency", [1, 3]), "dead_fraction": 0.25},
+    ...                 coords={"log10_frequency": [-2.0, -1.0]})
+    >>> firing_histogram(ev).layout.title.text
+    'dead: 25.0%'
+    """
+    _require(evaluation, ("firing_histogram",), "evaluate", "evaluation")
+    fig = go.Figure(go.Bar(x=evaluation["log10_frequency"].values, y=evaluation["firing_histogram"].values,
+                           marker_color=PALETTE[0]))
+    if "dead_fraction" in evaluation:
+        fig.update_layout(title=f"dead: {100 * float(evaluation['dead_fraction']):.1f}%")
+    fig.update_xaxes(title_text="log10 firing frequency")
+    fig.update_yaxes(title_text="latents")
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=240)
+
+
+def head_family_matrix(families: xr.Dataset, layer: int) -> go.Figure:
+    """Heatmap of feature counts per head and family in ``layer`` (from :func:`workbench.sae.feature_families`).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> fam = xr.Dataset({"head_counts": (("layer", "head", "family"), np.ones((1, 2, 4), dtype=int))},
+    ...                  coords={"layer": [1], "head": [0, 1], "family": ["a", "b", "c", "d"]})
+    >>> head_family_matrix(fam, 1).data[0].type
+    'heatmap'
+    """
+    _require(families, ("head_counts",), "feature_families", "families")
+    if layer not in families["layer"].values:
+        raise ValueError(f"layer: expected one of {families['layer'].values.tolist()}, got {layer!r}")
+    counts = families["head_counts"].sel(layer=layer)
+    fig = go.Figure(go.Heatmap(z=counts.values, x=[str(f) for f in counts["family"].values],
+                               y=[f"head {h}" for h in counts["head"].values], colorscale=SEQUENTIAL,
+                               colorbar=dict(title="features"), text=counts.values, texttemplate="%{text}"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=f"layer {layer}: features per head and family")
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
