@@ -1,0 +1,44 @@
+"""Figure builders run on real SAE results and refuse the wrong input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import xarray as xr
+
+from workbench.figures.sae import (feature_dashboard, feature_examples_html, firing_histogram, head_family_matrix,
+                                   l0_ce_frontier)
+from workbench.sae import (AttentionSAE, SAEConfig, dfa, evaluate, feature_families, head_attribution,
+                           top_activations)
+
+
+@pytest.fixture(scope="module")
+def results(random_model):
+    tokens = torch.randint(1, 64, (4, 16), generator=torch.Generator().manual_seed(0))
+    sae = AttentionSAE(SAEConfig(d_in=32, d_sae=24, k=4), seed=1)
+    evals = xr.concat([xr.concat([evaluate(sae, random_model, tokens, layer)[["l0", "ce_loss_recovered"]]
+                                  for _ in range(2)], dim="k") for layer in (0, 1)], dim="layer")
+    return {"top": top_activations(sae, random_model, tokens, 1, [2, 5], k=4),
+            "share": head_attribution(sae, 2), "dfa": dfa(sae, random_model, tokens[:1], 1, [2, 5]),
+            "evals": evals.assign_coords(layer=[0, 1], k=[4, 8]),
+            "ev": evaluate(sae, random_model, tokens, 1),
+            "families": feature_families({1: sae}, random_model, tokens)}
+
+
+def test_builders(results):
+    fig = feature_dashboard(results["top"], 2, head_share=results["share"], dfa=results["dfa"])
+    assert [t.type for t in fig.data] == ["histogram", "heatmap", "bar", "bar"]
+    page = feature_examples_html(results["top"], 5)
+    assert page.count("<u>") == int((results["top"]["kind"].sel(feature=5) != "").sum())
+    assert len(l0_ce_frontier(results["evals"]).data) == 2
+    assert sum(firing_histogram(results["ev"]).data[0].y) == int((results["ev"]["firing_frequency"] > 0).sum())
+    assert head_family_matrix(results["families"], 1).data[0].z.sum() == 24
+
+
+def test_builders_refuse_wrong_input(results):
+    with pytest.raises(TypeError, match="top: expected the xr.Dataset of top_activations"):
+        feature_dashboard(results["ev"], 2, head_share=results["share"])
+    with pytest.raises(TypeError, match="head_share: expected the \\(feature, head\\) DataArray"):
+        feature_dashboard(results["top"], 2, head_share=results["dfa"])
+    with pytest.raises(ValueError, match=r"layer: expected one of \[1\], got 0"):
+        head_family_matrix(results["families"], 0)

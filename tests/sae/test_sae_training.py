@@ -1,0 +1,113 @@
+"""Training: resumable checkpoints, lazy reading of a hook cache, the sparse TopK kernel, architectures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import xarray as xr
+
+from workbench.sae import ActivationSource, AttentionSAE, SAEConfig, architectures, train
+from workbench.sae._sparse_topk import topk_autoencode
+
+KW = dict(d_sae=32, k=4, batch_size=128, n_tokens=128 * 12, lr=3e-3, seed=5, progress=False, dead_window=512)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_at(step_to_fail: int):
+    def callback(step, sae):
+        if step == step_to_fail:
+            raise Interrupt
+    return callback
+
+
+@pytest.mark.parametrize("architecture", ["topk", "standard"])
+def test_interrupted_run_resumes_without_loss(tmp_path, architecture):
+    acts = torch.randn(1000, 16)
+    kw = {**KW, "architecture": architecture, "resample_every": 5, "dead_window": 256}
+    if architecture == "standard":
+        kw.update(k=None, l1_coefficient=0.5)
+    full, full_history = train(acts, **kw)
+    with pytest.raises(Interrupt):
+        train(acts, checkpoint_dir=tmp_path, checkpoint_every=4, callback=_stop_at(10), **kw)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 8
+    resumed, history = train(acts, checkpoint_dir=tmp_path, checkpoint_every=4, **kw)
+    for name, value in full.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    xr.testing.assert_equal(full_history, history)
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    acts = torch.randn(1000, 16)
+    train(acts, checkpoint_dir=tmp_path, **KW)
+    with pytest.raises(ValueError, match=r"checkpoint_dir: .* different arguments \['lr'\]"):
+        train(acts, checkpoint_dir=tmp_path, **{**KW, "lr": 1e-3})
+
+
+def test_trains_from_a_lazy_hook_cache(random_model, hook_cache):
+    tokens = torch.randint(0, 64, (40, 16), generator=torch.Generator().manual_seed(0))
+    ds = hook_cache.activations(random_model, tokens, ["blocks.1.attn.hook_z"], batch_size=8, progress=False)
+    z = ds["blocks.1.attn.hook_z"]
+    assert z.chunks is not None  # dask-backed: read chunk by chunk
+    source = ActivationSource(z, batch_size=64, seed=0, buffer_tokens=128)
+    assert (source.d_in, source.n_tokens, len(source._chunks)) == (32, 640, 5)
+    # the stream is a permutation of the cached tokens within each epoch
+    epoch = torch.cat([b for _, b in zip(range(10), source.batches())])
+    expected = torch.from_numpy(z.values.reshape(-1, 32))
+    assert torch.equal(epoch[epoch[:, 0].argsort()], expected[expected[:, 0].argsort()])
+    sae, history = train(z, d_sae=64, k=4, batch_size=64, n_tokens=640 * 3, progress=False)
+    assert sae.cfg.hook_name == "blocks.1.attn.hook_z" and sae.cfg.n_heads == 2
+    assert history.sizes["step"] == 30
+
+
+def test_sparse_topk_matches_dense_gradients():
+    gen = torch.Generator().manual_seed(0)
+    x, W_enc, b_enc, W_dec = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True)
+                              for s in ((9, 6), (6, 20), (20,), (20, 6)))
+    out, _, _ = topk_autoencode(x, W_enc, b_enc, W_dec, 3)
+    (out.sin().sum()).backward()
+    sparse = [t.grad.clone() for t in (x, W_enc, b_enc, W_dec)]
+    for t in (x, W_enc, b_enc, W_dec):
+        t.grad = None
+    pre = x @ W_enc + b_enc
+    vals, idx = pre.topk(3, dim=1)
+    ((torch.zeros_like(pre).scatter(1, idx, vals.relu()) @ W_dec).sin().sum()).backward()
+    for got, t in zip(sparse, (x, W_enc, b_enc, W_dec)):
+        assert torch.allclose(got, t.grad)
+
+
+@pytest.mark.parametrize("architecture", architectures())
+def test_every_architecture_learns_sparse_codes(architecture):
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.randn(24, 16, generator=gen)
+    codes = torch.rand(4000, 24, generator=gen) * (torch.rand(4000, 24, generator=gen) < 0.1)
+    acts = codes @ basis
+    kw = {"topk": {"k": 3}, "batchtopk": {"k": 3}, "standard": {"l1_coefficient": 0.2},
+          "jumprelu": {"l1_coefficient": 0.1, "jumprelu_bandwidth": 0.1, "jumprelu_init_threshold": 0.05}}[architecture]
+    sae, history = train(acts, d_sae=48, architecture=architecture, lr=3e-3, batch_size=200, n_tokens=60_000,
+                         progress=False, **kw)
+    fvu = history["fvu"].values
+    assert fvu[-10:].mean() < 0.5 * fvu[:3].mean()
+    f = sae.encode(acts)
+    l0 = float((f > 0).float().sum(-1).mean())
+    assert l0 < 24
+    if architecture == "topk":
+        assert l0 <= 3
+    if architecture == "batchtopk":  # a mean of k per token from the learned threshold, not exactly k each
+        assert 1.0 <= l0 <= 6.0
+    if architecture == "standard":
+        assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(48), atol=1e-5)
+
+
+def test_auxk_revives_dead_latents():
+    acts = torch.randn(4000, 16)
+    sae = AttentionSAE(SAEConfig(d_in=16, d_sae=64, k=2))
+    dead = torch.ones(64, dtype=torch.bool)
+    step = sae.architecture.training_loss(sae, acts[:256], dead)
+    assert float(step.terms["aux"].detach()) > 0
+    step.loss.backward()
+    assert float(sae.W_enc.grad.abs().sum(0).gt(0).float().mean()) > 0.5  # dead columns get gradient
+    _, history = train(acts, d_sae=64, k=2, batch_size=256, n_tokens=40_000, dead_window=1024, progress=False)
+    assert history["dead_fraction"].values[-1] < 0.5
