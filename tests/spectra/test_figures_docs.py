@@ -1,0 +1,38 @@
+"""Figure builders return paper-styled figures; every docstring example runs."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+
+from workbench.figures import spectra as figs
+from workbench.figures.template import TEMPLATE_NAME
+from workbench.spectra import layer_spectra, rank_metrics, spectrum, truncation_curve
+
+
+def test_builders(attn_model):
+    ds = layer_spectra(attn_model, progress=False)
+    G = np.random.default_rng(0).standard_normal((200, 80))
+    built = [figs.esd_figure(spectrum(G), rank_metrics(G)), figs.metric_heatmap(ds, "stable_rank"),
+             figs.head_spectra_figure(ds, "qk", layer=1),
+             figs.truncation_figure({"svd": truncation_curve(G)})]
+    for fig in built:
+        assert fig.layout.template.layout.font.size == 9 or fig.layout.template == TEMPLATE_NAME
+    assert len(built[2].data) == attn_model.cfg.n_heads
+    with pytest.raises(ValueError, match="metric|missing"):
+        figs.metric_heatmap(ds, "no_such_metric")
+
+
+MODULES = ["workbench.spectra", "workbench.spectra.svd", "workbench.spectra.spectrum", "workbench.spectra.metrics",
+           "workbench.spectra.powerlaw", "workbench.spectra.mp", "workbench.spectra.truncation",
+           "workbench.spectra.weights", "workbench.spectra.circuits", "workbench.spectra.activations",
+           "workbench.spectra.layers", "workbench.spectra.compress", "workbench.figures.spectra"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
