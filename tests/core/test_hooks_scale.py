@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import random_tokens
 
@@ -65,3 +66,14 @@ def test_a_two_worker_local_cluster_writes_the_same_store(gelu_model, tmp_path):
     assert workers_used == 2
     for hook in HOOKS[:3]:
         np.testing.assert_allclose(remote[hook].values, local[hook].values, atol=1e-6)
+
+
+def test_a_cluster_needs_a_model_it_can_reload(hook_cache):
+    from workbench.models import boot_native
+
+    model = boot_native(dict(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, n_ctx=16, d_vocab=50,
+                             act_fn="gelu", attn_only=True, normalization_type="LN"), device="cpu")
+    tokens = random_tokens(model, 2, 8)
+    with pytest.raises(ValueError, match="client: caching on a cluster needs a model loaded with"):
+        hook_cache.activations(model, tokens, "blocks.0.attn.hook_z", client=object(), progress=False)
+    assert hook_cache.list() == []

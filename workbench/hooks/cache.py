@@ -8,6 +8,7 @@ returns all of them as one lazily loaded ``xr.Dataset``.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from platformdirs import user_cache_dir
 
 from workbench import __version__
 from workbench.hooks.dims import hook_dims
-from workbench.hooks.keys import cache_key, model_description, tokens_sha256
+from workbench.hooks.keys import cache_key, model_description, tokens_sha256, weights_sha256
 from workbench.hooks.store import (
     StoreDamagedError,
     StoreWriter,
@@ -31,6 +32,7 @@ from workbench.hooks.store import (
     read_attrs,
     sweep_stale,
     verify_store,
+    write_region,
 )
 from workbench.hooks.validate import check_batch_size, check_dtype, check_hooks, check_tokens
 
@@ -109,10 +111,23 @@ def compute_hooks(model, tokens: torch.Tensor, hooks: list[str], dtype: str) -> 
     return out
 
 
-def _write_chunk(model, tokens: torch.Tensor, hooks: list[str], dtype: str, writers: dict, start: int) -> None:
-    values = compute_hooks(model, tokens, hooks, dtype)
+@functools.lru_cache(maxsize=2)
+def _worker_model(source: str, weights: str, device: str):
+    """The model on a cluster worker, loaded once per worker from its source."""
+    from workbench.models import load_model
+
+    model = load_model(source, device=device)
+    if weights_sha256(model) != weights:
+        raise ValueError(f"model: the weights loaded from {source!r} on a worker differ from the caller's model "
+                         "(changed after loading?); cache without a client, or save the model and load it again")
+    return model
+
+
+def _write_chunk(source: str, weights: str, device: str, tokens: torch.Tensor, hooks: list[str], dtype: str,
+                 array_paths: dict[str, Path], start: int) -> None:
+    values = compute_hooks(_worker_model(source, weights, device), tokens.to(device), hooks, dtype)
     for hook, array in values.items():
-        writers[hook].write(start, array)
+        write_region(array_paths[hook], start, array)
 
 
 class HookCache:
@@ -244,11 +259,17 @@ class HookCache:
 
     @staticmethod
     def _compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size) -> None:
-        from distributed import progress as _  # noqa: F401  (ensures distributed is installed)
-
-        model_ref = client.scatter(model, broadcast=True)
-        tasks = [client.submit(_write_chunk, model_ref, tokens[s:s + batch_size].cpu(), hooks, dtype, writers, s,
-                               pure=False) for s in starts]
+        # Workers reload the model from where it came from (a bundled name or a
+        # folder) rather than receiving a pickled copy, and check its weights hash.
+        source = getattr(model, "workbench_source", None)
+        if source is None:
+            raise ValueError("client: caching on a cluster needs a model loaded with workbench.models.load_model "
+                             "(workers reload it from its source); this model has no recorded source")
+        weights = weights_sha256(model)
+        device = str(next(model.parameters()).device)
+        paths = {hook: writer.array_path for hook, writer in writers.items()}
+        tasks = [client.submit(_write_chunk, source, weights, device, tokens[s:s + batch_size].cpu(), hooks, dtype,
+                               paths, s, pure=False) for s in starts]
         client.gather(tasks)
 
     def list(self) -> list[dict]:

@@ -86,6 +86,11 @@ class StoreWriter:
         """Write ``values`` at ``[start:start + len(values)]`` along the first dim."""
         self._array[start:start + values.shape[0]] = values
 
+    @property
+    def array_path(self) -> Path:
+        """The variable's zarr array, for writers in other processes (:func:`write_region`)."""
+        return self.tmp / self.name
+
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -168,3 +173,12 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def write_region(array_path: Path, start: int, values: np.ndarray) -> None:
+    """Write ``values`` into the zarr array at ``array_path`` from ``start`` along the first dim.
+
+    Used by cluster workers; chunks are aligned with the writes, so workers
+    never touch the same chunk.
+    """
+    zarr.open_array(array_path, mode="r+")[start:start + values.shape[0]] = values

@@ -12,6 +12,8 @@ import numbers
 
 import torch
 
+from workbench.device import resolve_device
+
 
 def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, else ``ValueError`` naming ``name``."""
@@ -28,16 +30,8 @@ def check_positive_float(name: str, value) -> float:
 
 
 def check_device(device) -> torch.device:
-    """A usable ``torch.device`` from ``device`` (str, device or None for CPU)."""
-    if device is None:
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for CUDA but no CUDA device is available")
-    return dev
+    """A usable ``torch.device`` from ``device`` (``None``: CUDA when present, else CPU)."""
+    return resolve_device(device)
 
 
 def check_activations(name: str, x, d_in: int) -> torch.Tensor:

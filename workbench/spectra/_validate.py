@@ -12,22 +12,11 @@ import numpy as np
 import torch
 import xarray as xr
 
+from workbench.device import resolve_device  # noqa: F401  (re-exported for the spectra modules)
+
 #: Dtypes that are widened to float32 before any linear algebra: LAPACK has no
 #: half-precision kernels, and their rounding would swamp small singular values.
 _UPCAST = (torch.float16, torch.bfloat16)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for CUDA but no CUDA device is available")
-    return dev
 
 
 def resolve_dtype(dtype: Any, name: str = "dtype") -> torch.dtype | None:
