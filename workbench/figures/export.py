@@ -119,6 +119,7 @@ def export(fig: go.Figure, path: str | os.PathLike, *, width: int | None = None,
         )
         if os.path.getsize(tmp_name) == 0:
             raise RuntimeError(f"kaleido wrote an empty {fmt} file for {path}")
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a figure is meant to be shared
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
