@@ -25,7 +25,7 @@ def induction_heatmap(scores: xr.DataArray, *, title: str = "Induction score") -
     fig = new_figure(title=title, width=SINGLE_COLUMN_PX, height=220)
     fig.add_heatmap(z=scores.values, x=[f"H{h}" for h in scores["head"].values],
                     y=[f"L{layer}" for layer in scores["layer"].values], colorscale=SEQUENTIAL, zmin=0, zmax=1,
-                    text=np.round(scores.values, 2), texttemplate="%{text}", colorbar=dict(title="score"))
+                    texttemplate="%{z:.2f}", textfont=dict(size=9), colorbar=dict(title="score"))
     fig.update_yaxes(autorange="reversed", showgrid=False)
     fig.update_xaxes(showgrid=False)
     return fig
