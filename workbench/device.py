@@ -10,6 +10,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 
@@ -28,3 +31,27 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for CUDA but no CUDA device is available")
     return dev
+
+
+@contextmanager
+def one_cpu_thread(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """Run the block with one torch CPU thread (when ``enabled`` and ``device`` is the CPU).
+
+    Small matrix work (UFM steps, LAPACK's sequential eigen/SVD stages) loses
+    more to thread hand-offs than it gains, and far more on a busy machine.
+
+    Examples
+    --------
+    >>> with one_cpu_thread(torch.device("cpu")):
+    ...     torch.get_num_threads()
+    1
+    """
+    if device.type != "cpu" or not enabled:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

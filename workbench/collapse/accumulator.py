@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from workbench.collapse._runtime import resolve_device
+from workbench.device import resolve_device
 from workbench.collapse._validate import (
     as_classifier,
     as_features,

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import workbench
-from workbench.collapse._runtime import few_threads, resolve_device
+from workbench.device import one_cpu_thread, resolve_device
 from workbench.collapse._validate import check_choice, check_counts
 from workbench.collapse.layerwise import track
 
@@ -180,7 +180,7 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
             return float(value), float((logits.argmax(1) == yd).float().mean())
 
     # widths up to ~512 are small matrices: one thread beats two that wait on each other
-    with few_threads(dev, enabled=max(hidden) <= 512):
+    with one_cpu_thread(dev, enabled=max(hidden) <= 512):
         train_loss, acc = evaluate()
         tracker(0, train_loss=train_loss, train_accuracy=acc)
         for epoch in tqdm(range(1, epochs + 1), disable=not progress, desc="epochs"):

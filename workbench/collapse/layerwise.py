@@ -16,7 +16,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from workbench.collapse._runtime import resolve_device
+from workbench.device import resolve_device
 from workbench.collapse.accumulator import NCAccumulator
 
 Classifiers = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import xarray as xr
 
-from workbench.collapse._runtime import resolve_device
+from workbench.device import resolve_device
 from workbench.collapse._validate import as_features, as_labels, check_choice, check_problem_size
 from workbench.collapse.accumulator import NCAccumulator
 from workbench.collapse.geometry import GLOBAL_MEANS, NC3_FORMS

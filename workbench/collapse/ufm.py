@@ -18,7 +18,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import workbench
-from workbench.collapse._runtime import few_threads, resolve_device
+from workbench.device import one_cpu_thread, resolve_device
 from workbench.collapse._validate import check_choice, check_counts, check_depth, check_positive
 
 LOSSES = ("mse", "ce")
@@ -131,7 +131,7 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
         return value
 
     bar = tqdm(total=steps, disable=not progress, desc=f"UFM depth {m}")
-    with few_threads(dev):
+    with one_cpu_thread(dev):
         if optimizer == "lbfgs":
             opt = torch.optim.LBFGS(params, lr=lr, max_iter=steps, max_eval=2 * steps, tolerance_grad=tol,
                                     tolerance_change=0.0, history_size=20, line_search_fn="strong_wolfe")

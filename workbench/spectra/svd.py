@@ -26,11 +26,9 @@ Examples
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 
+from workbench.device import one_cpu_thread
 from workbench.spectra._validate import resolve_device
 
 #: Gram eigenvalues below ``_FLOOR * n * eps64 * lambda_1`` trigger the direct
@@ -43,8 +41,7 @@ _EPS64 = torch.finfo(torch.float64).eps
 _ONE_THREAD_MAX = 2048
 
 
-@contextmanager
-def _solver_threads(W: torch.Tensor) -> Iterator[None]:
+def _solver_threads(W: torch.Tensor):
     """One CPU thread for small dense solves.
 
     The tridiagonal / bidiagonal stages of LAPACK's symmetric eigensolver and
@@ -52,15 +49,7 @@ def _solver_threads(W: torch.Tensor) -> Iterator[None]:
     threads cost far more than they save (measured: a 512 x 512 float64
     ``eigvalsh`` took 0.74 s on two busy threads, 0.12 s on one).
     """
-    if W.device.type != "cpu" or min(W.shape[-2:]) > _ONE_THREAD_MAX:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return one_cpu_thread(W.device, enabled=min(W.shape[-2:]) <= _ONE_THREAD_MAX)
 
 
 def _gram_eigenvalues(W: torch.Tensor) -> torch.Tensor:
