@@ -31,8 +31,6 @@ def test_attention_only_model_has_no_mlp_and_exposes_hook_z(attn_model, gelu_mod
     assert any(".mlp." in k for k in gelu_model.state_dict())
 
 
-@pytest.mark.skip(reason="the shipped recipe has not produced a layer-1 induction head yet (scores ~0.01); "
-                         "issue 2 stays open on this")
 def test_tiny_attn_has_a_layer1_induction_head(attn_model):
     scores = induction_scores(attn_model, n_seqs=16, period=50, seed=123)
     assert float(scores.sel(layer=1).max()) >= 0.4, scores.values

@@ -48,7 +48,7 @@ def render() -> str:
             f"- Command: `{train['recipe']}`",
             f"- Trained: {train['steps']} steps x {train['batch_size']} x {train['seq_len']} tokens "
             f"({train['tokens_seen']:,} tokens), seed {train['seed']}, {train['train_seconds']:.0f} s on "
-            f"{train['machine']} CPU, torch {train['torch']}.",
+            f"{train['machine']} {train.get('device', 'cpu')}, torch {train['torch']}.",
             f"- Held-out loss: **{train['held_out_loss_nats']:.3f} nats/token** over {train['held_out_tokens']:,} "
             f"held-out tokens; unigram cross-entropy of the same tokens: {train['unigram_entropy_nats']:.3f} nats.",
             "- Induction scores (attention from i to i - L + 1 on random tokens repeated with period L = 50), "
@@ -63,6 +63,10 @@ def render() -> str:
         curve = train["loss_curve"]
         stride = max(1, len(curve) // 20)
         lines += [f"| {p['step']} | {p['loss']:.3f} |" for p in curve[::stride]]
+        probes = [p for p in curve if "induction_score_layer1" in p]
+        if probes:
+            lines += ["", "Layer-1 induction score during training: " + ", ".join(
+                f"step {p['step']}: {p['induction_score_layer1']:.2f}" for p in probes)]
         lines.append("")
     return "\n".join(lines)
 
