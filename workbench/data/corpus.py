@@ -106,7 +106,7 @@ def token_batches(token_ids: np.ndarray, *, batch_size: int, seq_len: int, n_bat
     --------
     >>> import numpy as np
     >>> batches = list(token_batches(np.arange(100), batch_size=2, seq_len=10))
-    >>> len(batches), batches[0][1, 0]
+    >>> len(batches), int(batches[0][1, 0])
     (5, 10)
     """
     token_ids = np.asarray(token_ids)

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> tok = train_bpe("def f(x):\\n    return x\\n" * 50, vocab_size=300)
->>> tok.decode(tok("def f")["input_ids"])
+>>> tok.decode(tok("def f", add_special_tokens=False)["input_ids"])
 'def f'
 """
 
