@@ -63,27 +63,24 @@ def run_figures(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import xarray as xr
 
-    from workbench.data.corpus import load_corpus
     from workbench.figures import export
     from workbench.figures.models import head_norms, induction_heatmap
-    from workbench.hooks import HookCache
-    from workbench.models import induction_scores, load_model, tokenize
+    from workbench.hooks import HookCache, default_hooks
+    from workbench.models import corpus_tokens, induction_scores, load_model
 
     model = load_model(args.model)
-    text = load_corpus("held_out")
-    width = 4 * args.seq_len
-    tokens = tokenize(model, [text[i * width:(i + 1) * width] for i in range(args.n_seq)], seq_len=args.seq_len)
+    tokens = corpus_tokens(model, args.n_seq, args.seq_len)
     cache = HookCache(args.cache)
-    hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
-    hooks.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    hooks = default_hooks(model)
     ds = cache.activations(model, tokens, hooks)
     print(f"cached {len(hooks)} hooks of {args.model} over {tokens.numel()} tokens in {cache.root}")
     z = xr.concat([ds[h] for h in hooks if h.endswith("hook_z")], dim="layer")
     z = z.assign_coords(layer=range(model.cfg.n_layers))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    written = [export(induction_heatmap(induction_scores(model)), out / "induction_scores.pdf"),
-               export(induction_heatmap(induction_scores(model)), out / "induction_scores.png"),
+    induction = induction_heatmap(induction_scores(model))
+    written = [export(induction, out / "induction_scores.pdf"),
+               export(induction, out / "induction_scores.png"),
                export(head_norms(z), out / "head_norms.svg")]
     for path in written:
         print(f"wrote {path}")

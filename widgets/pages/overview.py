@@ -151,17 +151,13 @@ class OverviewPage(Page):
         name, n_seq, seq_len, cache = self.model, self.n_seq, self.seq_len, self.hook_cache
 
         def work(job: Job) -> int:
-            from workbench.data.corpus import load_corpus
-            from workbench.models import tokenize
+            from workbench.hooks import default_hooks
+            from workbench.models import corpus_tokens
 
             job.report(None, f"loading {name}")
             model = _model(name)
-            text = load_corpus("held_out")
-            width = 4 * seq_len  # characters per window: enough for seq_len tokens
-            tokens = tokenize(model, [text[i * width:(i + 1) * width] for i in range(n_seq)], seq_len=seq_len)
-            n_layers = model.cfg.n_layers
-            hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
-            hooks.append(f"blocks.{n_layers - 1}.hook_resid_post")
+            tokens = corpus_tokens(model, n_seq, seq_len)
+            hooks = default_hooks(model)
             for i, hook in enumerate(hooks):
                 job.check()
                 job.report(i / len(hooks), f"caching {hook} ({i + 1}/{len(hooks)})")

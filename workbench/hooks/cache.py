@@ -45,6 +45,19 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path(user_cache_dir("workbench")) / "hooks"
 
 
+def default_hooks(model) -> list[str]:
+    """The hooks the demo and the dashboard cache: every layer's ``attn.hook_z`` and the last ``hook_resid_post``.
+
+    Examples
+    --------
+    >>> from workbench.models import load_model
+    >>> default_hooks(load_model("tiny-attn-2l"))
+    ['blocks.0.attn.hook_z', 'blocks.1.attn.hook_z', 'blocks.1.hook_resid_post']
+    """
+    n_layers = model.cfg.n_layers
+    return [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+
+
 class _StopForward(Exception):
     """Raised by a hook once every requested activation is captured."""
 

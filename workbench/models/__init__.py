@@ -9,11 +9,12 @@ torch.Size([1, 4])
 """
 
 from workbench.models.diagnostics import induction_scores, mean_loss, repeated_random_tokens
-from workbench.models.tokenizer import tokenize
+from workbench.models.tokenizer import corpus_tokens, tokenize
 from workbench.models.zoo import boot_native, default_device, list_models, load_model
 
 __all__ = [
     "boot_native",
+    "corpus_tokens",
     "default_device",
     "induction_scores",
     "list_models",

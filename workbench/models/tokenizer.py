@@ -89,3 +89,24 @@ def tokenize(model, texts: str | list[str], seq_len: int, *, prepend_bos: bool =
         rows.append(ids)
     device = next(model.parameters()).device
     return torch.tensor(rows, dtype=torch.long, device=device)
+
+
+def corpus_tokens(model, n_seq: int, seq_len: int, *, split: str = "held_out") -> torch.LongTensor:
+    """``[n_seq, seq_len]`` windows of the bundled corpus, tokenized for ``model`` (BOS first).
+
+    Consecutive slices of ``4 * seq_len`` characters, enough text for
+    ``seq_len`` tokens of code.
+
+    Examples
+    --------
+    >>> from workbench.models import load_model
+    >>> corpus_tokens(load_model("tiny-attn-2l"), 3, 16).shape
+    torch.Size([3, 16])
+    """
+    from workbench.data.corpus import load_corpus
+
+    if not isinstance(n_seq, int) or n_seq < 1:
+        raise ValueError(f"n_seq: expected a positive int, got {n_seq!r}")
+    text = load_corpus(split)
+    width = 4 * seq_len
+    return tokenize(model, [text[i * width:(i + 1) * width] for i in range(n_seq)], seq_len=seq_len)
