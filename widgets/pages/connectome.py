@@ -30,37 +30,6 @@ SYNTHETIC = ("n_neurons", "n_animals", "n_time", "n_motifs", "seed")
 FIT = ("rank_min", "rank_max", "n_restarts", "max_iter")
 
 
-def traces_heatmap(traces: xr.DataArray, animal: int = 0) -> go.Figure:
-    """Neuron x time heatmap of one animal's traces with its stimulus windows shaded.
-
-    Belongs in :mod:`workbench.figures.connectome`; kept here until that
-    module gains it (the dashboard may not edit the figure layer).
-
-    Examples
-    --------
-    >>> from workbench.connectome import synthetic
-    >>> fig = traces_heatmap(synthetic(10, 2, 120, 2).traces, animal=1)
-    >>> fig.data[0].type, len(fig.layout.shapes)
-    ('heatmap', 2)
-    """
-    from workbench.figures.template import FULL_WIDTH_PX, SEQUENTIAL, new_figure
-
-    if not 0 <= animal < traces.sizes["animal"]:
-        raise ValueError(f"animal: expected an index in [0, {traces.sizes['animal']}), got {animal!r}")
-    one = traces.isel(animal=animal)
-    name = str(traces["animal"].values[animal])
-    fig = new_figure(title=f"traces of {name}", xaxis_title="time (s)", width=FULL_WIDTH_PX, height=300)
-    fig.add_heatmap(z=one.values, x=one["time"].values, y=one["neuron"].values.astype(str), colorscale=SEQUENTIAL,
-                    colorbar=dict(title="activity"))
-    names = traces.attrs.get("stim_names") or []
-    for start, end in zip(np.atleast_1d(traces.attrs.get("stim_start", [])), np.atleast_1d(traces.attrs.get("stim_end", []))):
-        fig.add_vrect(x0=float(start), x1=float(end), line=dict(color="white", width=1, dash="dot"))
-    if len(names):
-        fig.update_layout(meta={"stimuli": list(np.atleast_1d(names))})
-    fig.update_yaxes(autorange="reversed", showticklabels=one.sizes["neuron"] <= 40)
-    return fig
-
-
 def connectome_figures(ds: xr.Dataset, component: int = 0) -> dict[str, go.Figure]:
     """Rank sweep, component panel and community graph of a stored ``dynamic_connectome`` result.
 
@@ -205,6 +174,8 @@ class ConnectomePage(Page):
 
     def figures(self) -> dict[str, go.Figure]:
         """Traces heatmap; once fitted, the rank sweep, component panel and community graph."""
+        from workbench.figures.connectome import traces_heatmap
+
         figures = {} if self.traces is None else {"traces": traces_heatmap(self.traces, self.animal)}
         if self.result is not None:
             figures.update(connectome_figures(self.result, int(self.component)))

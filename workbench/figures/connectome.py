@@ -8,7 +8,7 @@ import xarray as xr
 from plotly.subplots import make_subplots
 
 from workbench.connectome.pairs import pairs_to_matrix
-from workbench.figures.template import FULL_WIDTH_PX, PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, apply_paper_style
+from workbench.figures.template import FULL_WIDTH_PX, PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, apply_paper_style, new_figure
 
 
 def _check_result(result, needed: tuple[str, ...]) -> None:
@@ -161,3 +161,30 @@ def restart_similarity_plot(similarity) -> go.Figure:
     fig.update_xaxes(title_text="restart")
     fig.update_yaxes(title_text="restart", autorange="reversed")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX - 40)
+
+
+def traces_heatmap(traces: xr.DataArray, animal: int = 0) -> go.Figure:
+    """Neuron x time heatmap of one animal's traces with its stimulus windows shaded.
+
+    Examples
+    --------
+    >>> from workbench.connectome import synthetic
+    >>> fig = traces_heatmap(synthetic(10, 2, 120, 2).traces, animal=1)
+    >>> fig.data[0].type, len(fig.layout.shapes)
+    ('heatmap', 2)
+    """
+    if not 0 <= animal < traces.sizes["animal"]:
+        raise ValueError(f"animal: expected an index in [0, {traces.sizes['animal']}), got {animal!r}")
+    one = traces.isel(animal=animal)
+    name = str(traces["animal"].values[animal])
+    fig = new_figure(title=f"traces of {name}", xaxis_title="time (s)", width=FULL_WIDTH_PX, height=300)
+    fig.add_heatmap(z=one.values, x=one["time"].values, y=one["neuron"].values.astype(str), colorscale=SEQUENTIAL,
+                    colorbar=dict(title="activity"))
+    names = traces.attrs.get("stim_names") or []
+    starts, ends = np.atleast_1d(traces.attrs.get("stim_start", [])), np.atleast_1d(traces.attrs.get("stim_end", []))
+    for start, end in zip(starts, ends):
+        fig.add_vrect(x0=float(start), x1=float(end), line=dict(color="white", width=1, dash="dot"))
+    if len(names):
+        fig.update_layout(meta={"stimuli": list(np.atleast_1d(names))})
+    fig.update_yaxes(autorange="reversed", showticklabels=one.sizes["neuron"] <= 40)
+    return fig
