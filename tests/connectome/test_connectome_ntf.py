@@ -42,6 +42,20 @@ def test_error_matches_explicit_reconstruction(fit, planted):
     assert abs(explicit - fit.error) < 1e-4
 
 
+def test_reported_error_never_increases_and_input_is_untouched(planted):
+    """Extrapolated steps that end worse are discarded: the error per restart is monotone."""
+    x = np.ascontiguousarray(planted[0], dtype=np.float32)  # shared with torch without a copy
+    before = x.copy()
+    history = []
+    res = ntf(x, 4, n_restarts=6, seed=1, device="cpu", max_iter=60, tol=0,
+              callback=lambda it, err: history.append(err.copy()))
+    history = np.array(history)
+    assert history.shape == (60, 6)
+    assert (np.diff(history, axis=0) <= 1e-7).all()
+    np.testing.assert_allclose(res.errors.values, history[-1], rtol=1e-5)
+    np.testing.assert_array_equal(x, before)
+
+
 def test_masked_entries_are_left_out(planted):
     x, truth = planted
     mask = np.random.default_rng(3).random(x.shape) >= 0.2

@@ -17,6 +17,14 @@ Gram matrices are Hadamard products of the R x R grams of the other factors.
 Each factor is updated with ``n_inner`` HALS sweeps per MTTKRP (the MTTKRP is
 the expensive part; extra sweeps are almost free and cut outer iterations).
 
+Extrapolation (no missing entries): after each accepted iteration the next
+one starts from ``F + beta (F - F_previous)`` (clipped at 0), with one step
+size ``beta`` per restart that grows while the error falls and shrinks when
+an iteration ends worse than the last accepted one, which is then discarded
+(Ang & Gillis 2019, "Accelerating nonnegative matrix factorization
+algorithms using extrapolation"). The accepted error never increases; on
+the paper-scale tensor this cuts the iterations to a given error about 2x.
+
 Missing entries: exact EM for least squares on the observed entries. Before
 each sweep the missing entries of each restart's copy of the tensor are set to
 that restart's current model; one HALS sweep on the completed tensor cannot
@@ -31,6 +39,8 @@ from __future__ import annotations
 import torch
 
 _TINY = 1e-30
+# Extrapolation step sizes: start, growth on success, growth of the cap, shrink on failure.
+_BETA0, _GROW, _GROW_CAP, _SHRINK = 0.5, 1.1, 1.05, 1.5
 
 
 def khatri_rao(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
@@ -95,50 +105,104 @@ def model_at(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, idx: tuple[torch
     return (A[:, i, :] * B[:, j, :] * C[:, k, :]).sum(-1)
 
 
+def squared_norm(X: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
+    """``sum(X**2)`` in float64: each cache-sized chunk is summed in its own dtype
+    (torch's cascade summation: ~1e-8 relative in float32), the chunk sums in float64."""
+    parts = [c.square().sum(dtype=None).double() for c in X.reshape(-1).split(chunk)]
+    return torch.stack(parts).sum()
+
+
+class Extrapolator:
+    """Per-restart extrapolation between HALS iterations with accept/reject on the exact error."""
+
+    def __init__(self, factors: list[torch.Tensor], error: torch.Tensor):
+        self.accepted = [f.clone() for f in factors]
+        self.error = error.clone()
+        self.beta = torch.full((error.shape[0], 1, 1), _BETA0, dtype=factors[0].dtype, device=factors[0].device)
+        self.cap = torch.ones_like(self.beta)
+
+    def step(self, factors: list[torch.Tensor], error: torch.Tensor) -> torch.Tensor:
+        """Accept or discard the iterate in ``factors`` (in place: becomes the next start); returns accepted errors."""
+        better = error <= self.error
+        keep = better[:, None, None]
+        beta = self.beta
+        self.cap = torch.where(keep, (self.cap * _GROW_CAP).clamp_max(1.0), beta)
+        self.beta = torch.where(keep, torch.minimum(beta * _GROW, self.cap), beta / _SHRINK)
+        for f, acc in zip(factors, self.accepted):
+            start = (f + self.beta * (f - acc)).clamp_min_(0)
+            acc.copy_(torch.where(keep, f, acc))
+            f.copy_(torch.where(keep, start, acc))
+        self.error = torch.where(better, error, self.error)
+        return self.error
+
+    def restore(self, factors: list[torch.Tensor]) -> None:
+        for f, acc in zip(factors, self.accepted):
+            f.copy_(acc)
+
+
+def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+              norm_sq: torch.Tensor, n_inner: int, eps: float) -> torch.Tensor:
+    """One outer HALS iteration in place (A, then B, then C); returns the relative error per restart."""
+    I, J, K = shape
+    GB, GC = gram(B), gram(C)
+    hals_sweeps(A, mttkrp_mode0(X0, B, C), GB * GC, n_inner, eps)
+    Y = project_mode0(X0, A, J, K)
+    GA = gram(A)
+    hals_sweeps(B, torch.einsum("bjkr,bkr->bjr", Y, C), GA * GC, n_inner, eps)
+    GB = gram(B)
+    MC = torch.einsum("bjkr,bjr->bkr", Y, B)
+    hals_sweeps(C, MC, GA * GB, n_inner, eps)
+    # ||X - [[A,B,C]]||^2 = ||X||^2 - 2 <C, MC> + sum(GA * GB * GC): no model tensor is built.
+    inner = (C.double() * MC.double()).sum((1, 2))
+    model_sq = (GA.double() * GB.double() * gram(C).double()).sum((1, 2))
+    return (norm_sq - 2 * inner + model_sq).clamp_min(0).sqrt() / norm_sq.sqrt()
+
+
 def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, *,
         missing: tuple[torch.Tensor, ...] | None, max_iter: int, tol: float, n_inner: int, eps: float,
-        progress=None) -> tuple[torch.Tensor, int]:
+        extrapolate: bool = True, progress=None) -> tuple[torch.Tensor, int]:
     """Run HALS in place on the factors; returns (relative error per restart, iterations).
 
     ``X0`` is (I, J*K) shared by all restarts, or (b, I, J*K) when entries are
-    missing (each restart completes its own copy). The error is over the
-    observed entries, relative to their norm.
+    missing (each restart completes its own copy; the caller zeroes the
+    missing entries). The error is over the observed entries, relative to
+    their norm. Extrapolation applies only when no entry is missing (EM's
+    monotonicity argument needs plain HALS steps). The run stops after
+    ``max_iter`` iterations, when ``progress(iteration, errors)`` returns
+    True, or when every restart's error changes by at most ``tol`` relative.
     """
     I, J, K = shape
     flat_missing = None
+    observed_sq = squared_norm(X0[0] if missing is not None else X0)
     if missing is not None:
         flat_missing = missing[0] * (J * K) + missing[1] * K + missing[2]
-        observed_sq = (X0[0].double() ** 2).sum()  # the caller zeroes missing entries
         flat = X0.view(X0.shape[0], -1)
-    else:
-        observed_sq = (X0.double() ** 2).sum()
+    factors = [A, B, C]
+    extrapolator = None
     previous = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
+        norm_sq = observed_sq
         if missing is not None:
             filled = model_at(A, B, C, missing)
             flat[:, flat_missing] = filled
             norm_sq = observed_sq + (filled.double() ** 2).sum(1)
-        else:
-            norm_sq = observed_sq
-        GB, GC = gram(B), gram(C)
-        hals_sweeps(A, mttkrp_mode0(X0, B, C), GB * GC, n_inner, eps)
-        Y = project_mode0(X0, A, J, K)
-        GA = gram(A)
-        hals_sweeps(B, torch.einsum("bjkr,bkr->bjr", Y, C), GA * GC, n_inner, eps)
-        GB = gram(B)
-        MC = torch.einsum("bjkr,bjr->bkr", Y, B)
-        hals_sweeps(C, MC, GA * GB, n_inner, eps)
-        # ||X - [[A,B,C]]||^2 = ||X||^2 - 2 <C, MC> + sum(GA * GB * GC): no model tensor is built.
-        inner = (C.double() * MC.double()).sum((1, 2))
-        model_sq = (GA.double() * GB.double() * gram(C).double()).sum((1, 2))
-        error = (norm_sq - 2 * inner + model_sq).clamp_min(0).sqrt() / norm_sq.sqrt()
+        error = iteration(X0, shape, A, B, C, norm_sq, n_inner, eps)
         normalise(A, B, C)
+        converged = previous is not None and bool(((previous - error).abs() <= tol * previous).all())
+        if extrapolate and missing is None:
+            if extrapolator is None:
+                extrapolator = Extrapolator(factors, error)
+            else:
+                error = extrapolator.step(factors, error)
         if progress is not None and progress(n_iter, error):
             break
-        if previous is not None and bool(((previous - error).abs() <= tol * previous).all()):
+        if converged:
             break
         previous = error
+    if extrapolator is not None:
+        extrapolator.restore(factors)
+        error = extrapolator.error
     if missing is not None:
         # The completed loss above bounds the observed one; report the observed loss exactly.
         flat[:, flat_missing] = model_at(A, B, C, missing)

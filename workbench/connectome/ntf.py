@@ -118,19 +118,26 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
         raise ValueError(f"tensor: expected a 3-way tensor, got shape {values.shape}")
     if not np.issubdtype(values.dtype, np.number):
         raise TypeError(f"tensor: expected a numeric dtype, got {values.dtype}")
-    values = values.astype(np.float64)
-    observed = ~np.isnan(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    observed = None
     if mask is not None:
         mask = np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask)
         if mask.shape != values.shape or mask.dtype != bool:
             raise ValueError(f"mask: expected a bool array of shape {values.shape}, got {mask.dtype} {mask.shape}")
-        observed &= mask
-    if not observed.any():
-        raise ValueError("tensor: expected some observed entries, got every entry missing (NaN or masked)")
-    if np.isinf(values[observed]).any():
+    low, high = values.min(), values.max()  # NaN-propagating: finite and >= 0 means nothing is missing or bad
+    if mask is not None or not (np.isfinite(low) and np.isfinite(high)):
+        observed = ~np.isnan(values) if mask is None else ~np.isnan(values) & mask
+        if not observed.any():
+            raise ValueError("tensor: expected some observed entries, got every entry missing (NaN or masked)")
+        low, high = values[observed].min(), values[observed].max()
+        values = np.where(observed, values, 0.0).astype(values.dtype, copy=False)
+        if observed.all():
+            observed = None
+    if not np.isfinite(high) or not np.isfinite(low):
         raise ValueError("tensor: expected finite entries, got inf")
-    if (values[observed] < 0).any():
-        raise ValueError(f"tensor: expected non-negative entries, got minimum {values[observed].min():.4g}")
+    if low < 0:
+        raise ValueError(f"tensor: expected non-negative entries, got minimum {low:.4g}")
     if not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank: expected a positive integer, got {rank!r}")
     if rank > min(values.shape):
@@ -143,7 +150,7 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
         raise ValueError(f"tol: expected tol >= 0, got {tol!r}")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
-    return np.where(observed, values, 0.0), observed
+    return values, observed
 
 
 def _init(shape, rank, n_restarts, seed, norm, device, dtype):
@@ -229,9 +236,10 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
     values, observed = _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype)
     device = torch.device(device) if device is not None else default_device()
     I, J, K = values.shape
-    norm = np.sqrt((values**2).sum() / observed.mean())
+    X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype, device=device)  # no copy for C-ordered float32
+    fraction = 1.0 if observed is None else observed.mean()
+    norm = float(_hals.squared_norm(X0).sqrt()) / np.sqrt(fraction)
     A, B, C = _init((I, J, K), rank, n_restarts, seed, norm, device, dtype)
-    X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype, device=device)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -244,7 +252,7 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
             bar.set_postfix(error=f"{float(err.min()):.4f}")
         return bool(callback(it, err.cpu().numpy())) if callback is not None else False
 
-    missing = None if observed.all() else tuple(torch.as_tensor(ix, device=device) for ix in np.nonzero(~observed))
+    missing = None if observed is None else tuple(torch.as_tensor(ix, device=device) for ix in np.nonzero(~observed))
     with _threads_for(values.size * rank * n_restarts, device):
         errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner,
                               report if (bar or callback) else None)
