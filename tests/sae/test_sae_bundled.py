@@ -9,32 +9,40 @@ import torch
 from sae_helpers import z_cat
 from workbench.data.corpus import load_corpus
 from workbench.models import induction_scores, repeated_random_tokens, tokenize
-from workbench.sae import dfa, evaluate, feature_families, train_layers
+from workbench.sae import dfa, evaluate, feature_families, finetune_downstream, train_layers
 
 PERIOD = 20
 
 
 @pytest.fixture(scope="module")
 def layer_saes(attn_model, tmp_path_factory):
-    """k = 16 TopK SAEs on both layers, trained on corpus windows plus repeated random sequences."""
+    """k = 16 TopK SAEs on both layers: MSE training on ~100k corpus tokens plus repeated random
+    sequences, then end-to-end fine-tuning (KL to the clean model) on the same training text."""
     text = load_corpus("train")
-    corpus = tokenize(attn_model, [text[i * 300:(i + 1) * 300] for i in range(160)], seq_len=64)
-    repeated = repeated_random_tokens(attn_model.cfg.d_vocab, n_seqs=64, period=32, seed=1)[:, :64]
+    corpus = tokenize(attn_model, [text[i * 300:(i + 1) * 300] for i in range(1200)], seq_len=64)
+    repeated = repeated_random_tokens(attn_model.cfg.d_vocab, n_seqs=256, period=32, seed=1)[:, :64]
     tokens = torch.cat([corpus, repeated])
-    return train_layers(attn_model, tokens, cache=tmp_path_factory.mktemp("cache"), d_sae=512, k=16,
-                        batch_size=512, n_tokens=200_000, lr=2e-3, seed=0, progress=False)
+    saes = train_layers(attn_model, tokens, cache=tmp_path_factory.mktemp("cache"), d_sae=1024, k=16,
+                        batch_size=512, n_tokens=400_000, lr=2e-3, lr_decay=0.3, seed=0, progress=False)
+    for layer, (sae, _) in saes.items():
+        finetune_downstream(sae, attn_model, corpus, layer, n_steps=200, seed=layer, progress=False)
+    return saes
 
 
-LAYER1_OPEN = pytest.mark.skip(
-    reason="layer 1 of tiny-attn-2l (retrained with an induction head, score 0.90) reaches CE loss recovered "
-           "0.81-0.87 at L0 16 with d_sae 512-1024 and 0.2-1M tokens; the 0.9 target is open in issue 3")
+@pytest.fixture(scope="module")
+def held_out_tokens(attn_model):
+    """128 windows (8k tokens) of the held-out split: the first 16 alone are one file's text and
+    read ~0.02 lower or higher than the split as a whole."""
+    text = load_corpus("held_out")
+    return tokenize(attn_model, [text[i:i + 400] for i in range(0, 128 * 400, 400)], seq_len=64)
 
 
-@pytest.mark.parametrize("layer", [0, pytest.param(1, marks=LAYER1_OPEN)])
-def test_ce_loss_recovered_at_l0_16(attn_model, layer_saes, corpus_tokens, layer):
+@pytest.mark.parametrize("layer", [0, 1])
+def test_ce_loss_recovered_at_l0_16(attn_model, layer_saes, held_out_tokens, layer):
+    """Evaluated on held-out text the SAEs never saw."""
     sae, history = layer_saes[layer]
     assert sae.cfg.hook_name == f"blocks.{layer}.attn.hook_z" and sae.cfg.n_heads == 4
-    ev = evaluate(sae, attn_model, corpus_tokens, layer)
+    ev = evaluate(sae, attn_model, held_out_tokens, layer)
     assert float(ev["l0"]) <= 16
     assert float(ev["ce_loss_recovered"]) >= 0.9
     assert float(ev["ce_clean"]) <= float(ev["ce_sae"]) <= float(ev["ce_zero_ablation"])

@@ -111,3 +111,49 @@ def test_auxk_revives_dead_latents():
     assert float(sae.W_enc.grad.abs().sum(0).gt(0).float().mean()) > 0.5  # dead columns get gradient
     _, history = train(acts, d_sae=64, k=2, batch_size=256, n_tokens=40_000, dead_window=1024, progress=False)
     assert history["dead_fraction"].values[-1] < 0.5
+
+
+@pytest.mark.parametrize("resample", [True, False])
+def test_resampling_revives_killed_standard_latents(resample):
+    """Kill half the latents after the first step (b_enc = -1e3: ReLU passes no gradient, so only
+    resampling can bring them back); with resampling they fire again, without it they stay dead."""
+    from workbench.data.synthetic_sae import planted_dictionary
+
+    acts = torch.from_numpy(planted_dictionary(n_tokens=4000, d_in=32, n_features=24, n_heads=4, seed=2)["acts"].values)
+    killed = torch.arange(0, 32, 2)
+
+    def kill(step, sae):
+        if step == 1:
+            with torch.no_grad():
+                sae.b_enc[killed] = -1e3
+
+    n_steps = 60
+    sae, history = train(acts, d_sae=32, architecture="standard", l1_coefficient=0.05, batch_size=200,
+                         n_tokens=200 * n_steps, lr=3e-3, seed=1, progress=False, dead_window=1000,
+                         resample_every=20 if resample else 10 * n_steps, callback=kill)
+    fires = (sae.encode(acts).detach() > 0).any(0)
+    assert float(history["dead_fraction"].max()) >= 0.5  # the killed half was seen as dead
+    if resample:
+        assert bool(fires[killed].all())
+        assert float(sae.b_enc.detach()[killed].max()) > -1.0
+    else:
+        assert not bool(fires[killed].any())
+
+
+def test_downstream_finetuning_lowers_kl_and_leaves_the_model_alone(random_model):
+    from workbench.sae import finetune_downstream
+
+    tokens = torch.randint(0, random_model.cfg.d_vocab, (32, 16), generator=torch.Generator().manual_seed(0))
+    sae = AttentionSAE(SAEConfig(d_in=32, d_sae=64, k=2, hook_name="blocks.1.attn.hook_z"), seed=0)
+    before = {name: p.detach().clone() for name, p in random_model.named_parameters()}
+    flags = {name: p.requires_grad for name, p in random_model.named_parameters()}
+    history = finetune_downstream(sae, random_model, tokens, 1, n_steps=80, batch_size=8, lr=3e-3, progress=False)
+    assert float(history["kl"][-10:].mean()) < 0.5 * float(history["kl"][:10].mean())
+    for name, p in random_model.named_parameters():
+        assert torch.equal(p, before[name]) and p.requires_grad == flags[name], name
+    assert int((sae.encode(torch.randn(5, 32)) != 0).sum(-1).max()) <= 2  # TopK keeps its sparsity
+    with pytest.raises(ValueError, match="sae: expected an SAE with fixed sparsity"):
+        finetune_downstream(AttentionSAE(SAEConfig(d_in=32, d_sae=8, architecture="standard")), random_model,
+                            tokens, 1, n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="mse_coefficient"):
+        finetune_downstream(sae, random_model, tokens, 1, n_steps=1, mse_coefficient=-1.0, progress=False)

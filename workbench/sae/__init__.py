@@ -46,6 +46,7 @@ model, tokens and the layer.
 
 from workbench.sae.attribution import dfa, head_attribution
 from workbench.sae.config import SAEConfig
+from workbench.sae.downstream import finetune_downstream
 from workbench.sae.evaluation import evaluate, hook_z_name
 from workbench.sae.features import feature_families, top_activations
 from workbench.sae.io import load_sae, save_sae
@@ -63,6 +64,7 @@ __all__ = [
     "dfa",
     "evaluate",
     "feature_families",
+    "finetune_downstream",
     "get_architecture",
     "head_attribution",
     "hook_z_name",

@@ -63,7 +63,7 @@ def _load_checkpoint(folder: Path, run: dict) -> dict | None:
 
 def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
           l1_coefficient: float | None = None, lr: float = 1e-3, batch_size: int = 4096,
-          n_tokens: int | None = None, seed: int = 0, progress: bool = True,
+          n_tokens: int | None = None, lr_decay: float = 0.0, seed: int = 0, progress: bool = True,
           device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
           dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
           checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500, resume: bool = True,
@@ -89,6 +89,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         Tokens per step.
     n_tokens : int, optional
         Token budget; default one pass over ``acts``.
+    lr_decay : float
+        Fraction of the steps, at the end, over which the learning rate falls
+        linearly to zero (0 keeps it constant).
     seed : int
         Seeds the initial weights and the data order.
     progress : bool
@@ -135,6 +138,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     dead_window = check_positive_int("dead_window", dead_window)
     resample_every = check_positive_int("resample_every", resample_every)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if not 0.0 <= lr_decay <= 1.0:
+        raise ValueError(f"lr_decay: expected a fraction in [0, 1], got {lr_decay!r}")
     source = ActivationSource(acts, batch_size=batch_size, seed=seed, buffer_tokens=buffer_tokens, device=device)
     n_tokens = source.n_tokens if n_tokens is None else check_positive_int("n_tokens", n_tokens)
     n_steps = max(1, n_tokens // source.batch_size)
@@ -147,7 +152,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
     history: dict[str, torch.Tensor] = {}
     start = 0
-    run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "batch_size": source.batch_size, "n_steps": n_steps,
+    run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size, "n_steps": n_steps,
            "betas": list(betas), "dead_window": dead_window, "resample_every": resample_every,
            "buffer_tokens": buffer_tokens, "n_tokens_in_acts": source.n_tokens}
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -166,8 +171,12 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     bar = tqdm(total=n_steps, initial=start, desc=f"training {architecture} SAE", unit="step",
                disable=not progress)
     batches = source.batches(start)
+    decay_start = n_steps - int(round(lr_decay * n_steps))
     for step in range(start, n_steps):
         x = next(batches)
+        if step >= decay_start:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * (n_steps - step) / (n_steps - decay_start)
         dead = since_fired >= dead_window
         out = arch.training_loss(sae, x, dead)
         optimizer.zero_grad(set_to_none=True)
@@ -199,7 +208,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     hist = xr.Dataset(data, coords={"step": np.arange(n_steps), "tokens": ("step", (np.arange(n_steps) + 1)
                                                                            * source.batch_size)},
                       attrs={"architecture": architecture, "d_sae": d_sae, "k": -1 if k is None else k,
-                             "lr": lr, "batch_size": source.batch_size, "seed": seed,
+                             "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size, "seed": seed,
                              "workbench_version": __version__})
     return sae, hist
 
