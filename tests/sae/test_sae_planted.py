@@ -29,7 +29,8 @@ def test_generator_plants_what_it_says(planted):
     assert density == pytest.approx(4 / 64, rel=0.05)
 
 
-@pytest.mark.parametrize(("architecture", "kw"), [("topk", {"k": 4}), ("standard", {"l1_coefficient": 0.3})])
+@pytest.mark.parametrize(("architecture", "kw"), [("topk", {"k": 4, "lr_decay": 0.3}),
+                                                  ("standard", {"l1_coefficient": 0.3})])
 def test_sae_recovers_planted_features_and_heads(planted, architecture, kw):
     acts = torch.from_numpy(planted["acts"].values)
     sae, history = train(acts, d_sae=128, architecture=architecture, lr=3e-3, batch_size=256,
@@ -39,12 +40,11 @@ def test_sae_recovers_planted_features_and_heads(planted, architecture, kw):
     assert float(best.mean()) >= 0.9
     assert float((best > 0.9).float().mean()) >= 0.9
     assert float(history["fvu"][-20:].mean()) < 0.2
-    if architecture == "standard":
-        # Head shares are checked on the paper's SAE. A TopK decoder row keeps ~0.1 of
-        # norm from the features it shares tokens with (cos ~0.995 to the truth), and a
-        # share sums per-head norms, so that spread costs it ~0.1-0.13 (measured 0.87).
-        shares = head_attribution(sae, n_heads=4).values
-        heads = planted["head"].values
-        local = [i for i in range(64) if heads[i] >= 0 and best[i] > 0.9]
-        assert len(local) >= 0.9 * (heads >= 0).sum()
-        assert min(shares[match[i], heads[i]] for i in local) >= 0.9
+    # A TopK decoder row keeps some norm from the features it shares tokens with, and a share
+    # sums per-head norms, so that spread costs it: with a constant learning rate the worst
+    # local feature's share was 0.87; decaying the rate over the last 30% of steps cleans it (0.91).
+    shares = head_attribution(sae, n_heads=4).values
+    heads = planted["head"].values
+    local = [i for i in range(64) if heads[i] >= 0 and best[i] > 0.9]
+    assert len(local) >= 0.9 * (heads >= 0).sum()
+    assert min(shares[match[i], heads[i]] for i in local) >= 0.9
