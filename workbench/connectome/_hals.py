@@ -7,9 +7,9 @@ copies are made. Factors carry a leading restart dim: ``A`` (b, I, R),
 
 Per outer iteration the tensor is read twice, not three times:
 
-* mode 0: ``X0 @ KR(B, C)`` with all restarts' Khatri-Rao products side by
-  side, one GEMM of (I, J*K) x (J*K, b*R);
-* modes 1 and 2: ``Y = X0^T @ A`` (J*K, b*R) once; both MTTKRPs are small
+* mode 0: ``KR(B, C)^T @ X0^T`` with all restarts' Khatri-Rao products
+  stacked, one GEMM of (b*R, J*K) x (J*K, I);
+* modes 1 and 2: ``Y = A^T @ X0`` (b*R, J*K) once; both MTTKRPs are small
   contractions of ``Y`` with C resp. B. ``Y`` depends on A only, which does not
   change between the two updates, so sharing it is exact.
 
@@ -50,21 +50,25 @@ def khatri_rao(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
 
 
 def mttkrp_mode0(X0: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``M[b, i, r] = sum_jk X[i, j, k] B[b, j, r] C[b, k, r]``.
+
+    Computed as ``KR^T X0^T`` (R rows out) rather than ``X0 KR``: BLAS runs the
+    skinny product about 2x faster with the short dimension on the left.
+    """
     kr = khatri_rao(B, C)
+    b, jk, R = kr.shape
     if X0.dim() == 2:
-        b, jk, R = kr.shape
-        out = X0 @ kr.permute(1, 0, 2).reshape(jk, b * R)
-        return out.reshape(X0.shape[0], b, R).permute(1, 0, 2)
-    return torch.bmm(X0, kr)
+        out = kr.permute(0, 2, 1).reshape(b * R, jk) @ X0.T  # (b*R, I)
+        return out.reshape(b, R, X0.shape[0]).transpose(1, 2)
+    return torch.bmm(kr.transpose(1, 2), X0.transpose(1, 2)).transpose(1, 2)
 
 
 def project_mode0(X0: torch.Tensor, A: torch.Tensor, J: int, K: int) -> torch.Tensor:
-    """``Y[b, j, k, r] = sum_i X[i, j, k] A[b, i, r]`` (possibly a strided view)."""
+    """``Y[b, r, j, k] = sum_i A[b, i, r] X[i, j, k]``, as ``A^T X0`` (short dimension on the left)."""
     b, _, R = A.shape
     if X0.dim() == 2:
-        Y = X0.T @ A.permute(1, 0, 2).reshape(-1, b * R)
-        return Y.reshape(J, K, b, R).permute(2, 0, 1, 3)
-    return torch.bmm(X0.transpose(1, 2), A).reshape(b, J, K, R)
+        return (A.permute(0, 2, 1).reshape(b * R, -1) @ X0).reshape(b, R, J, K)
+    return torch.bmm(A.transpose(1, 2), X0).reshape(b, R, J, K)
 
 
 def gram(F: torch.Tensor) -> torch.Tensor:
@@ -148,9 +152,9 @@ def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B:
     hals_sweeps(A, mttkrp_mode0(X0, B, C), GB * GC, n_inner, eps)
     Y = project_mode0(X0, A, J, K)
     GA = gram(A)
-    hals_sweeps(B, torch.einsum("bjkr,bkr->bjr", Y, C), GA * GC, n_inner, eps)
+    hals_sweeps(B, torch.einsum("brjk,bkr->bjr", Y, C), GA * GC, n_inner, eps)
     GB = gram(B)
-    MC = torch.einsum("bjkr,bjr->bkr", Y, B)
+    MC = torch.einsum("brjk,bjr->bkr", Y, B)
     hals_sweeps(C, MC, GA * GB, n_inner, eps)
     # ||X - [[A,B,C]]||^2 = ||X||^2 - 2 <C, MC> + sum(GA * GB * GC): no model tensor is built.
     inner = (C.double() * MC.double()).sum((1, 2))
