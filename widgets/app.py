@@ -3,7 +3,7 @@
 Examples
 --------
 >>> list(PAGES)
-['overview', 'collapse', 'connectome']
+['overview', 'collapse', 'connectome', 'sae', 'spectra']
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from widgets.pages.base import default_cache
 from widgets.pages.collapse import CollapsePage, collapse_figures
 from widgets.pages.connectome import ConnectomePage, connectome_figures
 from widgets.pages.overview import OverviewPage, induction_figures
+from widgets.pages.sae import SAEPage, sae_figures
+from widgets.pages.spectra import SpectraPage, spectra_figures
 from widgets.results import ResultStore
 from widgets.template import site
 
-PAGES = {page.slug: page for page in (OverviewPage, CollapsePage, ConnectomePage)}
+PAGES = {page.slug: page for page in (OverviewPage, CollapsePage, ConnectomePage, SAEPage, SpectraPage)}
 # Result kind (the prefix of a result key) -> the builder of that page's paper figures.
 RESULT_FIGURES: dict[str, Callable[[xr.Dataset], dict[str, go.Figure]]] = {
-    "induction": induction_figures, "collapse": collapse_figures, "connectome": connectome_figures}
+    "induction": induction_figures, "collapse": collapse_figures, "connectome": connectome_figures,
+    "sae": sae_figures, "spectra": spectra_figures}
 
 
 def routes(cache_dir: str | os.PathLike | None = None) -> dict[str, Callable[[], pn.template.BaseTemplate]]:
@@ -35,7 +38,7 @@ def routes(cache_dir: str | os.PathLike | None = None) -> dict[str, Callable[[],
     Examples
     --------
     >>> sorted(routes("/tmp/wb-cache"))
-    ['collapse', 'connectome', 'overview']
+    ['collapse', 'connectome', 'overview', 'sae', 'spectra']
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache()
     titles = {slug: page.title for slug, page in PAGES.items()}
@@ -66,7 +69,12 @@ def serve(port: int = 5006, address: str = "127.0.0.1", cache_dir: str | os.Path
     """
     import workbench.collapse  # noqa: F401  (imported now so that no visitor waits for torch to load)
     import workbench.connectome  # noqa: F401
+    import workbench.sae  # noqa: F401
+    import workbench.spectra  # noqa: F401
 
+    root = Path(cache_dir) if cache_dir is not None else default_cache()
+    for page in PAGES.values():
+        page.warm_up(root)  # slow shared work (loading models...) starts now, not on a visitor's request
     os.environ["BOKEH_RESOURCES"] = "server"  # read by Bokeh when it builds each page's resource links
     pn.extension("plotly")
     origins = [f"{host}:{port}" for host in {address, "localhost", "127.0.0.1"}]

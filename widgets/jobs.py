@@ -2,8 +2,8 @@
 
 A Bokeh/Panel document may only be changed from its own event loop, so a
 :class:`Job` never touches widgets: its thread writes plain attributes
-(``fraction``, ``message``, ``result``, ``error``) and the page copies them
-into its parameters from a periodic callback on the loop (see
+(``fraction``, ``message``, ``partial``, ``result``, ``error``) and the page
+copies them into its parameters from a periodic callback on the loop (see
 :meth:`widgets.pages.base.Page.poll`). The same object works without a
 server, which is how the page state objects are tested.
 """
@@ -23,7 +23,8 @@ class Job:
     """Run ``work(job)`` in a daemon thread.
 
     ``work`` receives the job itself: it calls :meth:`report` to publish
-    progress and :meth:`check` (or reads :attr:`cancelled`) to stop early.
+    progress, :meth:`publish` to hand out a partial result (live curves) and
+    :meth:`check` (or reads :attr:`cancelled`) to stop early.
 
     Parameters
     ----------
@@ -43,6 +44,7 @@ class Job:
         self.name = name
         self.fraction: float | None = 0.0
         self.message = f"{name}: starting"
+        self.partial: Any = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.perf_counter()
@@ -94,6 +96,17 @@ class Job:
         """Publish progress: ``fraction`` in [0, 1], or None when unknown."""
         self.fraction = None if fraction is None else min(max(float(fraction), 0.0), 1.0)
         self.message = message
+
+    def publish(self, partial: Any) -> None:
+        """Hand out a partial result, e.g. the metrics recorded so far; the page shows the latest one.
+
+        Examples
+        --------
+        >>> job = Job(lambda j: [j.publish(n) for n in range(3)][-1]).wait(5)
+        >>> job.partial
+        2
+        """
+        self.partial = partial
 
     def wait(self, timeout: float | None = None) -> "Job":
         """Block until done (for tests and scripts); returns the job.

@@ -119,3 +119,32 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     tab.locator(".wb-load button").click()
     tab.locator(".wb-message").get_by_text("path: expected an existing file or folder").wait_for(timeout=30_000)
     _finish(tab, server, "connectome")
+
+
+def test_sae_page_trains_then_browses_a_feature(tab, server):
+    _open(tab, server, "sae?d_sae=32&k=4&n_seq=16&seq_len=32&n_tokens=2048&eval_seq=8")  # small SAE from the URL
+    tab.get_by_text("DFA by source position").first.wait_for(timeout=120_000)  # the feature dashboard arrived
+    assert tab.locator(FIGURE).count() >= 6
+    tab.locator(".wb-feature input").fill("3")
+    tab.locator(".wb-feature input").press("Enter")
+    tab.get_by_text("feature 3:").first.wait_for(timeout=30_000)
+    tab.locator(".wb-feature input").fill("999")
+    tab.locator(".wb-feature input").press("Enter")
+    tab.locator(".wb-message").get_by_text("feature: expected an index in [0, 32)").wait_for(timeout=30_000)
+    _finish(tab, server, "sae")
+
+
+def test_spectra_click_on_a_cell_shows_its_esd(tab, server):
+    _open(tab, server, "spectra?model=tiny-attn-2l&n_seq=2&seq_len=16")
+    tab.get_by_text("alpha of tiny-attn-2l").first.wait_for(timeout=120_000)
+    cells = tab.locator(".wb-figure-heatmap .nsewdrag").first.bounding_box()
+    x, y = cells["x"] + 0.75 * cells["width"], cells["y"] + 0.125 * cells["height"]  # top row: o, layer 1
+    tab.mouse.move(x, y, steps=5)  # Plotly clicks the point it hovers, as with a real mouse
+    tab.wait_for_timeout(200)
+    tab.mouse.click(x, y)
+    tab.get_by_text("ESD of blocks.1.attn.W_O").first.wait_for(timeout=30_000)
+    tab.locator(".wb-layer input").fill("9")
+    tab.locator(".wb-layer input").press("Enter")
+    tab.locator(".wb-message").get_by_text("layer: expected a layer in [0, 2) of tiny-attn-2l, got 9").wait_for(
+        timeout=30_000)
+    _finish(tab, server, "spectra")

@@ -192,10 +192,11 @@ def test_export_writes_each_format_and_figures_command_reexports(connectome_page
 def test_views_build_without_a_server(connectome_page):
     import panel as pn
 
-    from widgets.app import routes
+    from widgets.app import PAGES, routes
 
     assert isinstance(connectome_page.__panel__(), pn.Row)
-    assert sorted(routes(connectome_page.cache_dir)) == ["collapse", "connectome", "overview"]
+    assert sorted(routes(connectome_page.cache_dir)) == sorted(PAGES)
+    assert {"overview", "collapse", "connectome"} <= set(PAGES)
 
 
 def test_serve_defaults_bind_localhost():

@@ -4,13 +4,19 @@ A page is a ``param.Parameterized`` state object. Its methods (``load``,
 ``run``, ``export`` ...) do the work and can be called from a test or a
 notebook without a browser; :meth:`Page.view` renders the same state with
 Panel, and ``__panel__`` lets ``page`` display inline in JupyterLab.
+
+Interactions stay fast because choosing what to look at (a layer, a
+component) never recomputes: figures are built once per view through
+:meth:`Page.figure`, most of them ahead of time by :meth:`Page.prefetch`, and
+the figure grid re-sends only the panes whose figure changed.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Hashable, Mapping
 
 import panel as pn
 import param
@@ -75,12 +81,99 @@ class Page(param.Parameterized):
         self.store = ResultStore(self.cache_dir)
         self._job: Job | None = None
         self._on_result: Callable[[Any], None] | None = None
+        self._partial: Any = None
         self._exports: list[Job] = []
+        self._memo: dict[Hashable, go.Figure] = {}
+        self._memo_lock = threading.Lock()
+        self._memo_generation = 0
+        self._prefetch_pending: tuple[int, dict] | None = None
+
+    @classmethod
+    def warm_up(cls, cache_dir: str | os.PathLike) -> None:
+        """Called once when the server starts, before it takes visitors: do the slow, shared work here.
+
+        Work a first visitor would wait for (imports, loading a model, the
+        default result) belongs here; start a thread for anything longer.
+        The default renders a throwaway page once per process
+        (:func:`widgets.template.warm_up_rendering`); overrides call it too.
+        """
+        from widgets.template import warm_up_rendering
+
+        warm_up_rendering(str(cache_dir))
 
     # ----- state -------------------------------------------------------------------------------
     def figures(self) -> dict[str, go.Figure]:
         """The page's current figures by name; empty until there is something to show."""
         return {}
+
+    def figure(self, key: Hashable, build: Callable[[], go.Figure]) -> go.Figure:
+        """The figure ``key`` (e.g. ``("gram", layer, target)``) of the current result, built once.
+
+        The same object comes back for the same key until :meth:`forget_figures`,
+        so showing a view seen before is a dictionary lookup and the figure
+        grid leaves that pane alone. Figures handed out must not be changed in place.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> page = Page(cache_dir=tempfile.mkdtemp())
+        >>> first = page.figure(("demo", 1), go.Figure)
+        >>> page.figure(("demo", 1), go.Figure) is first, page.figure(("demo", 2), go.Figure) is first
+        (True, False)
+        """
+        with self._memo_lock:
+            fig = self._memo.get(key)
+        if fig is None:
+            fig = build()
+            with self._memo_lock:
+                fig = self._memo.setdefault(key, fig)
+        return fig
+
+    def forget_figures(self) -> None:
+        """Drop the memoised figures; call when the result they were drawn from changes."""
+        with self._memo_lock:
+            self._memo.clear()
+            self._memo_generation += 1
+
+    def prefetch(self, builds: Mapping[Hashable, Callable[[], go.Figure]]) -> None:
+        """Build the figures of other views ahead of time, so choosing them later is a lookup.
+
+        ``builds`` maps keys of :meth:`figure` to their builders. They run in a
+        background thread started by the next :meth:`poll`, i.e. once a served
+        page is showing, so they never delay a page load; figures of a
+        result replaced meanwhile (:meth:`forget_figures`) are thrown away.
+        """
+        with self._memo_lock:
+            self._prefetch_pending = (self._memo_generation, dict(builds))
+
+    def _start_prefetch(self) -> threading.Thread | None:
+        with self._memo_lock:
+            pending, self._prefetch_pending = self._prefetch_pending, None
+        if pending is None:
+            return None
+        generation, builds = pending
+
+        def build_all() -> None:
+            for key, build in builds.items():
+                with self._memo_lock:
+                    if self._memo_generation != generation:
+                        return
+                    if key in self._memo:
+                        continue
+                try:
+                    fig = build()
+                except USER_ERRORS:  # shown as a message if the user ever picks this view
+                    continue
+                with self._memo_lock:
+                    if self._memo_generation == generation:
+                        self._memo.setdefault(key, fig)
+
+        thread = threading.Thread(target=build_all, name=f"workbench-{self.slug}-figures", daemon=True)
+        thread.start()
+        return thread
+
+    def on_partial(self, partial: Any) -> None:
+        """Called on the event loop with the running job's latest :meth:`~widgets.jobs.Job.publish`."""
 
     def on_open(self) -> None:
         """Called once a served page is open; pages start work that is not cached yet."""
@@ -111,13 +204,17 @@ class Page(param.Parameterized):
             self.message = f"{name}: wait for '{self._job.name}' to finish or cancel it"
             return None
         self.message, self.progress, self.running = "", 0, True
-        self._on_result = on_result
+        self._on_result, self._partial = on_result, None
         self._job = Job(work, name=name)
         self.status = self._job.message
         return self._job
 
     def poll(self) -> bool:
-        """Copy job progress into the parameters; deliver a finished result. True while running."""
+        """Copy job progress into the parameters; deliver partial and finished results. True while running.
+
+        Also starts the figure builds queued by :meth:`prefetch`.
+        """
+        self._start_prefetch()
         for job in [j for j in self._exports if j.done]:
             self._exports.remove(job)
             if job.error is not None:
@@ -129,7 +226,14 @@ class Page(param.Parameterized):
             return False
         self.progress = -1 if job.fraction is None else int(round(100 * job.fraction))
         self.status = job.message
-        if not job.done:
+        if not job.done:  # once done, the result (or the cancel) supersedes any partial one
+            partial = job.partial
+            if partial is not None and partial is not self._partial:
+                self._partial = partial
+                try:
+                    self.on_partial(partial)
+                except USER_ERRORS as err:
+                    self.fail(err)
             return True
         self.running = False
         if isinstance(job.error, Cancelled):

@@ -10,7 +10,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import panel as pn
@@ -35,22 +35,30 @@ def _digits(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return digits.data[keep] / 16.0, digits.target[keep]
 
 
+def _figure_builders(ds: xr.Dataset, layer: str,
+                     target: str) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
+    """``{name: (key, build)}``: each key names exactly the view settings its figure depends on."""
+    from workbench.figures.collapse import gram_heatmap, nc_vs_epoch, nc_vs_layer
+
+    return {"nc_curves": (("nc_curves", layer),
+                          lambda: nc_vs_epoch(ds, layer=layer).update_layout(title=f"NC metrics at {layer}")),
+            "nc1_by_layer": (("nc1_by_layer",), lambda: nc_vs_layer(ds, "nc1")),
+            "gram": (("gram", layer, target),
+                     lambda: gram_heatmap(ds.isel(epoch=-1).sel(layer=layer), target=target))}
+
+
 def collapse_figures(ds: xr.Dataset, layer: str | None = None, target: str = "etf") -> dict[str, go.Figure]:
     """The page's figures for a stored ``run_experiment`` result (``layer`` default: the last).
 
     Examples
     --------
     >>> from workbench.collapse import run_experiment
-    >>> ds = run_experiment(hidden=(8,), n_linear=1, epochs=1, progress=False, device="cpu")
+    >>> ds = run_experiment(hidden=(16,), n_linear=1, epochs=1, progress=False, device="cpu")
     >>> list(collapse_figures(ds))
     ['nc_curves', 'nc1_by_layer', 'gram']
     """
-    from workbench.figures.collapse import gram_heatmap, nc_vs_epoch, nc_vs_layer
-
     layer = layer if layer is not None else str(ds.layer.values[-1])
-    return {"nc_curves": nc_vs_epoch(ds, layer=layer).update_layout(title=f"NC metrics at {layer}"),
-            "nc1_by_layer": nc_vs_layer(ds, "nc1"),
-            "gram": gram_heatmap(ds.isel(epoch=-1).sel(layer=layer), target=target)}
+    return {name: build() for name, (_, build) in _figure_builders(ds, layer, target).items()}
 
 
 class CollapsePage(Page):
@@ -59,6 +67,9 @@ class CollapsePage(Page):
     The first half of the classes are majority classes with ``n_major``
     samples, the rest minority classes with ``n_major / ratio`` (ratio 1 is
     balanced), the step imbalance of Dang et al. (2023).
+
+    While a run trains, :attr:`live` holds the metrics recorded so far and
+    the figures are drawn from it, so the NC curves grow epoch by epoch.
     """
 
     title = "Neural collapse"
@@ -79,6 +90,10 @@ class CollapsePage(Page):
     seed = param.Integer(default=0)
     layer = param.Selector(default=None, objects=[], doc="Layer whose NC curves and Gram are shown.")
     result = param.Parameter(default=None, doc="Dataset of run_experiment for the current settings.")
+    live = param.Parameter(default=None, doc="Metrics recorded so far by the running run (growing over epoch), "
+                                             "then its result; None before a run and after a cancelled one.")
+
+    _choosing = False  # True while the layer options and value are replaced together
 
     def __init__(self, cache_dir=None, **params: Any):
         super().__init__(cache_dir=cache_dir, **params)
@@ -105,17 +120,42 @@ class CollapsePage(Page):
         if not self._load_cached() and self.result is not None:
             self.status = "settings changed: press Run"
 
-    def _show(self, ds: xr.Dataset) -> None:
+    def _use_layers(self, ds: xr.Dataset) -> None:
+        """Offer the layers of ``ds``, keeping the chosen one when it is among them (else the last)."""
         layers = [str(v) for v in ds.layer.values]
-        self.param.layer.objects = layers
-        with param.parameterized.discard_events(self):  # one redraw for result and layer together
-            self.layer = self.layer if self.layer in layers else layers[-1]
-            self.result = ds
+        keep = self.layer if self.layer in layers else layers[-1]
+        self._choosing = True
+        try:  # options before value: a served Select resets a value missing from its new options to the first
+            self.param.layer.objects = layers
+            self.layer = keep
+        finally:
+            self._choosing = False
+
+    def _show(self, ds: xr.Dataset) -> None:
+        self.forget_figures()
+        self._use_layers(ds)
+        self.result = ds
+        self.revision += 1
+        layers, targets = list(self.param.layer.objects), list(self.param.target.objects)
+        self.prefetch({key: build for layer in layers for target in targets
+                       for key, build in _figure_builders(ds, layer, target).values()})
+
+    def on_partial(self, metrics: xr.Dataset) -> None:
+        """A run recorded more epochs: draw the curves so far."""
+        self._use_layers(metrics)
+        self.live = metrics
         self.revision += 1
 
     @param.depends("layer", "target", watch=True)
     def _view_changed(self) -> None:
-        self.revision += 1
+        if not self._choosing:  # the caller redraws once for the new result and layer together
+            self.revision += 1
+
+    @param.depends("running", watch=True)
+    def _run_ended(self) -> None:
+        if not self.running and self._job is not None and self._job.error is not None and self.live is not None:
+            self.live = None  # a cancelled or failed run leaves no curves behind
+            self.revision += 1
 
     def on_open(self) -> None:
         """Served page opened: run the (small, default) settings unless cached."""
@@ -125,37 +165,57 @@ class CollapsePage(Page):
     def run(self) -> Job | None:
         """Train with the current settings in the background; the result is cached.
 
-        ``run_experiment`` reports no progress and cannot be interrupted, so
-        the bar is indeterminate and cancel discards the result when training ends.
+        Every epoch moves the bar and every recorded epoch extends the live
+        curves (:attr:`live`); cancel stops training after the running epoch
+        and discards the run.
         """
         if self._load_cached():
             self.status = "loaded from cache"
             return None
         settings, counts = self.settings(), self.counts()
         key = result_key(self.slug, settings)
+        epochs = settings["epochs"]
 
         def work(job: Job) -> xr.Dataset:
             from workbench.collapse import run_experiment
 
             x, y = _digits(settings["n_classes"])
-            job.report(None, f"training on {sum(counts)} digits in {len(counts)} classes for {settings['epochs']} "
-                             f"epochs")
+            job.report(0.0, f"training on {sum(counts)} digits in {len(counts)} classes for {epochs} epochs")
+
+            def epoch_done(epoch: int, metrics: xr.Dataset) -> bool:
+                job.report(epoch / epochs, f"epoch {epoch}/{epochs}: NC1 at {metrics.layer.values[-1]} "
+                                           f"{float(metrics.nc1[-1, -1]):.3g}")
+                job.publish(metrics)
+                return job.cancelled
+
             ds = run_experiment((x, y), n_per_class=counts, hidden=(settings["width"],) * settings["depth"],
-                                n_linear=settings["n_linear"], loss=settings["loss"], epochs=settings["epochs"],
+                                n_linear=settings["n_linear"], loss=settings["loss"], epochs=epochs,
                                 record_every=settings["record_every"], seed=settings["seed"], device="cpu",
-                                progress=False)
+                                progress=epoch_done)
             job.check()
             self.store.save(key, ds)
             return ds
 
-        return self.start(work, "neural-collapse run", self._show)
+        def done(ds: xr.Dataset) -> None:
+            self.live = ds
+            self._show(ds)
+
+        job = self.start(work, "neural-collapse run", done)
+        if job is not None:
+            self.live = None  # the last run's curves are not this one's
+        return job
 
     def figures(self) -> dict[str, go.Figure]:
-        """NC metrics over epochs, NC1 over layers and the Gram heatmap, once a run exists."""
-        return {} if self.result is None else collapse_figures(self.result, self.layer, self.target)
+        """NC metrics over epochs, NC1 over layers and the Gram heatmap: live while a run trains, else of the result."""
+        if self.running and self.live is not None:  # grows every record: drawn afresh, not memoised
+            return collapse_figures(self.live, self.layer, self.target)
+        if self.result is None:
+            return {}
+        return {name: self.figure(key, build)
+                for name, (key, build) in _figure_builders(self.result, self.layer, self.target).items()}
 
     def controls(self) -> list:
-        run = pn.widgets.Button(label="Run", button_type="primary", css_classes=["wb-run"],
+        run = pn.widgets.Button(label="Run", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
         settings = pn.Param(self.param, parameters=[*RUN_SETTINGS[:-1], "target", "layer"], show_name=False,

@@ -14,7 +14,7 @@ Examples
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import panel as pn
@@ -30,6 +30,20 @@ SYNTHETIC = ("n_neurons", "n_animals", "n_time", "n_motifs", "seed")
 FIT = ("rank_min", "rank_max", "n_restarts", "max_iter")
 
 
+def _figure_builders(ds: xr.Dataset, component: int) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
+    """``{name: (key, build)}``: each key names exactly the view settings its figure depends on."""
+    from workbench.figures.connectome import community_graph, component_panel, rank_sweep_plot
+
+    def sweep() -> go.Figure:
+        data = xr.Dataset({"error": ds["sweep_error"], "stability": ds["sweep_stability"]},
+                          attrs={"suggested_rank": ds.attrs["rank"]})
+        return rank_sweep_plot(data)
+
+    return {"rank_sweep": (("rank_sweep",), sweep),
+            "component": (("component", component), lambda: component_panel(ds, component)),
+            "communities": (("communities", component), lambda: community_graph(ds, component))}
+
+
 def connectome_figures(ds: xr.Dataset, component: int = 0) -> dict[str, go.Figure]:
     """Rank sweep, component panel and community graph of a stored ``dynamic_connectome`` result.
 
@@ -40,12 +54,7 @@ def connectome_figures(ds: xr.Dataset, component: int = 0) -> dict[str, go.Figur
     >>> list(connectome_figures(ds))
     ['rank_sweep', 'component', 'communities']
     """
-    from workbench.figures.connectome import community_graph, component_panel, rank_sweep_plot
-
-    sweep = xr.Dataset({"error": ds["sweep_error"], "stability": ds["sweep_stability"]},
-                       attrs={"suggested_rank": ds.attrs["rank"]})
-    return {"rank_sweep": rank_sweep_plot(sweep), "component": component_panel(ds, component),
-            "communities": community_graph(ds, component)}
+    return {name: build() for name, (_, build) in _figure_builders(ds, component).items()}
 
 
 class ConnectomePage(Page):
@@ -69,6 +78,8 @@ class ConnectomePage(Page):
     component = param.Selector(default=0, objects=[0], doc="Component shown in the browser.")
     traces = param.Parameter(default=None, doc="(animal, neuron, time) traces in use.")
     result = param.Parameter(default=None, doc="Dataset of dynamic_connectome for the traces and fit settings.")
+
+    _choosing = False  # True while the component options and value are replaced together
 
     def __init__(self, cache_dir=None, **params: Any):
         super().__init__(cache_dir=cache_dir, **params)
@@ -97,6 +108,7 @@ class ConnectomePage(Page):
         traces = self.attempt(read)
         if traces is None:
             return None
+        self.forget_figures()
         self.traces, self.result = traces, None
         self.param.animal.bounds = (0, traces.sizes["animal"] - 1)
         self.animal = min(self.animal, traces.sizes["animal"] - 1)
@@ -114,15 +126,23 @@ class ConnectomePage(Page):
 
     @param.depends("animal", "component", watch=True)
     def _view_changed(self) -> None:
-        self.revision += 1
+        if not self._choosing:  # the caller redraws once for the new result and component together
+            self.revision += 1
 
     def _show(self, ds: xr.Dataset) -> None:
+        self.forget_figures()
         components = [int(c) for c in range(ds.sizes["component"])]
-        self.param.component.objects = components
-        with param.parameterized.discard_events(self):
-            self.component = self.component if self.component in components else 0
-            self.result = ds
+        keep = self.component if self.component in components else 0
+        self._choosing = True
+        try:  # options before value: a served Select resets a value missing from its new options to the first
+            self.param.component.objects = components
+            self.component = keep
+        finally:
+            self._choosing = False
+        self.result = ds
         self.revision += 1
+        self.prefetch({key: build for component in components
+                       for key, build in _figure_builders(ds, component).values()})
 
     def run(self) -> Job | None:
         """Rank sweep over ``rank_min..rank_max`` and NTF at the suggested rank, in the background.
@@ -176,15 +196,19 @@ class ConnectomePage(Page):
         """Traces heatmap; once fitted, the rank sweep, component panel and community graph."""
         from workbench.figures.connectome import traces_heatmap
 
-        figures = {} if self.traces is None else {"traces": traces_heatmap(self.traces, self.animal)}
+        figures = {}
+        if self.traces is not None:
+            traces, animal = self.traces, self.animal
+            figures["traces"] = self.figure(("traces", animal), lambda: traces_heatmap(traces, animal))
         if self.result is not None:
-            figures.update(connectome_figures(self.result, int(self.component)))
+            figures.update({name: self.figure(key, build)
+                            for name, (key, build) in _figure_builders(self.result, int(self.component)).items()})
         return figures
 
     def controls(self) -> list:
         load = pn.widgets.Button(label="Load", css_classes=["wb-load"])
         load.on_click(lambda _: self.load())
-        run = pn.widgets.Button(label="Run rank sweep + NTF", button_type="primary", css_classes=["wb-run"],
+        run = pn.widgets.Button(label="Run rank sweep + NTF", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
         data = pn.Param(self.param, parameters=["source", "path", *SYNTHETIC], show_name=False,

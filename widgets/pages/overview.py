@@ -11,6 +11,9 @@ Examples
 from __future__ import annotations
 
 import functools
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 import panel as pn
@@ -20,15 +23,57 @@ import xarray as xr
 
 from widgets.jobs import Job
 from widgets.pages.base import Page
-from widgets.results import result_key
+from widgets.results import ResultStore, result_key
+
+_MODEL_LOCK = threading.Lock()
+_RESULT_LOCKS: dict[Path, threading.Lock] = {}
+_RESULT_LOCKS_GUARD = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
-def _model(name: str):
-    # Loading imports TransformerLens and reads weights (seconds); pages only read the model.
+def _load(name: str):
     from workbench.models import load_model
 
     return load_model(name, device="cpu")
+
+
+def _model(name: str):
+    # Loading imports TransformerLens and reads weights (seconds); pages only read the model.
+    # The lock makes a page and the server's warm-up share one load instead of racing.
+    with _MODEL_LOCK:
+        return _load(name)
+
+
+def _result_lock(path: Path) -> threading.Lock:
+    with _RESULT_LOCKS_GUARD:
+        return _RESULT_LOCKS.setdefault(path, threading.Lock())
+
+
+def induction_result(store: ResultStore, name: str) -> xr.DataArray:
+    """Induction scores of bundled model ``name``: read from ``store``, or computed once and saved there.
+
+    Callers in other threads that ask for the same result meanwhile wait for
+    that one computation (the server's warm-up and a first visitor, say).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = ResultStore(tempfile.mkdtemp())
+    >>> induction_result(store, "tiny-attn-2l").dims
+    ('layer', 'head')
+    >>> len(store.keys("induction"))
+    1
+    """
+    key = result_key("induction", {"model": name})
+    with _result_lock(store.path(key)):
+        ds = store.load(key)
+        if ds is not None:
+            return ds["induction_score"]
+        from workbench.models import induction_scores
+
+        scores = induction_scores(_model(name))
+        store.save(key, scores.to_dataset().assign_attrs(model=name))
+        return scores
 
 
 def cache_table(entries: list[dict]) -> list[dict]:
@@ -79,6 +124,34 @@ class OverviewPage(Page):
     entries = param.List(default=[], doc="Complete stores in the hook cache (HookCache.list()).")
     induction = param.Parameter(default=None, doc="Induction scores (layer, head) of `model`, once computed.")
 
+    @classmethod
+    def warm_up(cls, cache_dir: str | os.PathLike) -> threading.Thread | None:
+        """Before the first visitor: the default model's induction scores now, the other models' in a thread.
+
+        Importing TransformerLens and loading weights took most of a first
+        visit (about 20 s on a loaded machine); now the server pays it once
+        at start, and the first figure is a result read from the cache.
+        Returns the thread working on the other models (None when there are none).
+        """
+        from workbench.models import list_models
+
+        super().warm_up(cache_dir)
+        store, models = ResultStore(cache_dir), list_models()
+
+        def score(names: list[str]) -> None:
+            for name in names:
+                try:
+                    induction_result(store, name)
+                except Exception:  # noqa: BLE001  (a visitor's own job shows what went wrong)
+                    return
+
+        score(models[:1])
+        if len(models) < 2:
+            return None
+        thread = threading.Thread(target=score, args=(models[1:],), name="workbench-warm-up-overview", daemon=True)
+        thread.start()
+        return thread
+
     def __init__(self, cache_dir=None, **params: Any):
         from workbench.models import list_models
 
@@ -117,17 +190,12 @@ class OverviewPage(Page):
 
     def compute_induction(self) -> Job | None:
         """Induction scores of :attr:`model` in the background, saved to the result store."""
-        name, key = self.model, self._key()
+        name = self.model
 
         def work(job: Job) -> xr.DataArray:
-            from workbench.models import induction_scores
-
-            job.report(None, f"loading {name}")
-            model = _model(name)
+            job.report(None, f"loading {name} and scoring its heads")
+            scores = induction_result(self.store, name)
             job.check()
-            job.report(0.5, f"induction scores of {name}")
-            scores = induction_scores(model)
-            self.store.save(key, scores.to_dataset().assign_attrs(model=name))
             return scores
 
         def done(scores: xr.DataArray) -> None:
@@ -145,10 +213,13 @@ class OverviewPage(Page):
     def cache_hooks(self) -> Job | None:
         """Cache every layer's ``attn.hook_z`` and the last ``hook_resid_post`` of :attr:`model`.
 
-        Hooks are cached one at a time so the progress bar moves and cancel
-        takes effect between hooks; a cancelled run keeps the hooks already done.
+        All hooks are cached in one pass over chunks of about an eighth of
+        the windows; the progress bar follows the chunks written
+        (:meth:`~workbench.hooks.HookCache.activations` reports them) and
+        cancel stops after the running chunk, removing the unfinished stores.
         """
         name, n_seq, seq_len, cache = self.model, self.n_seq, self.seq_len, self.hook_cache
+        batch_size = min(32, -(-n_seq // 8))  # about 8 chunks (more past 256 windows): the bar moves
 
         def work(job: Job) -> int:
             from workbench.hooks import default_hooks
@@ -156,12 +227,15 @@ class OverviewPage(Page):
 
             job.report(None, f"loading {name}")
             model = _model(name)
+            job.check()
             tokens = corpus_tokens(model, n_seq, seq_len)
             hooks = default_hooks(model)
-            for i, hook in enumerate(hooks):
-                job.check()
-                job.report(i / len(hooks), f"caching {hook} ({i + 1}/{len(hooks)})")
-                cache.activations(model, tokens, [hook], progress=False)
+
+            def chunk_written(done: int, total: int) -> None:
+                job.check()  # raising here aborts the stores being written
+                job.report(done / total, f"caching {len(hooks)} hooks of {name}: chunk {done}/{total}")
+
+            cache.activations(model, tokens, hooks, batch_size=batch_size, progress=chunk_written)
             return len(hooks)
 
         def done(n_hooks: int) -> None:
@@ -170,18 +244,16 @@ class OverviewPage(Page):
 
         return self.start(work, f"caching {name}", done)
 
-    def poll(self) -> bool:
-        running = super().poll()
-        if not running and self._job is not None and self._job.name.startswith("caching"):
-            self.entries = self.hook_cache.list()  # a cancelled run still added stores
-        return running
-
     def figures(self) -> dict[str, go.Figure]:
         """The induction-score heatmap of :attr:`model`, once known."""
-        return {} if self.induction is None else induction_figures(self.induction.to_dataset(), self.model)
+        if self.induction is None:
+            return {}
+        scores, model = self.induction, self.model
+        return {"induction": self.figure(("induction", model),
+                                         lambda: induction_figures(scores.to_dataset(), model)["induction"])}
 
     def controls(self) -> list:
-        cache = pn.widgets.Button(label="Cache hooks", button_type="primary", css_classes=["wb-run"],
+        cache = pn.widgets.Button(label="Cache hooks", color="primary", css_classes=["wb-run"],
                                   disabled=self.param.running)
         cache.on_click(lambda _: self.cache_hooks())
         refresh = pn.widgets.Button(label="Refresh cache list")

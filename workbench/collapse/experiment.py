@@ -11,7 +11,7 @@ defined there too.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
                    epochs: int = 200, lr: float | None = None, momentum: float = 0.9, weight_decay: float = 5e-4,
                    batch_size: int = 128, record_every: int = 10, global_mean: str = "class_means",
                    nc3: str = "papyan", seed: int = 0, device: str | torch.device | None = None,
-                   progress: bool = True) -> xr.Dataset:
+                   progress: bool | Callable[[int, xr.Dataset], bool | None] = True) -> xr.Dataset:
     """Train an MLP + bias-free linear head and record NC metrics per layer and epoch.
 
     Parameters
@@ -137,8 +137,15 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
         Seeds the initialisation, the subsampling and the batch order.
     device : str or torch.device, optional
         Default CUDA when available, else CPU.
-    progress : bool
-        Show a progress bar.
+    progress : bool or callable
+        True shows a progress bar. A callable ``progress(epoch, metrics)``
+        is called instead after the first measurement (``epoch`` 0) and after
+        every training epoch, ``epochs + 1`` times in all, with ``metrics``
+        the Dataset of everything recorded so far (the same layout and
+        attrs as the result, so live curves can be drawn from it; it is a
+        new object only after a new measurement, and must not be changed).
+        Returning True stops training there; the result then holds the
+        epochs recorded so far. The last ``metrics`` passed is the result.
 
     Returns
     -------
@@ -153,6 +160,17 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     >>> ds = run_experiment(hidden=(32,), n_linear=2, epochs=2, record_every=1, progress=False, device="cpu")
     >>> ds.nc1.dims, ds.layer.values.tolist()
     (('epoch', 'layer'), ['relu1', 'linear1'])
+
+    Live NC1 at the last layer while training, e.g. for a plot that redraws:
+
+    >>> seen = []
+    >>> def live(epoch, metrics):
+    ...     seen.append((epoch, metrics.sizes["epoch"], round(float(metrics.nc1[-1, -1]), 3)))
+    >>> ds = run_experiment(hidden=(16,), n_linear=1, epochs=4, record_every=2, progress=live, device="cpu")
+    >>> [(epoch, n_recorded) for epoch, n_recorded, _ in seen]
+    [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)]
+    >>> seen[-1][2] == round(float(ds.nc1[-1, -1]), 3)
+    True
     """
     check_choice("loss", loss, ("mse", "ce"))
     if epochs < 1 or record_every < 1:
@@ -179,26 +197,45 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
             value = _loss(logits, yd, onehot, loss)
             return float(value), float((logits.argmax(1) == yd).float().mean())
 
+    callback = progress if callable(progress) else None
+    attrs = {"data": source, "n_per_class": np.bincount(y.numpy(), minlength=k).tolist(), "hidden": list(hidden),
+             "n_linear": n_linear, "loss": loss, "epochs": epochs, "lr": step, "weight_decay": weight_decay,
+             "seed": seed, "workbench_version": workbench.__version__}
+    latest: xr.Dataset | None = None  # the metrics recorded so far, rebuilt only after a new measurement
+
+    def record(epoch: int) -> None:
+        nonlocal latest
+        train_loss, acc = evaluate()
+        tracker(epoch, train_loss=train_loss, train_accuracy=acc)
+        latest = None
+
+    def recorded() -> xr.Dataset:
+        nonlocal latest
+        if latest is None:
+            latest = tracker.result()
+            latest.attrs.update(attrs)
+        return latest
+
+    def stop_after(epoch: int) -> bool:
+        return callback is not None and bool(callback(epoch, recorded()))
+
     # widths up to ~512 are small matrices: one thread beats two that wait on each other
     with one_cpu_thread(dev, enabled=max(hidden) <= 512):
-        train_loss, acc = evaluate()
-        tracker(0, train_loss=train_loss, train_accuracy=acc)
-        for epoch in tqdm(range(1, epochs + 1), disable=not progress, desc="epochs"):
-            model.train()
-            for rows in torch.randperm(len(yd), generator=gen).split(batch_size):
-                rows = rows.to(dev)
-                opt.zero_grad()
-                _loss(model(xd[rows]), yd[rows], onehot[rows], loss).backward()
-                opt.step()
-            sched.step()
-            if epoch % record_every == 0 or epoch == epochs:
-                train_loss, acc = evaluate()
-                tracker(epoch, train_loss=train_loss, train_accuracy=acc)
-    out = tracker.result()
-    out.attrs.update({"data": source, "n_per_class": np.bincount(y.numpy(), minlength=k).tolist(),
-                      "hidden": list(hidden), "n_linear": n_linear, "loss": loss, "epochs": epochs, "lr": step,
-                      "weight_decay": weight_decay, "seed": seed, "workbench_version": workbench.__version__})
-    return out
+        record(0)
+        if not stop_after(0):
+            for epoch in tqdm(range(1, epochs + 1), disable=callback is not None or not progress, desc="epochs"):
+                model.train()
+                for rows in torch.randperm(len(yd), generator=gen).split(batch_size):
+                    rows = rows.to(dev)
+                    opt.zero_grad()
+                    _loss(model(xd[rows]), yd[rows], onehot[rows], loss).backward()
+                    opt.step()
+                sched.step()
+                if epoch % record_every == 0 or epoch == epochs:
+                    record(epoch)
+                if stop_after(epoch):
+                    break
+    return recorded()
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor, loss: str) -> torch.Tensor:

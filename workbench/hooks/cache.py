@@ -15,6 +15,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -179,7 +180,7 @@ class HookCache:
         return self.root / f"{key}.zarr"
 
     def activations(self, model, tokens, hooks, *, batch_size: int = 32, client=None, dtype: str = "float32",
-                    progress: bool = True) -> xr.Dataset:
+                    progress: bool | Callable[[int, int], Any] = True) -> xr.Dataset:
         """Activations of ``hooks`` over ``tokens``, from the cache or computed and cached.
 
         Parameters
@@ -196,8 +197,14 @@ class HookCache:
             share the cache folder's file system).
         dtype : {"float32", "float16"}
             Stored dtype.
-        progress : bool
-            Show a progress bar while computing.
+        progress : bool or callable
+            True shows a progress bar while computing. A callable
+            ``progress(done, total)`` is called instead with the number of
+            ``batch_size`` chunks written so far and in all: once with
+            ``done=0`` before the first forward pass, then after every chunk,
+            ending at ``done == total``. It is not called when every hook is
+            already cached. An exception it raises (e.g. to cancel) stops the
+            computation and removes the unfinished stores.
 
         Returns
         -------
@@ -205,6 +212,20 @@ class HookCache:
             One dask-backed variable per hook, dims named (``seq``, ``pos``,
             ``head``, ``d_head``, ``d_model``...), the token ids as coordinate
             ``tokens`` and provenance in the attrs.
+
+        Examples
+        --------
+        A progress bar of one's own (a dashboard's, say) from the chunk counts:
+
+        >>> import tempfile
+        >>> from workbench.models import load_model, tokenize
+        >>> model = load_model("tiny-attn-2l")
+        >>> tokens = tokenize(model, ["a", "b", "c", "d", "e"], seq_len=4)
+        >>> calls = []
+        >>> ds = HookCache(tempfile.mkdtemp()).activations(model, tokens, "blocks.0.attn.hook_z", batch_size=2,
+        ...                                               progress=lambda done, total: calls.append((done, total)))
+        >>> calls
+        [(0, 3), (1, 3), (2, 3), (3, 3)]
         """
         hooks = check_hooks(model, hooks)
         tokens = check_tokens(model, tokens)
@@ -231,20 +252,26 @@ class HookCache:
 
     def _compute(self, model, tokens, hooks, keys, provenance, *, batch_size, client, dtype, progress) -> None:
         n_seq = tokens.shape[0]
-        probe = compute_hooks(model, tokens[:1], hooks, dtype)
+        starts = range(0, n_seq, batch_size)
+        if callable(progress):
+            report = progress
+        else:  # the bar counts the same chunks a callback would see
+            report = None if not progress else _ChunkBar(len(starts))
         writers = {}
         try:
+            if report is not None:
+                report(0, len(starts))
+            probe = compute_hooks(model, tokens[:1], hooks, dtype)
             for hook in hooks:
                 shape = (n_seq, *probe[hook].shape[1:])
                 dims = hook_dims(hook, shape, model.cfg)
                 coords = {d: np.arange(s) for d, s in zip(dims, shape)}
                 writers[hook] = StoreWriter(self.path(keys[hook]), hook, dims, shape, chunk=batch_size,
                                             coords=coords, dtype=dtype)
-            starts = range(0, n_seq, batch_size)
             if client is not None:
-                self._compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size)
+                self._compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size, report)
             else:
-                self._compute_local(model, tokens, hooks, dtype, writers, starts, batch_size, progress)
+                self._compute_local(model, tokens, hooks, dtype, writers, starts, batch_size, report)
             for hook, writer in writers.items():
                 writer.finalize({**provenance, "hook": hook, "cache_key": keys[hook], "n_seq": n_seq,
                                  "seq_len": int(tokens.shape[1]), "batch_size": batch_size})
@@ -252,26 +279,32 @@ class HookCache:
             for writer in writers.values():
                 writer.abort()
             raise
+        finally:
+            if isinstance(report, _ChunkBar):
+                report.close()
 
     @staticmethod
-    def _compute_local(model, tokens, hooks, dtype, writers, starts, batch_size, progress) -> None:
-        from tqdm.auto import tqdm
-
+    def _compute_local(model, tokens, hooks, dtype, writers, starts, batch_size, report) -> None:
         # One background writer: chunk i is compressed and written while chunk
         # i + 1 is computed, so at most two chunks are held in memory.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            for start in tqdm(starts, desc="caching hooks", unit="chunk", disable=not progress):
+            pending, done = None, 0
+            for start in starts:
                 values = compute_hooks(model, tokens[start:start + batch_size], hooks, dtype)
                 if pending is not None:
                     pending.result()
+                    done += 1
+                    if report is not None:
+                        report(done, len(starts))
                 pending = pool.submit(lambda v=values, s=start: [writers[h].write(s, a) for h, a in v.items()])
                 del values
             if pending is not None:
                 pending.result()
+                if report is not None:
+                    report(done + 1, len(starts))
 
     @staticmethod
-    def _compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size) -> None:
+    def _compute_distributed(client, model, tokens, hooks, dtype, writers, starts, batch_size, report) -> None:
         # Workers reload the model from where it came from (a bundled name or a
         # folder) rather than receiving a pickled copy, and check its weights hash.
         source = getattr(model, "workbench_source", None)
@@ -283,7 +316,18 @@ class HookCache:
         paths = {hook: writer.array_path for hook, writer in writers.items()}
         tasks = [client.submit(_write_chunk, source, weights, device, tokens[s:s + batch_size].cpu(), hooks, dtype,
                                paths, s, pure=False) for s in starts]
-        client.gather(tasks)
+        if report is None:
+            client.gather(tasks)
+            return
+        from distributed import as_completed
+
+        try:
+            for done, task in enumerate(as_completed(tasks), start=1):
+                task.result()  # raises the worker's error, as gather would
+                report(done, len(starts))
+        except BaseException:
+            client.cancel(tasks)
+            raise
 
     def list(self) -> list[dict]:
         """One entry per complete store: key, model, hook, shape, size on disk.
@@ -338,6 +382,21 @@ class HookCache:
         if key is None and model_id is None and hook is None:
             sweep_stale(self.root, older_than=0)
         return removed
+
+
+class _ChunkBar:
+    """tqdm bar driven by the ``(done, total)`` calls a progress callback gets."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="caching hooks", unit="chunk")
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _folder_size(path: Path) -> int:
