@@ -1,4 +1,5 @@
-"""Figures for attention-output SAEs: feature dashboards, the L0/CE frontier, firing and family plots.
+"""Figures for attention-output SAEs: feature dashboards, the L0/CE frontier, firing and family plots,
+training curves, and the features and DFA of a prompt.
 
 Each builder takes the xarray result of a :mod:`workbench.sae` function and
 returns a plotly figure in the paper template (the examples of a dashboard
@@ -22,7 +23,14 @@ import plotly.graph_objects as go
 import xarray as xr
 from plotly.subplots import make_subplots
 
-from workbench.figures.template import FULL_WIDTH_PX, PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, apply_paper_style
+from workbench.figures.template import (
+    DIVERGING,
+    FULL_WIDTH_PX,
+    PALETTE,
+    SEQUENTIAL,
+    SINGLE_COLUMN_PX,
+    apply_paper_style,
+)
 
 
 def _require(ds, names: tuple[str, ...], what: str, arg: str) -> None:
@@ -108,18 +116,19 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     fig.add_trace(go.Histogram(x=values[np.isfinite(values) & (values > 0)], marker_color=PALETTE[0],
                                name="activation"), row=1, col=1)
     if dfa is not None:
-        fig.add_trace(go.Heatmap(z=dfa.sel(feature=feature).isel(seq=0).values, colorscale=SEQUENTIAL,
-                                 showscale=False, name="DFA"), row=1, col=2)
+        fig.add_trace(go.Heatmap(z=dfa.sel(feature=feature).isel(seq=0).values, colorscale=DIVERGING, zmid=0,
+                                 showscale=False, name="DFA"), row=1, col=2)  # DFA is signed: white is 0
         fig.update_xaxes(title_text="source", row=1, col=2)
         fig.update_yaxes(title_text="destination", autorange="reversed", row=1, col=2)
     fig.add_trace(go.Bar(x=head_share["head"].values, y=head_share.sel(feature=feature).values,
                          marker_color=PALETTE[2], name="head share"), row=2, col=1)
     tokens = list(one["top_logit_token"].values) + list(one["bottom_logit_token"].values)
     effects = np.concatenate([one["top_logit"].values, one["bottom_logit"].values])
-    fig.add_trace(go.Bar(x=effects, y=[repr(t) for t in tokens], orientation="h", name="logit effect",
+    fig.add_trace(go.Bar(x=effects, y=[repr(str(t)) for t in tokens], orientation="h", name="logit effect",
                          marker_color=[PALETTE[2] if v > 0 else PALETTE[3] for v in effects]), row=2, col=2)
     fig.update_layout(showlegend=False, title=f"feature {feature}")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=480)
+    apply_paper_style(fig, width=FULL_WIDTH_PX, height=500)
+    return fig.update_layout(margin=dict(t=60))  # room for the title above the subplot titles
 
 
 def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
@@ -195,3 +204,117 @@ def head_family_matrix(families: xr.Dataset, layer: int) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=f"layer {layer}: features per head and family")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
+
+
+def training_curves(history: xr.Dataset, held_out: xr.Dataset | None = None) -> go.Figure:
+    """Reconstruction loss (FVU) and L0 against tokens seen while an SAE trains.
+
+    Parameters
+    ----------
+    history : xr.Dataset
+        ``fvu`` and ``l0`` over ``step`` with a ``tokens`` coordinate, e.g. the
+        history :func:`workbench.sae.train` returns (measured on each training batch).
+    held_out : xr.Dataset, optional
+        The same variables measured on held-out activations during training.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> hist = xr.Dataset({"fvu": ("step", [0.9, 0.5]), "l0": ("step", [8.0, 8.0])},
+    ...                   coords={"step": [0, 1], "tokens": ("step", [256, 512])})
+    >>> [t.name for t in training_curves(hist).data]
+    ['training batch', 'training batch']
+    """
+    _require(history, ("fvu", "l0", "tokens"), "train history", "history")
+    if held_out is not None:
+        _require(held_out, ("fvu", "l0", "tokens"), "held-out measurements", "held_out")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss: fraction of variance unexplained",
+                                                        "L0: active latents per token"))
+    for i, (name, ds, mode) in enumerate((("training batch", history, "lines"),
+                                          ("held out", held_out, "lines+markers"))):
+        if ds is None or ds.sizes.get("step", 0) == 0:
+            continue
+        for col, var in ((1, "fvu"), (2, "l0")):
+            fig.add_trace(go.Scatter(x=ds["tokens"].values, y=ds[var].values, mode=mode, name=name,
+                                     legendgroup=name, showlegend=col == 1,
+                                     line=dict(color=PALETTE[i], width=1), marker=dict(size=3)), row=1, col=col)
+    fig.update_xaxes(title_text="tokens seen")
+    fig.update_yaxes(type="log", row=1, col=1)
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=260)
+
+
+def _token_labels(tokens) -> list[str]:
+    return [str(t).replace("\n", "\\n") for t in tokens]
+
+
+def prompt_heatmap(prompt: xr.Dataset) -> go.Figure:
+    """Which features fire on each token of a prompt: heatmap (feature x token position).
+
+    Parameters
+    ----------
+    prompt : xr.Dataset
+        ``activation`` (feature, pos) and ``token`` (pos), the decoded tokens;
+        x is the position (ticks show the tokens), so a click reports it.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> p = xr.Dataset({"activation": (("feature", "pos"), np.array([[0.0, 1.5]])),
+    ...                 "token": ("pos", ["<bos>", "def"])}, coords={"feature": [4], "pos": [0, 1]})
+    >>> list(prompt_heatmap(p).data[0].y)
+    ['f4']
+    """
+    _require(prompt, ("activation", "token"), "a prompt's feature activations", "prompt")
+    pos = prompt["pos"].values
+    fig = go.Figure(go.Heatmap(z=prompt["activation"].values, x=pos,
+                               y=[f"f{int(f)}" for f in prompt["feature"].values], colorscale=SEQUENTIAL,
+                               colorbar=dict(title="activation"), xgap=1, ygap=1,
+                               hovertemplate="%{y} at position %{x}: %{z:.3g}<extra></extra>"))
+    fig.update_xaxes(tickmode="array", tickvals=pos, ticktext=_token_labels(prompt["token"].values), tickangle=-60,
+                     showgrid=False, title_text="token (click one for its DFA)")
+    fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
+    fig.update_layout(title="features firing on each token")
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(220, 60 + 14 * prompt.sizes["feature"]))
+
+
+def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
+    """DFA by source position of the features active at token ``pos`` of a prompt.
+
+    Parameters
+    ----------
+    prompt : xr.Dataset
+        ``activation`` (feature, pos), ``dfa`` (feature, dest, src) from
+        :func:`workbench.sae.dfa`, and ``token`` (pos).
+    pos : int
+        The destination token.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> p = xr.Dataset({"activation": (("feature", "pos"), np.array([[0.0, 1.5]])),
+    ...                 "dfa": (("feature", "dest", "src"), np.ones((1, 2, 2))),
+    ...                 "token": ("pos", ["<bos>", "def"])},
+    ...                coords={"feature": [4], "pos": [0, 1], "dest": [0, 1], "src": [0, 1]})
+    >>> token_dfa(p, 1).data[0].z.tolist()
+    [[1.0, 1.0]]
+    """
+    _require(prompt, ("activation", "dfa", "token"), "a prompt's feature activations and DFA", "prompt")
+    n_pos = prompt.sizes["pos"]
+    if not 0 <= pos < n_pos:
+        raise ValueError(f"pos: expected a token position in [0, {n_pos}), got {pos!r}")
+    active = prompt["activation"].isel(pos=pos).values > 0
+    labels = _token_labels(prompt["token"].values)
+    fig = go.Figure()
+    if active.any():
+        values = prompt["dfa"].isel(dest=pos).values[active][:, : pos + 1]
+        bound = float(np.abs(values).max()) or 1.0
+        fig.add_trace(go.Heatmap(z=values, x=np.arange(pos + 1),
+                                 y=[f"f{int(f)}" for f in prompt["feature"].values[active]], colorscale=DIVERGING,
+                                 zmin=-bound, zmax=bound, colorbar=dict(title="DFA"), xgap=1, ygap=1,
+                                 hovertemplate="%{y} reads position %{x}: %{z:.3g}<extra></extra>"))
+        fig.update_xaxes(tickmode="array", tickvals=np.arange(pos + 1), ticktext=labels[: pos + 1], tickangle=-60)
+    fig.update_xaxes(title_text="source token", showgrid=False)
+    fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
+    suffix = "" if active.any() else ": no feature fires here"
+    fig.update_layout(title=f"DFA at {labels[pos]!r} (position {pos}){suffix}")
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(220, 60 + 14 * int(active.sum())))

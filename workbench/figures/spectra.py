@@ -85,11 +85,15 @@ def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, .
     fig = new_figure(width=SINGLE_COLUMN_PX, xaxis_title="layer", yaxis_title="matrix")
     fig.add_trace(go.Heatmap(z=z, x=layers, y=list(kinds), colorscale=SEQUENTIAL,
                              colorbar=dict(title=dict(text=metric, side="right"))))
+    fig.update_xaxes(dtick=1, showgrid=False)
+    fig.update_yaxes(showgrid=False)
     return fig
 
 
 def head_spectra_figure(ds: xr.Dataset, kind: str = "ov", *, layer: int | None = None) -> go.Figure:
     """Singular values of every head's OV or QK circuit, one line per head (log y).
+
+    Lines are coloured by layer, or by head when one ``layer`` is shown.
 
     Examples
     --------
@@ -101,18 +105,19 @@ def head_spectra_figure(ds: xr.Dataset, kind: str = "ov", *, layer: int | None =
     2
     """
     _require(ds, ("singular_value", "kind", "layer", "head"), "ds")
-    sel = ds.where(ds["kind"] == kind, drop=True)
+    keep = ds["kind"].values == kind
     if layer is not None:
-        sel = sel.where(sel["layer"] == layer, drop=True)
-    if sel.sizes.get("matrix", 0) == 0:
+        keep &= ds["layer"].values == layer
+    if not keep.any():
         raise ValueError(f"kind: no {kind!r} circuits in ds" + (f" at layer {layer}" if layer is not None else ""))
     fig = new_figure(width=FULL_WIDTH_PX, xaxis_title="index", yaxis_title="singular value", yaxis_type="log")
-    for i in range(sel.sizes["matrix"]):
-        row = sel.isel(matrix=i)
-        s = row.singular_value.values
+    for i in np.flatnonzero(keep):
+        s = ds["singular_value"].values[i]
         s = s[np.isfinite(s)]
-        fig.add_trace(go.Scatter(y=s, mode="lines", name=f"L{int(row['layer'])}H{int(row['head'])}",
-                                 line=dict(color=PALETTE[int(row["layer"]) % len(PALETTE)], width=1)))
+        head, at = int(ds["head"].values[i]), int(ds["layer"].values[i])
+        colour = head if layer is not None else at
+        fig.add_trace(go.Scatter(y=s, mode="lines", name=f"L{at}H{head}",
+                                 line=dict(color=PALETTE[colour % len(PALETTE)], width=1)))
     return fig
 
 
@@ -145,14 +150,14 @@ def compression_frontier(ds: xr.Dataset) -> go.Figure:
     >>> import xarray as xr, numpy as np
     >>> ds = xr.Dataset({"loss": (("method", "ratio"), [[5.0, 4.0]]), "params_kept": (("method", "ratio"), [[0.3, 0.6]])},
     ...                 coords={"method": ["svd"], "ratio": [0.3, 0.6]}, attrs={"baseline_loss": 3.9})
-    >>> len(compression_frontier(ds).data)
-    1
+    >>> compression_frontier(ds).data[0].x.tolist()
+    [0.3, 0.6]
     """
     _require(ds, ("loss", "params_kept", "method"), "ds")
     fig = new_figure(width=SINGLE_COLUMN_PX, xaxis_title="parameters kept (fraction)",
                      yaxis_title="held-out loss (nats/token)")
     for i, method in enumerate(ds.method.values):
-        row = ds.sel(method=method)
+        row = ds.sel({"method": method})  # sel(method=...) would be read as sel's own lookup option
         fig.add_trace(go.Scatter(x=row.params_kept.values, y=row.loss.values, mode="lines+markers",
                                  name=str(method), line=dict(color=PALETTE[i % len(PALETTE)])))
     if "baseline_loss" in ds.attrs:
