@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -52,6 +53,8 @@ def rank_sweep(tensor, ranks: Iterable[int], n_restarts: int = 10, *, threshold:
         (median factor match score over all pairs of restarts). Rule, stored
         in ``attrs["suggested_rank"]``: the largest rank whose stability is
         at least ``threshold`` (see :func:`suggest_rank`).
+        ``attrs["stable"]`` says whether any rank reached the threshold; when
+        none does, the smallest rank is suggested and a warning says so.
 
     Examples
     --------
@@ -79,6 +82,11 @@ def rank_sweep(tensor, ranks: Iterable[int], n_restarts: int = 10, *, threshold:
         stability.append(result.stability)
         best.append(result.error)
     suggested = suggest_rank(ranks, stability, threshold=threshold)
+    stable = bool(np.max(stability) >= threshold)
+    if not stable:
+        warnings.warn(f"rank_sweep: no rank reached restart stability {threshold} (best {np.max(stability):.2f} at "
+                      f"rank {ranks[int(np.argmax(stability))]}); suggesting the smallest rank {suggested}. "
+                      "More data (animals, time) or fewer ranks may help.", stacklevel=2)
     return xr.Dataset(
         {
             "error": ("rank", np.asarray(best)),
@@ -86,6 +94,6 @@ def rank_sweep(tensor, ranks: Iterable[int], n_restarts: int = 10, *, threshold:
             "stability": ("rank", np.asarray(stability)),
         },
         coords={"rank": ranks, "restart": np.arange(n_restarts)},
-        attrs={"suggested_rank": suggested, "threshold": float(threshold),
+        attrs={"suggested_rank": suggested, "stable": int(stable), "threshold": float(threshold),
                "rule": "largest rank with median restart-to-restart FMS >= threshold"},
     )
