@@ -163,7 +163,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--no-sweep", action="store_true", help="skip the full rank sweep")
     parser.add_argument("--ref-iters", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for torch and numpy's BLAS alike (default: all); 1 gives per-core "
+                             "figures that survive a shared, loaded machine")
     args = parser.parse_args()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
     bw = bandwidth_gb_s()
     print(f"copy bandwidth: {bw:.1f} GB/s, torch threads {torch.get_num_threads()}")
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),

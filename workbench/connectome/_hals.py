@@ -25,6 +25,14 @@ an iteration ends worse than the last accepted one, which is then discarded
 algorithms using extrapolation"). The accepted error never increases; on
 the paper-scale tensor this cuts the iterations to a given error about 2x.
 
+Compression (no missing entries, large tensors): the mode-0 unfolding is
+first replaced by its randomized range approximation ``X0 ~ Q G`` (Halko,
+Martinsson & Tropp 2011; ``Q`` (I, L) orthonormal, ``G = Q^T X0`` (L, J*K),
+L = 3R, one power iteration). HALS on ``Q G`` costs O(L) instead of O(I) per
+column of the tensor, so the fit converges there almost for free; a few
+iterations on the full tensor then finish it, and they alone decide the
+reported error and the stopping rule.
+
 Missing entries: exact EM for least squares on the observed entries. Before
 each sweep the missing entries of each restart's copy of the tensor are set to
 that restart's current model; one HALS sweep on the completed tensor cannot
@@ -39,6 +47,9 @@ from __future__ import annotations
 import torch
 
 _TINY = 1e-30
+# At most this many iterations on the range approximation: it only has to bring the factors close
+# (on the paper-scale tensor 30 leave one full iteration to reach tensorly's 30-iteration error).
+COMPRESSED_ITERATIONS = 30
 # Extrapolation step sizes: start, growth on success, growth of the cap, shrink on failure.
 _BETA0, _GROW, _GROW_CAP, _SHRINK = 0.5, 1.1, 1.05, 1.5
 
@@ -49,7 +60,28 @@ def khatri_rao(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return (B[:, :, None, :] * C[:, None, :, :]).reshape(b, J * C.shape[1], R)
 
 
-def mttkrp_mode0(X0: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+class Compressed:
+    """The randomized range approximation ``Q @ G`` of a mode-0 unfolding, used in its place."""
+
+    def __init__(self, X0: torch.Tensor, width: int, seed: int, power: int = 1):
+        gen = torch.Generator().manual_seed(int(seed))
+        omega = torch.randn(width, X0.shape[1], generator=gen).to(device=X0.device, dtype=X0.dtype)
+        sketch = (omega @ X0.T).T  # (I, L): the range of X0, as seen by L random probes
+        for _ in range(power):  # one power iteration sharpens the range where the spectrum decays slowly
+            Q, _ = torch.linalg.qr(sketch)
+            W, _ = torch.linalg.qr((Q.T @ X0).T)
+            sketch = (W.T @ X0.T).T
+        self.Q, _ = torch.linalg.qr(sketch)
+        self.G = self.Q.T @ X0
+
+    def mttkrp_mode0(self, kr_t: torch.Tensor) -> torch.Tensor:
+        return (kr_t @ self.G.T) @ self.Q.T
+
+    def project_mode0(self, a_t: torch.Tensor) -> torch.Tensor:
+        return (a_t @ self.Q) @ self.G
+
+
+def mttkrp_mode0(X0: torch.Tensor | Compressed, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     """``M[b, i, r] = sum_jk X[i, j, k] B[b, j, r] C[b, k, r]``.
 
     Computed as ``KR^T X0^T`` (R rows out) rather than ``X0 KR``: BLAS runs the
@@ -57,17 +89,19 @@ def mttkrp_mode0(X0: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Te
     """
     kr = khatri_rao(B, C)
     b, jk, R = kr.shape
-    if X0.dim() == 2:
-        out = kr.permute(0, 2, 1).reshape(b * R, jk) @ X0.T  # (b*R, I)
-        return out.reshape(b, R, X0.shape[0]).transpose(1, 2)
+    if isinstance(X0, Compressed) or X0.dim() == 2:
+        kr_t = kr.permute(0, 2, 1).reshape(b * R, jk)
+        out = X0.mttkrp_mode0(kr_t) if isinstance(X0, Compressed) else kr_t @ X0.T  # (b*R, I)
+        return out.reshape(b, R, -1).transpose(1, 2)
     return torch.bmm(kr.transpose(1, 2), X0.transpose(1, 2)).transpose(1, 2)
 
 
-def project_mode0(X0: torch.Tensor, A: torch.Tensor, J: int, K: int) -> torch.Tensor:
+def project_mode0(X0: torch.Tensor | Compressed, A: torch.Tensor, J: int, K: int) -> torch.Tensor:
     """``Y[b, r, j, k] = sum_i A[b, i, r] X[i, j, k]``, as ``A^T X0`` (short dimension on the left)."""
     b, _, R = A.shape
-    if X0.dim() == 2:
-        return (A.permute(0, 2, 1).reshape(b * R, -1) @ X0).reshape(b, R, J, K)
+    if isinstance(X0, Compressed) or X0.dim() == 2:
+        a_t = A.permute(0, 2, 1).reshape(b * R, -1)
+        return (X0.project_mode0(a_t) if isinstance(X0, Compressed) else a_t @ X0).reshape(b, R, J, K)
     return torch.bmm(A.transpose(1, 2), X0).reshape(b, R, J, K)
 
 
@@ -164,7 +198,8 @@ def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B:
 
 def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, *,
         missing: tuple[torch.Tensor, ...] | None, max_iter: int, tol: float, n_inner: int, eps: float,
-        extrapolate: bool = True, progress=None) -> tuple[torch.Tensor, int]:
+        extrapolate: bool = True, compress: int | None = None, seed: int = 0,
+        progress=None) -> tuple[torch.Tensor, int]:
     """Run HALS in place on the factors; returns (relative error per restart, iterations).
 
     ``X0`` is (I, J*K) shared by all restarts, or (b, I, J*K) when entries are
@@ -174,14 +209,39 @@ def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch
     monotonicity argument needs plain HALS steps). The run stops after
     ``max_iter`` iterations, when ``progress(iteration, errors)`` returns
     True, or when every restart's error changes by at most ``tol`` relative.
+    ``compress=L`` (no missing entries) first fits the rank-L range
+    approximation of the tensor (see the module docstring); its iterations
+    are not reported to ``progress`` nor counted in the returned iterations.
     """
-    I, J, K = shape
-    flat_missing = None
-    observed_sq = squared_norm(X0[0] if missing is not None else X0)
-    if missing is not None:
-        flat_missing = missing[0] * (J * K) + missing[1] * K + missing[2]
-        flat = X0.view(X0.shape[0], -1)
     factors = [A, B, C]
+    if compress is not None and missing is None:
+        small = Compressed(X0, compress, seed)
+        _iterate(small, shape, factors, squared_norm(small.G), None, min(max_iter, COMPRESSED_ITERATIONS),
+                 max(tol, 1e-4), n_inner, eps, extrapolate, None)
+    observed_sq = squared_norm(X0[0] if missing is not None else X0)
+    error, n_iter = _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, eps, extrapolate,
+                             progress)
+    if missing is not None:
+        # The completed loss bounds the observed one; report the observed loss exactly.
+        flat, flat_missing = _flat_missing(X0, shape, missing)
+        flat[:, flat_missing] = model_at(A, B, C, missing)
+        norm_sq = observed_sq + (flat[:, flat_missing].double() ** 2).sum(1)
+        inner = (A.double() * mttkrp_mode0(X0, B, C).double()).sum((1, 2))
+        model_sq = (gram(A).double() * gram(B).double() * gram(C).double()).sum((1, 2))
+        error = (norm_sq - 2 * inner + model_sq).clamp_min(0).sqrt() / observed_sq.sqrt()
+    return error, n_iter
+
+
+def _flat_missing(X0: torch.Tensor, shape: tuple[int, int, int], missing: tuple[torch.Tensor, ...]):
+    _, J, K = shape
+    return X0.view(X0.shape[0], -1), missing[0] * (J * K) + missing[1] * K + missing[2]
+
+
+def _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, eps, extrapolate, progress):
+    """The outer loop of :func:`fit` on one tensor (full, compressed, or EM-completed copies)."""
+    A, B, C = factors
+    if missing is not None:
+        flat, flat_missing = _flat_missing(X0, shape, missing)
     extrapolator = None
     previous = None
     n_iter = 0
@@ -207,11 +267,4 @@ def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch
     if extrapolator is not None:
         extrapolator.restore(factors)
         error = extrapolator.error
-    if missing is not None:
-        # The completed loss above bounds the observed one; report the observed loss exactly.
-        flat[:, flat_missing] = model_at(A, B, C, missing)
-        norm_sq = observed_sq + (flat[:, flat_missing].double() ** 2).sum(1)
-        inner = (A.double() * mttkrp_mode0(X0, B, C).double()).sum((1, 2))
-        model_sq = (gram(A).double() * gram(B).double() * gram(C).double()).sum((1, 2))
-        error = (norm_sq - 2 * inner + model_sq).clamp_min(0).sqrt() / observed_sq.sqrt()
     return error, n_iter

@@ -26,6 +26,11 @@ from workbench.connectome.fms import pairwise_scores
 #: work (measured 12x slower with 2 threads on a busy 2-core machine).
 _SINGLE_THREAD_FLOPS = 5e7
 
+#: ``compress="auto"`` fits a range approximation of width ``_COMPRESS_FACTOR * rank`` first when the
+#: tensor has at least ``_COMPRESS_MIN_ENTRIES`` entries, none missing, and both sides of its mode-0
+#: unfolding are at least 8 times that width (so each product over the tensor shrinks at least 8x).
+_COMPRESS_FACTOR, _COMPRESS_MIN_ENTRIES = 3, 1_000_000
+
 #: Upper bound on the per-chunk copies of the tensor that EM needs when entries are missing.
 _MISSING_BATCH_BYTES = 1 << 30
 
@@ -185,7 +190,8 @@ def _coords_for(tensor, axis: int, size: int):
 
 
 def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, max_iter: int = 500,
-        tol: float = 1e-5, n_inner: int = 3, dtype: torch.dtype = torch.float32, device=None,
+        tol: float = 1e-5, n_inner: int = 3, compress: int | str | None = "auto",
+        dtype: torch.dtype = torch.float32, device=None,
         progress: bool = False, callback: Callable[[int, np.ndarray], bool | None] | None = None) -> NTFResult:
     """Non-negative CP decomposition by batched HALS with random restarts.
 
@@ -210,6 +216,15 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
         ``tol`` below ~1e-5 needs ``dtype=torch.float64``.
     n_inner : int
         HALS sweeps per factor update (reuse of each MTTKRP).
+    compress : "auto", int or None
+        Width ``L`` of a randomized range approximation of the tensor's
+        mode-0 unfolding that is fitted first (cheaply: products with the
+        tensor shrink from I to L rows); iterations on the full tensor then
+        finish the fit, so the result is a fit of the tensor itself. "auto"
+        uses ``L = 3 * rank`` on large, fully observed tensors (on the
+        paper-scale 5886 x 240 x 21 tensor at rank 15 this cut the full
+        iterations from 13 to 1); None never compresses. Ignored when
+        entries are missing.
     dtype : torch.float32 or torch.float64
     device : str or torch.device, optional
         Default: CUDA when available, else CPU.
@@ -252,19 +267,33 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
             bar.set_postfix(error=f"{float(err.min()):.4f}")
         return bool(callback(it, err.cpu().numpy())) if callback is not None else False
 
+    width = _compress_width(compress, rank, values.shape, observed is None)
     missing = None if observed is None else tuple(torch.as_tensor(ix, device=device) for ix in np.nonzero(~observed))
     with _threads_for(values.size * rank * n_restarts, device):
-        errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner,
+        errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner, width, seed,
                               report if (bar or callback) else None)
     if bar:
         bar.close()
     return _package(tensor, [A, B, C], errors.cpu().numpy(), n_iter)
 
 
-def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, report):
+def _compress_width(compress, rank: int, shape: tuple[int, int, int], complete: bool) -> int | None:
+    """The range-approximation width to use, or None (see ``compress`` in :func:`ntf`)."""
+    if compress is None:
+        return None
+    if compress == "auto":
+        width = _COMPRESS_FACTOR * rank
+        big = np.prod(shape) >= _COMPRESS_MIN_ENTRIES and min(shape[0], shape[1] * shape[2]) >= 8 * width
+        return width if complete and big else None
+    if isinstance(compress, (int, np.integer)) and not isinstance(compress, bool) and compress >= rank:
+        return int(compress) if complete and compress < min(shape[0], shape[1] * shape[2]) else None
+    raise ValueError(f"compress: expected 'auto', None or an integer >= rank ({rank}), got {compress!r}")
+
+
+def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, report):
     if missing is None:
         return _hals.fit(X0, shape, A, B, C, missing=None, max_iter=max_iter, tol=tol, n_inner=n_inner, eps=0.0,
-                         progress=report)
+                         compress=width, seed=seed, progress=report)
     # EM completes one copy of the tensor per restart: run restarts in chunks that fit in memory.
     chunk = max(1, _MISSING_BATCH_BYTES // X0.element_size() // X0.numel())
     errors, n_iter = [], 0
