@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import panel as pn
+import plotly.graph_objects as go
 import plotly.graph_objs
 from panel.io.callbacks import PeriodicCallback
 
@@ -113,6 +114,146 @@ def figure_grid(page: "Page") -> pn.FlexBox:
     return grid
 
 
+def clicked_point(data: dict | None) -> dict | None:
+    """The first point of a Plotly click event (a pane's ``click_data``), or None.
+
+    Examples
+    --------
+    >>> clicked_point({"points": [{"x": 3, "y": "f2"}]})
+    {'x': 3, 'y': 'f2'}
+    >>> clicked_point(None)
+    """
+    points = (data or {}).get("points") or []
+    return points[0] if points else None
+
+
+class FigureSlots:
+    """Plotly panes in fixed places (unlike :func:`figure_grid`), each with its export control and an
+    optional click handler, updated only when its figure changes.
+
+    A pane (:func:`plotly_pane`) is created the first time its figure
+    exists; afterwards a new figure object replaces the pane's, and an
+    unchanged one (the same memoised object, see :meth:`Page.figure`) sends
+    nothing to the browser; the changes of one redraw go out in one message.
+    A figure that goes away leaves a blank figure behind: hiding or removing
+    a Plotly pane makes its pending resize fail in the browser.
+
+    Parameters
+    ----------
+    page : Page
+        Its :meth:`~Page.figures` are shown, again whenever its ``revision`` changes.
+    names : list of str
+        The figures, each in its holder ``slots[name]`` to be placed in the page's layout.
+    on_click : dict, optional
+        ``{name: handler}``: ``handler(click_data)`` on a click in that figure
+        (read it with :func:`clicked_point`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from widgets.pages.base import Page
+    >>> class Lines(Page):
+    ...     def figures(self):
+    ...         return {"lines": go.Figure(go.Scatter(y=[1, 2]))}
+    >>> slots = FigureSlots(Lines(cache_dir=tempfile.mkdtemp()), ["lines", "bars"])
+    >>> len(slots["lines"].objects), len(slots["bars"].objects)
+    (2, 0)
+    """
+
+    def __init__(self, page: "Page", names: list[str], on_click: dict[str, Callable[[dict], None]] | None = None):
+        self.page = page
+        self.holders = {name: pn.Column(sizing_mode="stretch_width") for name in names}
+        self.panes: dict[str, pn.pane.Plotly] = {}
+        self.on_click = on_click or {}
+        page.param.watch(self._page_changed, "revision")
+        self._page_changed()
+
+    def __getitem__(self, name: str) -> pn.Column:
+        return self.holders[name]
+
+    def _page_changed(self, *_) -> None:
+        from widgets.pages.base import USER_ERRORS
+
+        try:
+            figures = self.page.figures()
+        except USER_ERRORS as err:
+            self.page.fail(err)
+            return
+        self.redraw(figures)
+
+    def redraw(self, figures: dict[str, go.Figure]) -> None:
+        """Show ``figures`` (by name); a slot whose figure is the object it shows already is left alone.
+
+        Called with the page's :meth:`~Page.figures` whenever its ``revision`` changes.
+        """
+        with pn.io.hold():
+            for name, holder in self.holders.items():
+                fig, pane = figures.get(name, _BLANK if name in self.panes else None), self.panes.get(name)
+                if fig is None or (pane is not None and pane.object is fig):
+                    continue
+                if pane is None:
+                    pane = self.panes[name] = plotly_pane(fig, name)
+                    pane.css_classes = [*pane.css_classes, f"wb-figure-{name}"]
+                    if name in self.on_click:
+                        pane.param.watch(lambda event, n=name: self.on_click[n](event.new), "click_data")
+                    holder.objects = [pane, export_control(self.page, name)]
+                else:
+                    pane.param.update(object=fig, **_size(fig))
+
+
+def linked_select(page: "Page", value: str, options: str, *, limit: int = 500, **params) -> pn.widgets.Select:
+    """A select offering the list parameter ``options`` of ``page`` (its first ``limit`` items) and
+    choosing its parameter ``value``, which it shows when that is among them.
+
+    New options choose nothing: the select then shows ``value`` or their first item.
+
+    Examples
+    --------
+    >>> import param
+    >>> class Browser(param.Parameterized):
+    ...     feature, matches = param.Integer(default=2), param.List(default=[5, 2, 7])
+    >>> browser = Browser()
+    >>> pick = linked_select(browser, "feature", "matches")
+    >>> pick.value, pick.options
+    (5, [5, 2, 7])
+    >>> pick.value = 7
+    >>> browser.feature
+    7
+    >>> browser.feature = 2
+    >>> pick.value
+    2
+    """
+    pick = pn.widgets.Select(options=getattr(page, options)[:limit], **params)
+    syncing = []  # set while the page's parameters move the select, which must not choose anything
+
+    def follow(event) -> None:
+        syncing.append(True)
+        try:
+            pick.options = event.new[:limit]
+            chosen = getattr(page, value)
+            pick.value = chosen if chosen in pick.options else (pick.options or [None])[0]
+        finally:
+            syncing.clear()
+
+    def show(event) -> None:
+        if event.new in pick.options and pick.value != event.new:
+            syncing.append(True)
+            try:
+                pick.value = event.new
+            finally:
+                syncing.clear()
+
+    page.param.watch(follow, options)
+    page.param.watch(show, value)
+    pick.param.watch(lambda e: None if syncing or e.new is None else setattr(page, value, e.new), "value")
+    return pick
+
+
+_BLANK = go.Figure(layout=dict(height=60, width=360, xaxis=dict(visible=False), yaxis=dict(visible=False),
+                               template="simple_white", annotations=[dict(text="nothing to show for this selection",
+                                                                          showarrow=False)]))
+
+
 def start_polling(page: "Page") -> None:
     """Once the session is served: poll the page's jobs from its event loop, then ``page.on_open()``.
 
@@ -160,7 +301,6 @@ def warm_up_rendering(cache_dir: str | os.PathLike) -> None:
     template, Bokeh's model classes, plotly's validators load lazily); the
     server pays that here, at start, instead of its first visitor.
     """
-    import plotly.graph_objects as go
     from bokeh.document import Document
 
     from widgets.pages.base import Page

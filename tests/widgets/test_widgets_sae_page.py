@@ -65,7 +65,7 @@ def test_head_shares_are_the_decoder_norm_split_over_heads(sae_page, trained):
 
 @torch.no_grad()
 def test_top_example_dfa_sums_to_the_pre_activation(sae_page, trained):
-    from widgets.pages.sae import analysis_tokens
+    from workbench.sae import analysis_tokens
 
     sae, model = trained
     ds, feature = sae_page.result, sae_page.matches[0]
@@ -147,7 +147,7 @@ def test_cancel_keeps_no_sae(tmp_path):
 
 def test_stored_result_regenerates_the_figures(sae_page):
     from widgets.app import PAGES, RESULT_FIGURES
-    from widgets.pages.sae import query_settings
+    from widgets.pages.base import query_settings
 
     assert PAGES["sae"] is type(sae_page)
     key = sae_page.store.keys("sae")[0]

@@ -92,9 +92,8 @@ def test_stored_result_regenerates_the_figures(spectra_page):
 def test_cells_are_prefetched_and_warm_up_loads_the_default_model(spectra_page, tmp_path):
     from widgets.pages import spectra
 
-    spectra_page._prefetch_cells()
-    spectra_page._start_prefetch().join(120)
-    esd = spectra_page._memo[("esd", "k", 1)]
-    assert spectra_page.select("k", 1) and spectra_page.figures()["esd"] is esd  # the click found it built
+    assert spectra_page.wait_for_figures(120)  # the cell figures queued when the result arrived
+    esd = spectra_page.built_figure(("esd", "k", 1))
+    assert esd is not None and spectra_page.select("k", 1) and spectra_page.figures()["esd"] is esd  # a lookup
     spectra.SpectraPage.warm_up(tmp_path).join(120)
     assert spectra._model("tiny-gelu-2l").cfg.n_layers == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Hashable, Mapping
 
@@ -41,6 +42,31 @@ def readable(err: BaseException) -> str:
     """
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     return text if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: {text}"
+
+
+def query_settings(page: param.Parameterized, args: dict, names: tuple[str, ...]) -> dict:
+    """Settings named in a URL query (``/sae?layer=0&d_sae=64``), parsed by each parameter's type.
+
+    Examples
+    --------
+    >>> class Demo(param.Parameterized):
+    ...     model, layer = param.String(), param.Integer()
+    >>> query_settings(Demo, {"layer": [b"0"], "model": [b"tiny-gelu-2l"], "other": [b"1"]}, ("model", "layer"))
+    {'model': 'tiny-gelu-2l', 'layer': 0}
+    """
+    out = {}
+    for name in names:
+        if name not in args:
+            continue
+        raw = args[name][-1] if isinstance(args[name], (list, tuple)) else args[name]
+        raw = raw.decode() if isinstance(raw, bytes) else str(raw)
+        kind = page.param[name]
+        try:
+            out[name] = int(raw) if isinstance(kind, param.Integer) else \
+                float(raw) if isinstance(kind, param.Number) else raw
+        except ValueError:
+            raise ValueError(f"{name}: expected a number in the URL query, got {raw!r}") from None
+    return out
 
 
 def default_cache() -> Path:
@@ -87,6 +113,7 @@ class Page(param.Parameterized):
         self._memo_lock = threading.Lock()
         self._memo_generation = 0
         self._prefetch_pending: tuple[int, dict] | None = None
+        self._prefetch_threads: list[threading.Thread] = []
 
     @classmethod
     def warm_up(cls, cache_dir: str | os.PathLike) -> None:
@@ -100,6 +127,18 @@ class Page(param.Parameterized):
         from widgets.template import warm_up_rendering
 
         warm_up_rendering(str(cache_dir))
+
+    @classmethod
+    def warm_up_in_background(cls, cache_dir: str | os.PathLike, load: Callable[..., Any],
+                              *args: Any) -> threading.Thread:
+        """The default :meth:`warm_up`, then ``load(*args)`` (a model, say) in a thread, which is returned.
+
+        For a :meth:`warm_up` override: the first visitor's job then finds it loaded.
+        """
+        Page.warm_up(cache_dir)
+        thread = threading.Thread(target=load, args=args, daemon=True, name=f"workbench-{cls.slug}-warm-up")
+        thread.start()
+        return thread
 
     # ----- state -------------------------------------------------------------------------------
     def figures(self) -> dict[str, go.Figure]:
@@ -146,6 +185,37 @@ class Page(param.Parameterized):
         with self._memo_lock:
             self._prefetch_pending = (self._memo_generation, dict(builds))
 
+    def wait_for_figures(self, timeout: float = 120.0) -> bool:
+        """Build the figures queued by :meth:`prefetch` now and block until every background build ends.
+
+        For tests and scripts, where no served page polls: :meth:`poll`
+        starts the builds otherwise. True when builds were queued or running
+        and all have ended within ``timeout`` seconds.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> page = Page(cache_dir=tempfile.mkdtemp())
+        >>> page.prefetch({("demo",): go.Figure})
+        >>> page.built_figure(("demo",)), page.wait_for_figures(), page.built_figure(("demo",)) is not None
+        (None, True, True)
+        """
+        self._start_prefetch()
+        with self._memo_lock:
+            threads = list(self._prefetch_threads)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return bool(threads) and not any(thread.is_alive() for thread in threads)
+
+    def built_figure(self, key: Hashable) -> go.Figure | None:
+        """The figure built under ``key`` (by :meth:`figure` or a prefetch) for the current result, else None.
+
+        Unlike :meth:`figure` it never builds one: tests use it to see what was built ahead.
+        """
+        with self._memo_lock:
+            return self._memo.get(key)
+
     def _start_prefetch(self) -> threading.Thread | None:
         with self._memo_lock:
             pending, self._prefetch_pending = self._prefetch_pending, None
@@ -170,6 +240,8 @@ class Page(param.Parameterized):
 
         thread = threading.Thread(target=build_all, name=f"workbench-{self.slug}-figures", daemon=True)
         thread.start()
+        with self._memo_lock:
+            self._prefetch_threads = [t for t in self._prefetch_threads if t.is_alive()] + [thread]
         return thread
 
     def on_partial(self, partial: Any) -> None:
@@ -177,6 +249,12 @@ class Page(param.Parameterized):
 
     def on_open(self) -> None:
         """Called once a served page is open; pages start work that is not cached yet."""
+
+    def apply_query(self, names: tuple[str, ...]) -> None:
+        """Set the parameters ``names`` found in the served page's URL query; a bad value becomes the message."""
+        settings = self.attempt(lambda: query_settings(self, pn.state.session_args, names))
+        if settings:
+            self.attempt(lambda: self.param.update(**settings))
 
     def fail(self, err: BaseException) -> None:
         """Show ``err`` as the page message instead of raising it."""
@@ -255,11 +333,16 @@ class Page(param.Parameterized):
             self.status = f"{self._job.name}: cancelling"
 
     def wait(self, timeout: float = 120.0) -> "Page":
-        """Block until the running job ends, then :meth:`poll` (tests and scripts)."""
-        if self._job is not None:
-            self._job.wait(timeout)
-        self.poll()
-        return self
+        """Block until no job runs, including those a finished job starts, polling after each (tests and scripts).
+
+        ``timeout`` is per job.
+        """
+        while True:
+            if self._job is not None:
+                self._job.wait(timeout)
+            self.poll()
+            if not self.running:
+                return self
 
     def export(self, name: str, fmt: str = "pdf", out_dir: str | os.PathLike | None = None) -> Path:
         """Write figure ``name`` in the paper template as ``fmt`` (pdf, svg or png).

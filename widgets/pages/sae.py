@@ -1,12 +1,13 @@
 """Attention SAEs: choose model, layer and SAE; browse features, explore a prompt, train a new SAE.
 
-Everything a click shows is computed once, in a background job, and saved
-with the result store: each feature's examples, DFA on its top example,
-head shares and logit effects, the feature families, and the features and
-DFA of the prompt. Selecting a feature or clicking a token is then a lookup
-that redraws one small figure. SAEs are kept in the SAELens folder layout
-(:func:`workbench.sae.save_sae`) under ``<cache>/saes/<model>/layer_<L>/``,
-so any SAELens-layout folder dropped there shows up too.
+Everything a click shows is computed once, in a background job
+(:func:`workbench.sae.sae_dashboard`), and saved with the result store: each
+feature's examples, DFA on its top example, head shares and logit effects,
+the feature families, and the features and DFA of the prompt. Selecting a
+feature or clicking a token is then a lookup that redraws one small figure.
+SAEs are kept in the SAELens folder layout (:func:`workbench.sae.save_sae`)
+under ``<cache>/saes/<model>/layer_<L>/``, so any SAELens-layout folder
+dropped there shows up too.
 
 Examples
 --------
@@ -22,36 +23,48 @@ Examples
 from __future__ import annotations
 
 import functools
-import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
-import numpy as np
 import panel as pn
 import param
 import plotly.graph_objects as go
-import torch
 import xarray as xr
 
 from widgets.jobs import Job
 from widgets.pages.base import USER_ERRORS, Page
 from widgets.results import result_key
+from widgets.template import FigureSlots, clicked_point, linked_select
+from workbench.sae.browse import (
+    DEFAULT_PROMPT,
+    N_EXAMPLES,
+    analysis_tokens,
+    family_features,
+    hook_z_cat,
+    most_active_feature,
+    most_active_token,
+    prompt_features,
+    sae_dashboard,
+    saved_saes,
+    unpack_prompt,
+)
 from workbench.sae.features import FAMILIES
+from workbench.sae.history import (
+    held_out_curve,
+    load_training_record,
+    save_training_record,
+    train_with_held_out,
+    training_history,
+)
 
 ARCHITECTURES = ("topk", "batchtopk", "standard", "jumprelu")
 TRAIN_SETTINGS = ("architecture", "d_sae", "k", "l1_coefficient", "lr", "n_seq", "seq_len", "n_tokens", "seed")
 QUERY = ("model", "layer", "sae", "feature", "family", *TRAIN_SETTINGS, "eval_seq")  # settable from the URL
 BATCH_SIZE = 256
-N_EXAMPLES = 10  # top examples per feature
 N_PROBES = 40  # held-out measurements while training
 PROBE_SEQ = 8  # held-out windows those are measured on
-MAX_PROMPT_TOKENS = 128
-MAX_PROMPT_FEATURES = 24
-HISTORY_FILE = "history.json"  # beside cfg.json; SAELens ignores it
-DEFAULT_PROMPT = ("import os\nimport sys\n\ndef main(path):\n    return os.path.join(path, sys.argv[1])\n\n"
-                  "print(os.path.join(path, sys.argv[1]))\n")
 
 # TransformerLens keeps hooks on the module itself: two sessions must not run the same model at once.
 _MODEL_LOCK = threading.Lock()
@@ -82,22 +95,6 @@ def sae_folder(cache_dir: str | Path, model: str, layer: int) -> Path:
     return Path(cache_dir) / "saes" / re.sub(r"[^\w.-]+", "_", str(model)).strip("_") / f"layer_{layer}"
 
 
-def saved_saes(folder: Path) -> list[str]:
-    """Names of the SAELens-layout SAE folders inside ``folder`` (empty when there is none).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> saved_saes(Path(tempfile.mkdtemp()) / "none")
-    []
-    """
-    from workbench.sae.io import CFG_FILE, WEIGHTS_FILE
-
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / CFG_FILE).is_file() and (p / WEIGHTS_FILE).is_file())
-
-
 def analysis_key(folder: Path, model: str, layer: int, eval_seq: int, seq_len: int) -> str | None:
     """Result-store key of the analysis of the SAE in ``folder`` (None when it has no weights).
 
@@ -115,155 +112,6 @@ def analysis_key(folder: Path, model: str, layer: int, eval_seq: int, seq_len: i
                               "seq_len": seq_len})
 
 
-def _token_text(model, ids) -> np.ndarray:
-    ids = np.asarray(ids)
-    unique, inverse = np.unique(ids, return_inverse=True)
-    text = np.array([model.tokenizer.decode([int(i)]) for i in unique] + [""], dtype=object)[:-1]
-    return text[inverse].reshape(ids.shape)
-
-
-def analysis_tokens(model, n_seq: int, seq_len: int) -> torch.Tensor:
-    """Held-out corpus windows, then a quarter as many repeated random sequences (so induction can show).
-
-    Examples
-    --------
-    >>> from workbench.models import load_model
-    >>> analysis_tokens(load_model("tiny-attn-2l", device="cpu"), 8, 16).shape
-    torch.Size([10, 16])
-    """
-    from workbench.models import corpus_tokens, repeated_random_tokens
-
-    corpus = corpus_tokens(model, n_seq, seq_len)
-    repeated = repeated_random_tokens(model.cfg.d_vocab, n_seqs=max(1, n_seq // 4), period=seq_len // 2, seed=0)
-    return torch.cat([corpus, repeated[:, :seq_len].to(corpus.device)])
-
-
-@torch.no_grad()
-def prompt_features(sae, model, layer: int, text: str) -> xr.Dataset:
-    """The features firing on each token of ``text`` and their DFA by source position.
-
-    Returns ``activation`` (feature, pos) for the (at most ``MAX_PROMPT_FEATURES``)
-    features with the largest activation anywhere, ``dfa`` (feature, dest, src)
-    from :func:`workbench.sae.dfa`, and the decoded ``token`` (pos).
-    """
-    from workbench.hooks.cache import compute_hooks
-    from workbench.models import tokenize
-    from workbench.sae import dfa, hook_z_name
-
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("prompt: expected some text to analyse, got an empty prompt")
-    n_ids = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
-    tokens = tokenize(model, text, seq_len=min(n_ids + 1, MAX_PROMPT_TOKENS, model.cfg.n_ctx))
-    hook = hook_z_name(layer)
-    z = torch.from_numpy(compute_hooks(model, tokens, [hook], "float32")[hook])
-    acts = sae.encode(z.reshape(tokens.shape[1], -1)).T  # [d_sae, pos]
-    peak = acts.max(1).values
-    features = [int(f) for f in peak.argsort(descending=True)[:MAX_PROMPT_FEATURES] if peak[f] > 0]
-    n_pos = tokens.shape[1]
-    if features:
-        attribution = dfa(sae, model, tokens, layer, features).isel(seq=0).values
-    else:
-        attribution = np.zeros((0, n_pos, n_pos))
-    return xr.Dataset(
-        {"activation": (("feature", "pos"), acts[features].numpy()),
-         "dfa": (("feature", "dest", "src"), attribution.astype(np.float32)),
-         "token": ("pos", _token_text(model, tokens[0].cpu().numpy()))},
-        coords={"feature": features, "pos": np.arange(n_pos), "dest": np.arange(n_pos), "src": np.arange(n_pos)},
-        attrs={"prompt": text, "layer": layer, "truncated": int(n_ids + 1 > n_pos)})
-
-
-_PROMPT_DIMS = {"feature": "prompt_feature", "pos": "prompt_pos", "dest": "prompt_dest", "src": "prompt_src"}
-
-
-def _pack_prompt(prompt: xr.Dataset) -> xr.Dataset:
-    return prompt.rename({name: f"prompt_{name}" for name in prompt.data_vars}).rename(_PROMPT_DIMS)
-
-
-def unpack_prompt(ds: xr.Dataset) -> xr.Dataset:
-    """The default prompt's :func:`prompt_features` stored inside a page result."""
-    names = [v for v in ds.data_vars if v.startswith("prompt_")]
-    prompt = ds[names].rename({v: v.removeprefix("prompt_") for v in names})
-    return prompt.rename({new: old for old, new in _PROMPT_DIMS.items()}).assign_attrs(prompt=ds.attrs["prompt"])
-
-
-def sae_dashboard(sae, model, layer: int, tokens: torch.Tensor, *,
-                  progress: Callable[[float, str], None] | None = None) -> xr.Dataset:
-    """Everything the page shows for one SAE, in one Dataset the result store keeps.
-
-    Per feature: the :func:`~workbench.sae.top_activations` examples and logit
-    effects, ``head_share`` (:func:`~workbench.sae.head_attribution`),
-    ``family_label`` (:func:`~workbench.sae.feature_families`), ``dfa_top``
-    (dest, src): the DFA on the sequence of its top example, and
-    ``feature_activation`` over every token. Per layer: ``head_counts`` (head,
-    family) and the :func:`~workbench.sae.evaluate` metrics. Plus the default
-    prompt (``prompt_*``, see :func:`unpack_prompt`). ``progress(fraction, message)``
-    is called between stages (and may raise to stop).
-    """
-    from workbench.hooks.cache import compute_hooks
-    from workbench.sae import dfa, evaluate, feature_families, head_attribution, hook_z_name, top_activations
-
-    def step(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(fraction, message)
-
-    features = list(range(sae.cfg.d_sae))
-    step(0.0, "top examples of every feature")
-    top = top_activations(sae, model, tokens, layer, features, k=N_EXAMPLES)
-    step(0.3, "feature families")
-    families = feature_families({layer: sae}, model, tokens).isel(layer=0)
-    step(0.45, "CE loss recovered and firing frequencies")
-    evaluation = evaluate(sae, model, tokens, layer)
-    step(0.6, "DFA of every feature's top example")
-    top_seq = top["seq"].isel(example=0).values
-    n_pos = tokens.shape[1]
-    dfa_top = np.zeros((len(features), n_pos, n_pos), dtype=np.float32)
-    for i, s in enumerate(np.unique(top_seq)):
-        which = np.flatnonzero(top_seq == s)
-        dfa_top[which] = dfa(sae, model, tokens[s:s + 1], layer, which.tolist()).isel(seq=0).values
-        if i % 8 == 0:
-            step(0.6 + 0.25 * i / len(np.unique(top_seq)), "DFA of every feature's top example")
-    step(0.85, "activations of every feature")
-    hook = hook_z_name(layer)
-    z = torch.from_numpy(compute_hooks(model, tokens, [hook], "float32")[hook])
-    with torch.no_grad():
-        acts = sae.encode(z.reshape(-1, sae.cfg.d_in)).T.numpy()
-    step(0.95, "the example prompt")
-    prompt = prompt_features(sae, model, layer, DEFAULT_PROMPT)
-    ds = xr.merge([
-        top,
-        head_attribution(sae, model.cfg.n_heads).rename("head_share").to_dataset(),
-        xr.Dataset({"family_label": families["label"], "head_counts": families["head_counts"]}),
-        evaluation,
-        xr.Dataset({"dfa_top": (("feature", "dest", "src"), dfa_top),
-                    "feature_activation": (("feature", "token_index"), acts.astype(np.float32))}),
-        _pack_prompt(prompt),
-    ], combine_attrs="drop", compat="override")
-    ds = ds.drop_vars([c for c in ("layer",) if c in ds.coords])
-    scalars = ("ce_loss_recovered", "explained_variance", "l0", "dead_fraction")
-    return ds.assign_attrs(layer=layer, hook_name=hook, d_sae=sae.cfg.d_sae, architecture=sae.cfg.architecture,
-                           n_tokens=int(tokens.numel()), prompt=DEFAULT_PROMPT,
-                           **{name: float(evaluation[name]) for name in scalars})
-
-
-def _history_dataset(rows: list[tuple], prefix: str = "") -> xr.Dataset:
-    steps, tokens, fvu, l0 = (np.array(col) for col in zip(*rows)) if rows else ([],) * 4
-    return xr.Dataset({f"{prefix}fvu": (f"{prefix}step", fvu), f"{prefix}l0": (f"{prefix}step", l0)},
-                      coords={f"{prefix}step": steps, f"{prefix}tokens": (f"{prefix}step", tokens)})
-
-
-def training_data(ds: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset | None] | None:
-    """``(history, held_out)`` for :func:`workbench.figures.sae.training_curves` from a page result, if trained here."""
-    if "train_fvu" not in ds:
-        return None
-    history = ds[["train_fvu", "train_l0"]].rename({"train_fvu": "fvu", "train_l0": "l0", "train_step": "step",
-                                                     "train_tokens": "tokens"})
-    held = None
-    if "probe_fvu" in ds:
-        held = ds[["probe_fvu", "probe_l0"]].rename({"probe_fvu": "fvu", "probe_l0": "l0", "probe_step": "step",
-                                                     "probe_tokens": "tokens"})
-    return history, held
-
-
 def feature_figure(ds: xr.Dataset, feature: int) -> go.Figure:
     """The dashboard of ``feature``: activation histogram, DFA on its top example, head shares, logit effects."""
     from workbench.figures.sae import feature_dashboard
@@ -276,13 +124,32 @@ def feature_figure(ds: xr.Dataset, feature: int) -> go.Figure:
     return fig.update_layout(title=f"feature {feature}: {family.replace('_', ' ')}, top activation {peak:.3g}")
 
 
-def default_feature(ds: xr.Dataset) -> int:
-    """The feature with the largest top activation."""
-    return int(np.argmax(ds["activation"].isel(example=0).fillna(-np.inf).values))
+def _figure_builders(ds: xr.Dataset | None, prompt: xr.Dataset | None, feature: int,
+                     token: int) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
+    """``{name: (key, build)}`` of the figures of a stored result and a prompt, in page order; each key names
+    exactly the choices its figure depends on."""
+    from workbench.figures.sae import firing_histogram, head_family_matrix, prompt_heatmap, token_dfa, training_curves
+
+    builders = {}
+    curves = None if ds is None else training_history(ds)
+    if curves is not None:
+        builders["training"] = (("training",), lambda: training_curves(*curves))
+    if ds is not None:
+        builders["feature"] = (("feature", feature), lambda: feature_figure(ds, feature))
+    if prompt is not None:
+        text = prompt.attrs["prompt"]
+        builders["prompt"] = (("prompt", text), lambda: prompt_heatmap(prompt))
+        builders["token_dfa"] = (("token_dfa", text, token), lambda: token_dfa(prompt, token))
+    if ds is not None:
+        layer = int(ds.attrs["layer"])
+        builders["families"] = (("families",), lambda: head_family_matrix(
+            ds[["head_counts"]].expand_dims(layer=[layer]), layer))
+        builders["firing"] = (("firing",), lambda: firing_histogram(ds))
+    return builders
 
 
 def sae_figures(ds: xr.Dataset, feature: int | None = None, token: int | None = None) -> dict[str, go.Figure]:
-    """The page's figures for a stored :func:`sae_dashboard` result.
+    """The page's figures for a stored :func:`~workbench.sae.sae_dashboard` result.
 
     Examples
     --------
@@ -293,115 +160,10 @@ def sae_figures(ds: xr.Dataset, feature: int | None = None, token: int | None = 
     >>> list(sae_figures(page.result))
     ['training', 'feature', 'prompt', 'token_dfa', 'families', 'firing']
     """
-    from workbench.figures.sae import firing_histogram, head_family_matrix, prompt_heatmap, token_dfa, training_curves
-
     prompt = unpack_prompt(ds)
-    feature = default_feature(ds) if feature is None else feature
-    token = default_token(prompt) if token is None else token
-    figures = {}
-    curves = training_data(ds)
-    if curves is not None:
-        figures["training"] = training_curves(*curves)
-    layer = int(ds.attrs["layer"])
-    figures.update({"feature": feature_figure(ds, feature), "prompt": prompt_heatmap(prompt),
-                    "token_dfa": token_dfa(prompt, token),
-                    "families": head_family_matrix(ds[["head_counts"]].expand_dims(layer=[layer]), layer),
-                    "firing": firing_histogram(ds)})
-    return figures
-
-
-def default_token(prompt: xr.Dataset) -> int:
-    """The position (after BOS) where the prompt's features fire most."""
-    if prompt.sizes["feature"] == 0 or prompt.sizes["pos"] < 2:
-        return prompt.sizes["pos"] - 1
-    return 1 + int(np.argmax(prompt["activation"].values[:, 1:].sum(0)))
-
-
-class FigureSlots:
-    """Plotly panes in fixed places (unlike :func:`~widgets.template.figure_grid`), each with its export
-    control and an optional click handler, updated only when its figure changes.
-
-    A pane is created the first time its figure exists; afterwards a new
-    figure object replaces the pane's, and an unchanged one (the same
-    memoised object, see :meth:`Page.figure`) sends nothing to the browser;
-    the changes of one redraw go out in one message. A figure that goes away
-    leaves a blank figure behind: hiding or removing a Plotly pane makes its
-    pending resize fail in the browser.
-    """
-
-    def __init__(self, page: Page, names: list[str], on_click: dict[str, Callable[[dict], None]] | None = None):
-        self.page = page
-        self.holders = {name: pn.Column(sizing_mode="stretch_width") for name in names}
-        self.panes: dict[str, pn.pane.Plotly] = {}
-        self.on_click = on_click or {}
-
-    def __getitem__(self, name: str) -> pn.Column:
-        return self.holders[name]
-
-    def redraw(self, figures: dict[str, go.Figure]) -> None:
-        from widgets.template import export_control, plotly_pane
-
-        with pn.io.hold():
-            for name, holder in self.holders.items():
-                fig, pane = figures.get(name, _BLANK if name in self.panes else None), self.panes.get(name)
-                if fig is None or (pane is not None and pane.object is fig):
-                    continue
-                if pane is None:
-                    pane = self.panes[name] = plotly_pane(fig, name)
-                    pane.css_classes = [*pane.css_classes, f"wb-figure-{name}"]
-                    if name in self.on_click:
-                        pane.param.watch(lambda event, n=name: self.on_click[n](event.new), "click_data")
-                    holder.objects = [pane, export_control(self.page, name)]
-                else:
-                    pane.param.update(object=fig, **_pane_size(fig))
-
-
-_BLANK = go.Figure(layout=dict(height=60, width=360, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                               template="simple_white", annotations=[dict(text="nothing to show for this selection",
-                                                                          showarrow=False)]))
-
-
-def _pane_size(fig: go.Figure) -> dict:
-    """Pane size of a figure, as :func:`widgets.template.plotly_pane` sizes new panes."""
-    height = int(fig.layout.height or 450)
-    if fig.layout.width:
-        return {"sizing_mode": "fixed", "width": int(fig.layout.width), "height": height}
-    return {"sizing_mode": "stretch_width", "height": height}
-
-
-def query_settings(page: param.Parameterized, args: dict, names: tuple[str, ...]) -> dict:
-    """Settings named in a URL query (``/sae?layer=0&d_sae=64``), parsed by each parameter's type.
-
-    Examples
-    --------
-    >>> query_settings(SAEPage, {"layer": [b"0"], "model": [b"tiny-gelu-2l"], "other": [b"1"]}, ("model", "layer"))
-    {'model': 'tiny-gelu-2l', 'layer': 0}
-    """
-    out = {}
-    for name in names:
-        if name not in args:
-            continue
-        raw = args[name][-1] if isinstance(args[name], (list, tuple)) else args[name]
-        raw = raw.decode() if isinstance(raw, bytes) else str(raw)
-        kind = page.param[name]
-        try:
-            out[name] = int(raw) if isinstance(kind, param.Integer) else \
-                float(raw) if isinstance(kind, param.Number) else raw
-        except ValueError:
-            raise ValueError(f"{name}: expected a number in the URL query, got {raw!r}") from None
-    return out
-
-
-def clicked_point(data: dict | None) -> dict | None:
-    """The first point of a Plotly click event, or None.
-
-    Examples
-    --------
-    >>> clicked_point({"points": [{"x": 3, "y": "f2"}]})
-    {'x': 3, 'y': 'f2'}
-    """
-    points = (data or {}).get("points") or []
-    return points[0] if points else None
+    feature = most_active_feature(ds) if feature is None else feature
+    token = most_active_token(prompt) if token is None else token
+    return {name: build() for name, (_, build) in _figure_builders(ds, prompt, feature, token).items()}
 
 
 class SAEPage(Page):
@@ -531,7 +293,7 @@ class SAEPage(Page):
             _check_layer(model, layer)
             sae = load_sae(folder)
             ds = self._analysis(job, 0.0, model, sae, folder.name, layer, eval_seq, seq_len,
-                                _stored_history(folder))
+                                load_training_record(folder))
             self.store.save(key, ds)
             return ds
 
@@ -563,14 +325,13 @@ class SAEPage(Page):
             return None
         sae_name = self._sae_name(settings)
         folder, eval_seq = self.folder / sae_name, self.eval_seq
-        live: list[tuple] = []
+        n_steps = max(1, settings["n_tokens"] // BATCH_SIZE)
+        sparse_k = settings["architecture"] in ("topk", "batchtopk")
 
         def work(job: Job) -> tuple[str, xr.Dataset]:
             from workbench.hooks import HookCache
-            from workbench.hooks.cache import compute_hooks
             from workbench.models import corpus_tokens
             from workbench.sae import hook_z_name, save_sae
-            from workbench.sae import train as train_sae
 
             job.report(None, f"loading {name}")
             model = _model(name)
@@ -580,36 +341,23 @@ class SAEPage(Page):
             with _MODEL_LOCK:
                 tokens = corpus_tokens(model, settings["n_seq"], settings["seq_len"], split="train")
                 acts = HookCache(cache_dir / "hooks").activations(model, tokens, [hook], progress=False)[hook]
-                probe_tokens = corpus_tokens(model, PROBE_SEQ, settings["seq_len"])
-                probe = torch.from_numpy(compute_hooks(model, probe_tokens, [hook], "float32")[hook])
-            probe = probe.reshape(-1, probe.shape[-2] * probe.shape[-1])
-            variance = (probe - probe.mean(0)).pow(2).sum(-1).mean()
-            n_steps = max(1, settings["n_tokens"] // BATCH_SIZE)
-            every = max(1, n_steps // N_PROBES)
-            sparse_k = settings["architecture"] in ("topk", "batchtopk")
+                probe = hook_z_cat(model, corpus_tokens(model, PROBE_SEQ, settings["seq_len"]), layer)
 
-            def measure(step: int, sae) -> None:
-                job.check()
-                if step % every and step != n_steps:
-                    return
-                with torch.no_grad():
-                    f = sae.encode(probe)
-                    fvu = float((sae.decode(f) - probe).pow(2).sum(-1).mean() / variance)
-                    l0 = float((f > 0).sum(-1).float().mean())
-                live.append((step, step * BATCH_SIZE, fvu, l0))
-                job.publish(tuple(live))
+            def measured(points: tuple) -> None:
+                step, _, fvu, l0 = points[-1]
+                job.publish(points)
                 job.report(0.6 * step / n_steps, f"training: step {step}/{n_steps}, held-out FVU {fvu:.3f}, "
                                                   f"L0 {l0:.1f}")
 
-            sae, history = train_sae(acts, d_sae=settings["d_sae"], architecture=settings["architecture"],
-                                     k=settings["k"] if sparse_k else None,
-                                     l1_coefficient=None if sparse_k else settings["l1_coefficient"],
-                                     lr=settings["lr"], batch_size=BATCH_SIZE, n_tokens=settings["n_tokens"],
-                                     seed=settings["seed"], progress=False, device="cpu", callback=measure,
-                                     model_name=name)
+            sae, record = train_with_held_out(
+                acts, probe, n_tokens=settings["n_tokens"], batch_size=BATCH_SIZE, n_points=N_PROBES,
+                callback=lambda step, sae: job.check(), on_point=measured, d_sae=settings["d_sae"],
+                architecture=settings["architecture"], k=settings["k"] if sparse_k else None,
+                l1_coefficient=None if sparse_k else settings["l1_coefficient"], lr=settings["lr"],
+                seed=settings["seed"], progress=False, device="cpu", model_name=name)
             save_sae(sae, folder)
-            stored = _save_history(folder, history, live)
-            ds = self._analysis(job, 0.6, model, sae, sae_name, layer, eval_seq, settings["seq_len"], stored)
+            save_training_record(folder, record)
+            ds = self._analysis(job, 0.6, model, sae, sae_name, layer, eval_seq, settings["seq_len"], record)
             self.store.save(analysis_key(folder, name, layer, eval_seq, settings["seq_len"]), ds)
             return sae_name, ds
 
@@ -629,18 +377,12 @@ class SAEPage(Page):
     @classmethod
     def warm_up(cls, cache_dir) -> threading.Thread:
         """Before the first visitor: load the default model in a thread, so the first job starts at once."""
-        super().warm_up(cache_dir)
-        thread = threading.Thread(target=_model, args=(cls.param.model.default,), daemon=True,
-                                  name="workbench-sae-warm-up")
-        thread.start()
-        return thread
+        return cls.warm_up_in_background(cache_dir, _model, cls.param.model.default)
 
     def on_open(self) -> None:
         """Served page opened: take settings from the URL query, then analyse the chosen SAE, or train the
         (small, default) one when there is none."""
-        settings = self.attempt(lambda: query_settings(self, pn.state.session_args, QUERY))
-        if settings:
-            self.attempt(lambda: self.param.update(**settings))
+        self.apply_query(QUERY)
         if self.result is None and not self.running and not self.message:
             if self.sae is not None:
                 self.analyse()
@@ -653,11 +395,8 @@ class SAEPage(Page):
         self.revision += 1
 
     def wait(self, timeout: float = 300.0) -> "SAEPage":
-        """Block until no job runs, including those a finished job starts (tests and scripts)."""
-        super().wait(timeout)
-        while self.running:
-            super().wait(timeout)
-        return self
+        """:meth:`Page.wait`, allowing for training and analysis (tests and scripts)."""
+        return super().wait(timeout)
 
     # ----- showing results ----------------------------------------------------------------------
     def _show(self, ds: xr.Dataset) -> None:
@@ -665,10 +404,10 @@ class SAEPage(Page):
         with param.parameterized.discard_events(self):
             self.result = ds
         if not (self._feature_chosen and 0 <= self.feature < ds.sizes["feature"]):
-            chosen, self.feature = self._feature_chosen, default_feature(ds)  # the widget follows
+            chosen, self.feature = self._feature_chosen, most_active_feature(ds)  # the widget follows
             self._feature_chosen = chosen
         self._shown = self.feature
-        self.matches = self._matches(ds)
+        self.matches = family_features(ds, self.family)
         if self.prompt == ds.attrs["prompt"]:
             self._set_prompt(unpack_prompt(ds))
         else:
@@ -678,16 +417,11 @@ class SAEPage(Page):
                        f"dead {100 * ds.attrs['dead_fraction']:.0f}%")
         self.revision += 1
 
-    def _matches(self, ds: xr.Dataset) -> list[int]:
-        order = np.argsort(-ds["activation"].isel(example=0).fillna(0).values, kind="stable")
-        labels = ds["family_label"].values
-        return [int(f) for f in order if self.family == "any" or labels[f] == self.family]
-
     @param.depends("family", watch=True)
     def _family_changed(self) -> None:
         if self.result is None:
             return
-        self.matches = self._matches(self.result)
+        self.matches = family_features(self.result, self.family)
         if self.matches and self.feature not in self.matches:
             self.feature = self.matches[0]
 
@@ -734,7 +468,7 @@ class SAEPage(Page):
     def _set_prompt(self, prompt: xr.Dataset) -> None:
         with param.parameterized.discard_events(self):
             self.prompt_result = prompt
-            self.token = self._token = default_token(prompt)
+            self.token = self._token = most_active_token(prompt)
         if prompt.attrs.get("truncated"):
             self.status = f"prompt cut to its first {prompt.sizes['pos']} tokens"
         self.revision += 1
@@ -763,34 +497,16 @@ class SAEPage(Page):
     # ----- figures ------------------------------------------------------------------------------
     def figures(self) -> dict[str, go.Figure]:
         """Training curves, feature dashboard, prompt features and DFA, heads x families, firing."""
-        from workbench.figures.sae import (
-            firing_histogram,
-            head_family_matrix,
-            prompt_heatmap,
-            token_dfa,
-            training_curves,
-        )
+        from workbench.figures.sae import training_curves
 
-        ds, prompt, live, figures = self.result, self.prompt_result, self._live, {}
-        if live and (self._training() or ds is None or training_data(ds) is None):
-            history = _history_dataset(live)
-            figures["training"] = self.figure(("training", "live", len(live)),
-                                              lambda: training_curves(history.isel(step=slice(0, 0)), history))
-        elif ds is not None and training_data(ds) is not None:
-            figures["training"] = self.figure(("training",), lambda: training_curves(*training_data(ds)))
-        if ds is not None:
-            feature = self._shown
-            figures["feature"] = self.figure(("feature", feature), lambda: feature_figure(ds, feature))
-        if prompt is not None:
-            token, text = self._token, prompt.attrs["prompt"]
-            figures["prompt"] = self.figure(("prompt", text), lambda: prompt_heatmap(prompt))
-            figures["token_dfa"] = self.figure(("token_dfa", text, token), lambda: token_dfa(prompt, token))
-        if ds is not None:
-            layer = int(ds.attrs["layer"])
-            figures["families"] = self.figure(
-                ("families",), lambda: head_family_matrix(ds[["head_counts"]].expand_dims(layer=[layer]), layer))
-            figures["firing"] = self.figure(("firing",), lambda: firing_histogram(ds))
-        return figures
+        live = self._live
+        builders = _figure_builders(self.result, self.prompt_result, self._shown, self._token)
+        if live and (self._training() or "training" not in builders):
+            curve = held_out_curve(live)
+            builders = {"training": (("training", "live", len(live)),
+                                     lambda: training_curves(curve.isel(step=slice(0, 0)), curve)),
+                        **{name: built for name, built in builders.items() if name != "training"}}
+        return {name: self.figure(key, build) for name, (key, build) in builders.items()}
 
     def _training(self) -> bool:
         return self.running and self._job is not None and self._job.name.startswith("training")
@@ -817,32 +533,11 @@ class SAEPage(Page):
         browse = pn.Param(self.param, parameters=["feature", "family"], show_name=False, widgets={
             "feature": {"type": pn.widgets.IntInput, "css_classes": ["wb-feature"]},
             "family": {"css_classes": ["wb-family"]}})
-        pick = pn.widgets.Select(name="features of the family", options=self.matches[:500], css_classes=["wb-match"])
-        syncing = []  # options follow `matches` without choosing a feature
-
-        def follow(event) -> None:
-            syncing.append(True)
-            try:
-                pick.options = event.new[:500]
-                pick.value = self.feature if self.feature in pick.options else (pick.options or [None])[0]
-            finally:
-                syncing.clear()
-
-        def show(event) -> None:
-            if event.new in pick.options and pick.value != event.new:
-                syncing.append(True)
-                try:
-                    pick.value = event.new
-                finally:
-                    syncing.clear()
-
-        self.param.watch(follow, "matches")
-        self.param.watch(show, "feature")
-        pick.param.watch(lambda e: None if syncing or e.new is None else setattr(self, "feature", e.new), "value")
+        pick = linked_select(self, "feature", "matches", name="features of the family", css_classes=["wb-match"])
         settings = pn.Param(self.param, parameters=[*TRAIN_SETTINGS, "eval_seq"], show_name=False,
                             widgets={name: pn.widgets.IntInput for name in
                                      ("d_sae", "k", "n_seq", "seq_len", "n_tokens", "eval_seq", "seed")})
-        train = pn.widgets.Button(label="Train a new SAE", button_type="primary", css_classes=["wb-train"],
+        train = pn.widgets.Button(label="Train a new SAE", color="primary", css_classes=["wb-train"],
                                   disabled=self.param.running)
         train.on_click(lambda _: self.train())
         return [choose, analyse, pn.pane.Markdown("**Feature browser**"), browse, pick,
@@ -865,9 +560,8 @@ class SAEPage(Page):
 
         explore.on_click(submit)
 
-        def redraw(*_) -> None:
+        def show_examples(*_) -> None:
             try:
-                slots.redraw(self.figures())
                 html = self.examples_html()
             except USER_ERRORS as err:
                 self.fail(err)
@@ -875,31 +569,11 @@ class SAEPage(Page):
             if examples.object != html:
                 examples.object = html
 
-        self.param.watch(redraw, "revision")
-        redraw()
+        self.param.watch(show_examples, "revision")
+        show_examples()
         return pn.Column(
             pn.pane.Markdown("### Feature browser"), slots["feature"], examples,
             pn.pane.Markdown("### Prompt explorer"), text, explore, slots["prompt"], slots["token_dfa"],
             pn.pane.Markdown("### Heads x families"), slots["families"], slots["firing"],
             pn.pane.Markdown("### Training"), slots["training"],
             sizing_mode="stretch_width")
-
-
-def _save_history(folder: Path, history: xr.Dataset, probes: list[tuple]) -> xr.Dataset:
-    """Keep the training curves beside the SAE, as the page result stores them."""
-    stored = _stored_history_from(history, probes)
-    (folder / HISTORY_FILE).write_text(json.dumps(stored.to_dict(data="list")))
-    return stored
-
-
-def _stored_history_from(history: xr.Dataset, probes: list[tuple]) -> xr.Dataset:
-    train = xr.Dataset({"train_fvu": ("train_step", history["fvu"].values),
-                        "train_l0": ("train_step", history["l0"].values)},
-                       coords={"train_step": history["step"].values,
-                               "train_tokens": ("train_step", history["tokens"].values)})
-    return xr.merge([train, _history_dataset(probes, prefix="probe_")])
-
-
-def _stored_history(folder: Path) -> xr.Dataset | None:
-    path = folder / HISTORY_FILE
-    return xr.Dataset.from_dict(json.loads(path.read_text())) if path.is_file() else None

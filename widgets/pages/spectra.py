@@ -3,10 +3,11 @@
 One background job decomposes every matrix, head and OV/QK circuit of the
 model (:func:`workbench.spectra.layer_spectra`) and a second one measures,
 on corpus tokens, how much each linear map loses when truncated
-(:func:`workbench.spectra.truncation_curve`) and the loss-vs-parameters
-frontier of compressing the whole model (:func:`workbench.spectra.compression_sweep`).
-Both are saved with the result store; a click afterwards only looks up
-already computed singular values and curves.
+(:func:`workbench.spectra.model_truncation.truncation_curves`) and the
+loss-vs-parameters frontier of compressing the whole model
+(:func:`workbench.spectra.compression_sweep`). Both are saved with the
+result store; a click afterwards only looks up already computed singular
+values and curves.
 
 Examples
 --------
@@ -19,33 +20,28 @@ Examples
 from __future__ import annotations
 
 import functools
-import re
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import panel as pn
 import param
 import plotly.graph_objects as go
-import torch
 import xarray as xr
 
 from widgets.jobs import Job
-from widgets.pages.base import USER_ERRORS, Page
-from widgets.pages.sae import FigureSlots, clicked_point, query_settings
+from widgets.pages.base import Page
 from widgets.results import result_key
+from widgets.template import FigureSlots, clicked_point
 from workbench.spectra.metrics import METRIC_NAMES
 
 METRICS = ("alpha", *(m for m in METRIC_NAMES if m != "alpha"))
-#: Truncation curves: the weights alone, then two methods measured on the activations each map sees.
+#: Truncation curves (see :func:`~workbench.spectra.model_truncation.truncation_curves`) and their legend labels.
 CURVES = {"weights": "weights (SVD)", "svd": "activations: SVD", "whitened": "activations: whitened (SVD-LLM)"}
 COMPRESSION = ("svd", "whitened")
 RATIOS = (0.25, 0.5, 0.75)
 SETTINGS = ("n_seq", "seq_len")
 QUERY = ("model", "metric", "circuit", *SETTINGS)  # settable from the URL
-#: Last part of a block's linear-map name -> the matrix kind of layer_spectra.
-TARGET_KINDS = {"q": "q", "k": "k", "v": "v", "o": "o", "fc_in": "mlp_in", "fc_out": "mlp_out", "in": "mlp_in",
-                "out": "mlp_out", "gate": "mlp_gate", "c_fc": "mlp_in", "c_proj": "mlp_out"}
 
 # Calibration hooks live on the module itself: two sessions must not run the same model at once.
 _MODEL_LOCK = threading.Lock()
@@ -56,51 +52,6 @@ def _model(name: str):
     from workbench.models import load_model
 
     return load_model(name, device="cpu")
-
-
-def target_label(name: str) -> str:
-    """A block's linear map without the bridge's wrapper parts.
-
-    Examples
-    --------
-    >>> target_label("blocks.0._original_component.attn._original_component.q._original_component")
-    'blocks.0.attn.q'
-    """
-    return ".".join(part for part in name.split(".") if part != "_original_component")
-
-
-def truncation_curves(model, calibration: torch.Tensor, *,
-                      progress: Callable[[float, str], None] | None = None) -> xr.Dataset:
-    """Loss-vs-rank curves of every linear map in the blocks of ``model``, one per entry of :data:`CURVES`.
-
-    Returns ``truncation`` (target, curve, rank), NaN past a map's full rank,
-    with ``curve`` in :data:`CURVES` and the coords ``target_kind`` and
-    ``target_layer`` that tie a map to its cell of the metric heatmap.
-    ``progress(fraction, message)`` is called per map (and may raise to stop).
-    """
-    from workbench.spectra import truncation_curve
-    from workbench.spectra.compress import collect_stats, target_linears
-
-    targets = target_linears(model)
-    stats = collect_stats(model, calibration)
-    rows, labels, kinds, layers = [], [], [], []
-    for i, (name, module) in enumerate(targets.items()):
-        if progress is not None:
-            progress(i / len(targets), f"truncation curves of {target_label(name)}")
-        W = module.weight if isinstance(module, torch.nn.Linear) else module.weight.T  # Conv1D stores [in, out]
-        curves = [truncation_curve(W) if c == "weights" else truncation_curve(W, stats[name], method=c)
-                  for c in CURVES]
-        rows.append(np.stack([c.values for c in curves]))
-        labels.append(target_label(name))
-        kinds.append(TARGET_KINDS.get(labels[-1].rsplit(".", 1)[-1], "other"))
-        layers.append(int(re.search(r"(?:^|\.)(\d+)\.", labels[-1]).group(1)))
-    width = max(r.shape[1] for r in rows)
-    values = np.full((len(rows), len(CURVES), width), np.nan)
-    for i, r in enumerate(rows):
-        values[i, :, : r.shape[1]] = r
-    return xr.Dataset({"truncation": (("target", "curve", "rank"), values)},
-                      coords={"target": labels, "curve": list(CURVES), "rank": np.arange(width),
-                              "target_kind": ("target", kinds), "target_layer": ("target", layers)})
 
 
 def model_spectra(model) -> xr.Dataset:
@@ -259,9 +210,7 @@ class SpectraPage(Page):
 
     def on_open(self) -> None:
         """Served page opened: take settings from the URL query, then compute what is not stored yet."""
-        settings = self.attempt(lambda: query_settings(self, pn.state.session_args, QUERY))
-        if settings:
-            self.attempt(lambda: self.param.update(**settings))
+        self.apply_query(QUERY)
         if self.running or self.message:
             return
         if self.result is None:
@@ -301,6 +250,7 @@ class SpectraPage(Page):
         def work(job: Job) -> xr.Dataset:
             from workbench.models import corpus_tokens
             from workbench.spectra import compression_sweep
+            from workbench.spectra.model_truncation import truncation_curves
 
             def step(fraction: float, message: str) -> None:
                 job.check()
@@ -310,7 +260,7 @@ class SpectraPage(Page):
             with _MODEL_LOCK:
                 calibration = corpus_tokens(model, n_seq, seq_len, split="train")
                 held_out = corpus_tokens(model, n_seq, seq_len)
-                curves = truncation_curves(model, calibration, progress=step)
+                curves = truncation_curves(model, calibration, curves=tuple(CURVES), progress=step)
                 job.check()
                 job.report(0.4, f"compressing {name} to {', '.join(f'{r:.0%}' for r in RATIOS)} of its parameters")
                 sweep = compression_sweep(model, held_out, RATIOS, COMPRESSION, calibration_tokens=calibration,
@@ -329,11 +279,8 @@ class SpectraPage(Page):
         return self.start(work, f"truncation and compression of {name}", done)
 
     def wait(self, timeout: float = 300.0) -> "SpectraPage":
-        """Block until no job runs, including the one a finished job starts (tests and scripts)."""
-        super().wait(timeout)
-        while self.running:
-            super().wait(timeout)
-        return self
+        """:meth:`Page.wait`, allowing for the spectra and compression of a model (tests and scripts)."""
+        return super().wait(timeout)
 
     # ----- selection ----------------------------------------------------------------------------
     def _show(self, ds: xr.Dataset) -> None:
@@ -426,17 +373,13 @@ class SpectraPage(Page):
     @classmethod
     def warm_up(cls, cache_dir) -> threading.Thread:
         """Before the first visitor: load the default model in a thread, so the first job starts at once."""
-        super().warm_up(cache_dir)
-        thread = threading.Thread(target=_model, args=(cls.param.model.default,), daemon=True,
-                                  name="workbench-spectra-warm-up")
-        thread.start()
-        return thread
+        return cls.warm_up_in_background(cache_dir, _model, cls.param.model.default)
 
     # ----- view ---------------------------------------------------------------------------------
     def controls(self) -> list:
         from workbench.models import list_models
 
-        run = pn.widgets.Button(label="Recompute", button_type="primary", css_classes=["wb-run"],
+        run = pn.widgets.Button(label="Recompute", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.compute())
         widgets = pn.Param(self.param, parameters=["model", "metric", "kind", "layer", "circuit", *SETTINGS],
@@ -451,15 +394,6 @@ class SpectraPage(Page):
     def body(self) -> pn.viewable.Viewable:
         slots = FigureSlots(self, ["heatmap", "esd", "heads", "truncation", "frontier"],
                             on_click={"heatmap": self.click})
-
-        def redraw(*_) -> None:
-            try:
-                slots.redraw(self.figures())
-            except USER_ERRORS as err:
-                self.fail(err)
-
-        self.param.watch(redraw, "revision")
-        redraw()
         return pn.Column(
             pn.pane.Markdown("### Metric x layer"), pn.Row(slots["heatmap"], slots["esd"], sizing_mode="stretch_width"),
             pn.pane.Markdown("### Per-head OV / QK circuits"), slots["heads"],

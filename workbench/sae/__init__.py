@@ -45,10 +45,30 @@ model, tokens and the layer.
 """
 
 from workbench.sae.attribution import dfa, head_attribution
+from workbench.sae.browse import (
+    analysis_tokens,
+    family_features,
+    hook_z_cat,
+    most_active_feature,
+    most_active_token,
+    prompt_features,
+    sae_dashboard,
+    saved_saes,
+    unpack_prompt,
+)
 from workbench.sae.config import SAEConfig
 from workbench.sae.downstream import finetune_downstream
 from workbench.sae.evaluation import evaluate, hook_z_name
 from workbench.sae.features import feature_families, top_activations
+from workbench.sae.history import (
+    held_out_curve,
+    held_out_fvu_l0,
+    load_training_record,
+    save_training_record,
+    train_with_held_out,
+    training_history,
+    training_record,
+)
 from workbench.sae.io import load_sae, save_sae
 from workbench.sae.model import AttentionSAE
 from workbench.sae.registry import Architecture, architectures, get_architecture, register
@@ -60,18 +80,34 @@ __all__ = [
     "Architecture",
     "AttentionSAE",
     "SAEConfig",
+    "analysis_tokens",
     "architectures",
     "dfa",
     "evaluate",
+    "family_features",
     "feature_families",
     "finetune_downstream",
     "get_architecture",
     "head_attribution",
+    "held_out_curve",
+    "held_out_fvu_l0",
+    "hook_z_cat",
     "hook_z_name",
     "load_sae",
+    "load_training_record",
+    "most_active_feature",
+    "most_active_token",
+    "prompt_features",
     "register",
+    "sae_dashboard",
     "save_sae",
+    "save_training_record",
+    "saved_saes",
     "top_activations",
     "train",
     "train_layers",
+    "train_with_held_out",
+    "training_history",
+    "training_record",
+    "unpack_prompt",
 ]
