@@ -197,6 +197,10 @@ def test_views_build_without_a_server(connectome_page):
     assert isinstance(connectome_page.__panel__(), pn.Row)
     assert sorted(routes(connectome_page.cache_dir)) == sorted(PAGES)
     assert {"overview", "collapse", "connectome"} <= set(PAGES)
+    # `page` alone in a notebook cell (after pn.extension) renders Panel's bundle, not the Parameterized repr
+    pn.extension("plotly")
+    data, metadata = connectome_page._repr_mimebundle_()
+    assert "application/vnd.holoviews_exec.v0+json" in data and "text/html" in data
 
 
 def test_serve_defaults_bind_localhost():

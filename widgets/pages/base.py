@@ -395,3 +395,7 @@ class Page(param.Parameterized):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.view()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """``page`` as the last line of a notebook cell renders the page itself, not its repr."""
+        return self.view()._repr_mimebundle_(include, exclude)
