@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -45,13 +44,6 @@ def dashboard(sae, attn_model):
 def _pre_activation_bias(sae, feature: int) -> float:
     """What DFA leaves out: the encoder bias seen through the decoder bias."""
     return float(sae.b_enc[feature] - sae.b_dec @ sae.W_enc[:, feature])
-
-
-def test_docstring_examples_run():
-    import workbench.sae.browse as browse
-
-    result = doctest.testmod(browse, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_analysis_tokens_are_corpus_windows_then_repeated_random_sequences(attn_model):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import pkgutil
 
 import pytest
 
-MODULES = ["workbench.sae", "workbench.sae.attribution", "workbench.sae.batchtopk", "workbench.sae.config",
-           "workbench.sae.evaluation", "workbench.sae.features", "workbench.sae.io", "workbench.sae.jumprelu",
-           "workbench.sae.model", "workbench.sae.registry", "workbench.sae.source", "workbench.sae.standard",
-           "workbench.sae.topk", "workbench.sae.training", "workbench.sae._sparse_topk", "workbench.sae._validate",
+import workbench.sae
+
+# Every module of the package (new ones join automatically), its generator and its figures.
+MODULES = ["workbench.sae", *sorted(f"workbench.sae.{m.name}" for m in pkgutil.iter_modules(workbench.sae.__path__)),
            "workbench.data.synthetic_sae", "workbench.figures.sae"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -28,13 +27,6 @@ SETTINGS = dict(d_sae=16, k=3, lr=3e-3, seed=1, progress=False, device="cpu")
 def data():
     gen = torch.Generator().manual_seed(0)
     return torch.randn(3000, 8, generator=gen), torch.randn(200, 8, generator=gen)
-
-
-def test_docstring_examples_run():
-    import workbench.sae.history as history
-
-    result = doctest.testmod(history, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_fvu_is_zero_for_an_exact_sae_and_one_for_the_mean():

@@ -28,7 +28,7 @@ the paper-scale tensor this cuts the iterations to a given error about 2x.
 Compression (no missing entries, large tensors): the mode-0 unfolding is
 first replaced by its randomized range approximation ``X0 ~ Q G`` (Halko,
 Martinsson & Tropp 2011; ``Q`` (I, L) orthonormal, ``G = Q^T X0`` (L, J*K),
-L = 3R, one power iteration). HALS on ``Q G`` costs O(L) instead of O(I) per
+L = 2R, one power iteration). HALS on ``Q G`` costs O(L) instead of O(I) per
 column of the tensor, so the fit converges there almost for free; a few
 iterations on the full tensor then finish it, and they alone decide the
 reported error and the stopping rule.
@@ -237,15 +237,23 @@ def _flat_missing(X0: torch.Tensor, shape: tuple[int, int, int], missing: tuple[
     return X0.view(X0.shape[0], -1), missing[0] * (J * K) + missing[1] * K + missing[2]
 
 
-def _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, eps, extrapolate, progress):
-    """The outer loop of :func:`fit` on one tensor (full, compressed, or EM-completed copies)."""
+def _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, eps, extrapolate, progress,
+             first=1):
+    """The outer loop of :func:`fit` on one tensor (full, compressed, or EM-completed copies).
+
+    Each restart stops once its error changes by at most ``tol`` (relative).
+    With the tensor shared by all restarts, once half of them have stopped
+    the others continue as a smaller batch, so a slow restart does not keep
+    the finished ones computing.
+    """
     A, B, C = factors
     if missing is not None:
         flat, flat_missing = _flat_missing(X0, shape, missing)
     extrapolator = None
     previous = None
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    finished = torch.zeros(A.shape[0], dtype=torch.bool, device=A.device)
+    n_iter = first - 1
+    for n_iter in range(first, max_iter + 1):
         norm_sq = observed_sq
         if missing is not None:
             filled = model_at(A, B, C, missing)
@@ -253,7 +261,8 @@ def _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, e
             norm_sq = observed_sq + (filled.double() ** 2).sum(1)
         error = iteration(X0, shape, A, B, C, norm_sq, n_inner, eps)
         normalise(A, B, C)
-        converged = previous is not None and bool(((previous - error).abs() <= tol * previous).all())
+        if previous is not None:
+            finished |= (previous - error).abs() <= tol * previous
         if extrapolate and missing is None:
             if extrapolator is None:
                 extrapolator = Extrapolator(factors, error)
@@ -261,10 +270,35 @@ def _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, e
                 error = extrapolator.step(factors, error)
         if progress is not None and progress(n_iter, error):
             break
-        if converged:
+        if bool(finished.all()):
             break
         previous = error
+        if missing is None and n_iter < max_iter and 2 * int(finished.sum()) >= A.shape[0] > 1:
+            if extrapolator is not None:
+                extrapolator.restore(factors)
+                error = extrapolator.error
+            return _continue_unfinished(X0, shape, factors, error, ~finished, observed_sq, max_iter, tol, n_inner,
+                                        eps, extrapolate, progress, n_iter + 1)
     if extrapolator is not None:
         extrapolator.restore(factors)
         error = extrapolator.error
+    return error, n_iter
+
+
+def _continue_unfinished(X0, shape, factors, error, unfinished, observed_sq, max_iter, tol, n_inner, eps, extrapolate,
+                         progress, first):
+    """Run :func:`_iterate` on the unfinished restarts only and write their results back."""
+    idx = unfinished.nonzero().squeeze(1)
+    subset = [f[idx] for f in factors]
+    error = error.clone()
+
+    def report(it, err):
+        error[idx] = err
+        return progress(it, error)
+
+    sub_error, n_iter = _iterate(X0, shape, subset, observed_sq, None, max_iter, tol, n_inner, eps, extrapolate,
+                                 report if progress is not None else None, first)
+    for f, sub in zip(factors, subset):
+        f[idx] = sub
+    error[idx] = sub_error
     return error, n_iter
