@@ -100,9 +100,12 @@ def run_workbench(x, rank, target, max_iter, n_restarts=1):
     return errors, stamps
 
 
-def seconds_per_iteration(stamps):
-    """Median time between iterations (set-up excluded)."""
-    return float(np.median(np.diff(stamps))) if len(stamps) > 1 else float(stamps[0])
+def seconds_per_iteration(x, rank, n_restarts, iters=6):
+    """Median time of one HALS iteration on the full tensor (no compression, set-up excluded)."""
+    stamps = []
+    ntf(x, rank, n_restarts=n_restarts, max_iter=iters, tol=0, device="cpu", seed=0, compress=None,
+        callback=lambda _it, _err: stamps.append(time.perf_counter()))
+    return float(np.median(np.diff(stamps)))
 
 
 def compare(name, shape, rank, ref_iters, bandwidth):
@@ -126,10 +129,10 @@ def compare(name, shape, rank, ref_iters, bandwidth):
                                                   "s_per_iter": tt_res[2], "final_error": tt_res[0][-1]}
     errors, stamps = run_workbench(x, rank, target, max_iter=10 * ref_iters)
     ours = time_to(errors, stamps, target)
-    s_it = seconds_per_iteration(stamps)
+    s_it = seconds_per_iteration(x, rank, 1)
     x_bytes_f32 = x.size * 4
     bound = 3 * x_bytes_f32 / (bandwidth * 1e9)
-    out["methods"]["workbench_float32"] = {"time_to_target_s": ours, "iterations_to_target": len(errors),
+    out["methods"]["workbench_float32"] = {"time_to_target_s": ours, "full_iterations_to_target": len(errors),
                                           "s_per_iter": s_it, "final_error": errors[-1],
                                           "bandwidth_bound_s_per_iter": bound,
                                           "fraction_of_bandwidth_bound": bound / s_it,
@@ -147,9 +150,9 @@ def compare(name, shape, rank, ref_iters, bandwidth):
 
     errors10, stamps10 = run_workbench(x, rank, target, max_iter=10 * ref_iters, n_restarts=10)
     ours10 = time_to(errors10, stamps10, target)
-    s_it10 = seconds_per_iteration(stamps10)
+    s_it10 = seconds_per_iteration(x, rank, 10)
     out["ten_restarts"] = {
-        "workbench_time_to_target_s": ours10, "iterations_to_target": len(errors10), "s_per_iter": s_it10,
+        "workbench_time_to_target_s": ours10, "full_iterations_to_target": len(errors10), "s_per_iter": s_it10,
         "worst_restart_error": errors10[-1], "fraction_of_bandwidth_bound": bound / s_it10,
         "reference_time_s": {k: 10 * v for k, v in others.items()},
         "speedup_vs_fastest": 10 * others[fastest] / ours10 if ours10 else None,
