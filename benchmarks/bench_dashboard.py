@@ -2,8 +2,16 @@
 
 Starts ``workbench serve`` on a free port with a fresh cache, opens each page
 twice (cold: results computed; warm: read from the result cache), then times
-two interactions. Targets (issue 7): first figure < 3 s, interaction < 300 ms.
-Writes ``benchmarks/results/dashboard.json``.
+four interactions. Targets (issue 7): first figure < 3 s, interaction < 300 ms,
+on the bundled defaults. Writes ``benchmarks/results/dashboard.json``.
+
+The SAE and spectra pages compute their results in a background job on the
+first visit (training an SAE; spectra, then truncation and compression), so
+their cold numbers are mostly that job: ``first_figure_s[page]["cold"]`` is
+request -> the finished result's first figure, ``cold_first_any_figure`` is
+request -> any figure (the live training curve; the heatmap before
+compression), ``cold_job_done`` is request -> the last figure of the job.
+``warm`` is a second visit after the job finished, as for the other pages.
 
 The end of each timing is detected in the page on every animation frame
 (``wait_for_function(..., polling="raf")``), not with Playwright's locator
@@ -46,6 +54,48 @@ FIGURE_SHOWS = """(text) => {
 }"""
 
 
+# The (x, y) viewport point of cell (column, row) of the heatmap whose title contains `title`, and the cell.
+HEATMAP_CELL = """([title, col, row]) => {
+  const roots = [document];
+  for (let i = 0; i < roots.length; i++) {
+    for (const el of roots[i].querySelectorAll('*')) { if (el.shadowRoot) roots.push(el.shadowRoot); }
+  }
+  for (const r of roots) {
+    for (const gd of r.querySelectorAll('.js-plotly-plot')) {
+      const t = gd.querySelector('.gtitle');
+      if (!t || !t.textContent.includes(title) || !gd._fullData) continue;
+      const trace = gd._fullData.find(d => d.type === 'heatmap');
+      const xa = gd._fullLayout[trace.xaxis.replace('x', 'xaxis')];
+      const ya = gd._fullLayout[trace.yaxis.replace('y', 'yaxis')];
+      const nx = trace.z[0].length, ny = trace.z.length;
+      const i = (col + nx) % nx, j = (row + ny) % ny;
+      const x = trace.x ? trace.x[i] : i, y = trace.y ? trace.y[j] : j;
+      gd.scrollIntoView({block: 'center'});
+      const box = gd.getBoundingClientRect();
+      return {x: box.left + xa._offset + xa.d2p(x), y: box.top + ya._offset + ya.d2p(y), cell: [String(x), String(y)]};
+    }
+  }
+  return null;
+}"""
+# The titles of the rendered plotly figures.
+FIGURE_TITLES = """() => {
+  const roots = [document];
+  for (let i = 0; i < roots.length; i++) {
+    for (const el of roots[i].querySelectorAll('*')) { if (el.shadowRoot) roots.push(el.shadowRoot); }
+  }
+  return roots.flatMap(r => [...r.querySelectorAll('.js-plotly-plot .main-svg .gtitle')].map(t => t.textContent));
+}"""
+# True once a figure title starts with `prefix` and differs from `previous`.
+TITLE_CHANGED = """([prefix, previous]) => {
+  const roots = [document];
+  for (let i = 0; i < roots.length; i++) {
+    for (const el of roots[i].querySelectorAll('*')) { if (el.shadowRoot) roots.push(el.shadowRoot); }
+  }
+  return roots.some(r => [...r.querySelectorAll('.js-plotly-plot .main-svg .gtitle')].some(
+    t => t.textContent.startsWith(prefix) && t.textContent !== previous));
+}"""
+
+
 def _serve(cache: str) -> tuple[subprocess.Popen, str, float]:
     """Start the server; returns it, its URL and the seconds until it answered."""
     with socket.socket() as sock:
@@ -76,14 +126,24 @@ def _first_figure(page, url: str, wait_text: str) -> float:
     return time.perf_counter() - start
 
 
-def _interaction(page, select: str, value: str, wait_text: str) -> float:
-    start = time.perf_counter()
+def _select(page, select: str, value: str) -> None:
     page.locator(f"{select} select").select_option(value)
+
+
+def _enter(page, widget: str, value: str) -> None:
+    """Type ``value`` into an (Int)Input and press Enter (it sends its value on Enter)."""
+    page.locator(f"{widget} input").fill(value)
+    page.locator(f"{widget} input").press("Enter")
+
+
+def _interaction(page, act, widget: str, value: str, wait_text: str) -> float:
+    start = time.perf_counter()
+    act(page, widget, value)
     _wait_figure(page, wait_text, 60_000)
     return time.perf_counter() - start
 
 
-def _interactions(page, select: str, values: list[str], text: str) -> list[float]:
+def _interactions(page, widget: str, values: list[str], text: str, act=_select) -> list[float]:
     """Alternate between ``values`` REPEATS times, starting with one not shown now; seconds of each switch."""
     while page.evaluate(FIGURE_SHOWS, text.format(values[0])):
         values = values[1:] + values[:1]
@@ -91,9 +151,51 @@ def _interactions(page, select: str, values: list[str], text: str) -> list[float
     times = []
     for i in range(REPEATS):
         value = values[i % len(values)]
-        times.append(round(_interaction(page, select, value, text.format(value)), 3))
+        times.append(round(_interaction(page, act, widget, value, text.format(value)), 3))
         time.sleep(0.3)  # let the page settle so each switch is timed alone
     return times
+
+
+def _cell_clicks(page, heatmap: str, cells: list[tuple[int, int]], prefix: str) -> tuple[list[float], list]:
+    """Click heatmap ``cells`` ((column, row), negative from the end) in turn REPEATS times; seconds from each
+    click to a figure titled ``prefix...`` other than the one shown before. The mouse first moves onto the
+    cell: Plotly clicks the point it hovers (else it re-sends the previous one); the move is not timed."""
+    time.sleep(SETTLE_S)
+    times, clicked = [], []
+    for i in range(REPEATS):
+        col, row = cells[i % len(cells)]
+        point = page.evaluate(HEATMAP_CELL, [heatmap, col, row])
+        previous = [t for t in page.evaluate(FIGURE_TITLES) if t.startswith(prefix)][0]
+        page.mouse.move(point["x"], point["y"], steps=5)
+        time.sleep(0.2)
+        start = time.perf_counter()
+        page.mouse.click(point["x"], point["y"])
+        page.wait_for_function(TITLE_CHANGED, arg=[prefix, previous], polling="raf", timeout=60_000)
+        times.append(round(time.perf_counter() - start, 3))
+        clicked.append(point["cell"])
+        time.sleep(0.3)
+    return times, clicked
+
+
+def _job_page(page, url: str, any_text: str, result_text: str, done_text: str) -> dict:
+    """First figure of a page whose first visit runs a background job: cold (any figure, the result's first
+    figure, the job's last figure), then warm (a second visit, after the job finished)."""
+    start = time.perf_counter()
+    page.goto(url)
+    _wait_figure(page, any_text, 60_000)
+    first_any = time.perf_counter() - start
+    _wait_figure(page, result_text, 600_000)
+    cold = time.perf_counter() - start
+    _wait_figure(page, done_text, 600_000)
+    done = time.perf_counter() - start
+    start = time.perf_counter()
+    page.goto(url)
+    _wait_figure(page, result_text, 120_000)
+    warm = time.perf_counter() - start
+    _wait_figure(page, done_text, 120_000)
+    warm_done = time.perf_counter() - start
+    return {"cold": round(cold, 3), "warm": round(warm, 3), "cold_first_any_figure": round(first_any, 3),
+            "cold_job_done": round(done, 3), "warm_all_figures": round(warm_done, 3)}
 
 
 def main() -> dict:
@@ -121,6 +223,15 @@ def main() -> dict:
             page.locator(".wb-run button").click()
             _wait_figure(page, "relative error", 120_000)
             samples["connectome_component"] = _interactions(page, ".wb-component", ["1", "0"], "component {}")
+            # SAE (tiny-attn-2l layer 1, the default 256-latent top-k SAE): the first visit trains it.
+            results["first_figure_s"]["sae"] = _job_page(page, f"{url}/sae", "", "top activation",
+                                                         "dead: ")
+            samples["sae_feature"] = _interactions(page, ".wb-feature", ["1", "2"], "feature {}:", act=_enter)
+            # Spectra (tiny-gelu-2l): the first visit computes spectra (heatmap), then truncation/compression.
+            results["first_figure_s"]["spectra"] = _job_page(page, f"{url}/spectra", "", "alpha of tiny-gelu-2l",
+                                                             "compressing every block")
+            samples["spectra_cell"], cells = _cell_clicks(page, "(click a cell)", [(-1, -1), (0, -1)], "ESD of")
+            results["spectra_cells_clicked"] = cells
             browser.close()
         finally:
             proc.terminate()
@@ -128,7 +239,14 @@ def main() -> dict:
     results["interaction_s"] = {name: statistics.median(times) for name, times in samples.items()}
     results["method"] = (f"end detected in the page every animation frame; interaction_s is the median of "
                          f"{REPEATS} switches starting {SETTLE_S} s after the page showed its figures; cold "
-                         f"overview is also the browser's first (uncached) load of the JS bundles")
+                         f"overview is also the browser's first (uncached) load of the JS bundles; sae and spectra "
+                         f"run a background job on the first visit: their cold is request -> the result's first "
+                         f"figure (feature dashboard; metric heatmap), cold_first_any_figure request -> any figure, "
+                         f"cold_job_done request -> the job's last figure (sae: firing histogram; spectra: "
+                         f"compression frontier), warm a second visit after the job; sae_feature: type a feature "
+                         f"index and press Enter -> its feature dashboard; spectra_cell: click a heatmap cell (the "
+                         f"mouse moved onto it 0.2 s before, untimed) -> its ESD figure, alternating between the two "
+                         f"cells in spectra_cells_clicked")
     results["interaction_samples_s"] = samples
     results["server_start_s"] = round(startup, 3)
     results["machine"] = {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
