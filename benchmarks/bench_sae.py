@@ -10,7 +10,9 @@ environment rather than downloaded again), in a subprocess that reads the
 same ``.npy`` file. Reported: tokens/s of both and their ratio, final FVU and
 L0 of both on held-out activations, our achieved FLOP/s as a fraction of the
 measured float32 matmul throughput, and CE loss recovered / explained
-variance / L0 per layer and k of our TopK SAEs on both bundled models.
+variance / L0 / dead fraction per layer and k of our TopK SAEs on both bundled
+models, trained as tests/sae/test_sae_bundled.py trains them, before and after
+end-to-end fine-tuning (``finetune_downstream``).
 
 Usage::
 
@@ -178,28 +180,61 @@ def step_flops(args: dict) -> float:
     return 2 * b * d * f + 5 * 2 * b * k * d  # encoder; decode, dL/df, dW_enc, dW_dec, dx
 
 
-def sweep_bundled(k_values: list[int], n_tokens: int) -> list[dict]:
-    """CE loss recovered, explained variance and L0 per model, layer and k (our TopK SAEs)."""
+#: k values of the bundled sweep.
+SWEEP_K = [4, 8, 16, 32]
+#: The recipe of tests/sae/test_sae_bundled.py: training text, SAE and optimiser, held-out text.
+SWEEP_RECIPE = {"train_windows": 1200, "window_chars": 300, "seq_len": 64, "repeated_seqs": 256, "repeat_period": 32,
+                "d_sae": 1024, "batch_size": 512, "lr": 2e-3, "lr_decay": 0.3, "seed": 0,
+                "eval_windows": 128, "eval_window_chars": 400, "finetune_mse_coefficient": 0.2}
+
+
+def sweep_bundled(k_values: list[int], n_tokens: int, n_finetune_steps: int = 200) -> list[dict]:
+    """Per model, layer and k, our TopK SAEs trained by the recipe of tests/sae/test_sae_bundled.py.
+
+    Training (:data:`SWEEP_RECIPE`): 1200 corpus windows of 300 characters (seq_len 64) plus 256
+    repeated random sequences (period 32, the test's induction data), d_sae 1024, batch 512,
+    ``n_tokens``, lr 2e-3 decayed over the last 30% of the steps; then ``finetune_downstream``
+    (KL + 0.2 FVU, ``n_finetune_steps`` steps on the corpus windows). Evaluated on 128 held-out
+    windows of 400 characters (seq_len 64) after MSE training and again after fine-tuning.
+    """
     from workbench.data.corpus import load_corpus
-    from workbench.models import load_model, tokenize
-    from workbench.sae import evaluate, train_layers
+    from workbench.models import load_model, repeated_random_tokens, tokenize
+    from workbench.sae import evaluate, finetune_downstream, train_layers
+
+    r = SWEEP_RECIPE
+
+    def metrics(ev, suffix=""):
+        return {f"explained_variance{suffix}": round(float(ev["explained_variance"]), 4),
+                f"ce_loss_recovered{suffix}": round(float(ev["ce_loss_recovered"]), 4)}
 
     rows = []
+    text, held = load_corpus("train"), load_corpus("held_out")
+    width, eval_width = r["window_chars"], r["eval_window_chars"]
     for name in ("tiny-attn-2l", "tiny-gelu-2l"):
         model = load_model(name, device="cpu")
-        text, held = load_corpus("train"), load_corpus("held_out")
-        tokens = tokenize(model, [text[i * 300:(i + 1) * 300] for i in range(320)], seq_len=64)
-        eval_tokens = tokenize(model, [held[i * 300:(i + 1) * 300] for i in range(32)], seq_len=64)
+        corpus = tokenize(model, [text[i * width:(i + 1) * width] for i in range(r["train_windows"])],
+                          seq_len=r["seq_len"])
+        repeated = repeated_random_tokens(model.cfg.d_vocab, n_seqs=r["repeated_seqs"], period=r["repeat_period"],
+                                          seed=1)[:, :r["seq_len"]]
+        tokens = torch.cat([corpus, repeated])
+        eval_tokens = tokenize(model, [held[i:i + eval_width] for i in range(0, r["eval_windows"] * eval_width,
+                                                                             eval_width)], seq_len=r["seq_len"])
         for k in k_values:
-            saes = train_layers(model, tokens, cache=ENVS / "hook-cache", d_sae=512, k=k, batch_size=512,
-                                n_tokens=n_tokens, lr=2e-3, seed=0, progress=False)
+            start = time.perf_counter()
+            saes = train_layers(model, tokens, cache=ENVS / "hook-cache", d_sae=r["d_sae"], k=k,
+                                batch_size=r["batch_size"], n_tokens=n_tokens, lr=r["lr"], lr_decay=r["lr_decay"],
+                                seed=r["seed"], progress=False)
             for layer, (sae, _) in saes.items():
                 ev = evaluate(sae, model, eval_tokens, layer)
-                rows.append({"model": name, "layer": layer, "k": k, "l0": round(float(ev["l0"]), 3),
-                             "explained_variance": round(float(ev["explained_variance"]), 4),
-                             "ce_loss_recovered": round(float(ev["ce_loss_recovered"]), 4),
-                             "dead_fraction": round(float(ev["dead_fraction"]), 4)})
+                row = {"model": name, "layer": layer, "k": k, "l0": round(float(ev["l0"]), 3), **metrics(ev),
+                       "dead_fraction": round(float(ev["dead_fraction"]), 4)}
+                finetune_downstream(sae, model, corpus, layer, n_steps=n_finetune_steps,
+                                    mse_coefficient=r["finetune_mse_coefficient"], seed=layer, progress=False)
+                ev = evaluate(sae, model, eval_tokens, layer)
+                row.update(metrics(ev, "_finetuned"))
+                rows.append(row)
                 print(rows[-1], flush=True)
+            print(f"{name} k={k}: {time.perf_counter() - start:.0f} s", flush=True)
     return rows
 
 
@@ -225,6 +260,7 @@ def main(argv=None) -> dict:
         comparisons[architecture] = {"ours": ours, "saelens": theirs,
                                      "speedup": ours["tokens_per_s"] / theirs["tokens_per_s"]}
         print(architecture, json.dumps(comparisons[architecture]), flush=True)
+    sweep_tokens, sweep_finetune_steps = (100_000, 20) if opts.quick else (400_000, 200)
     achieved = step_flops(base) * base["n_tokens"] / base["batch_size"] / comparisons["topk"]["ours"]["seconds"]
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": opts.threads,
@@ -236,7 +272,9 @@ def main(argv=None) -> dict:
         "matmul_flops_per_s": peak,
         "ours_topk_flops_per_s": achieved,
         "ours_topk_fraction_of_matmul": achieved / peak,
-        "bundled_sweep": [] if opts.skip_sweep else sweep_bundled([4, 8, 16, 32], 100_000 if opts.quick else 300_000),
+        "bundled_sweep_recipe": {**SWEEP_RECIPE, "k": SWEEP_K, "n_tokens": sweep_tokens,
+                                 "finetune_steps": sweep_finetune_steps},
+        "bundled_sweep": [] if opts.skip_sweep else sweep_bundled(SWEEP_K, sweep_tokens, sweep_finetune_steps),
     }
     if not opts.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

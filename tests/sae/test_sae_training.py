@@ -157,3 +157,56 @@ def test_downstream_finetuning_lowers_kl_and_leaves_the_model_alone(random_model
                             tokens, 1, n_steps=1, progress=False)
     with pytest.raises(ValueError, match="mse_coefficient"):
         finetune_downstream(sae, random_model, tokens, 1, n_steps=1, mse_coefficient=-1.0, progress=False)
+
+
+def test_sparse_topk_ranks_by_scale_and_matches_dense_gradients():
+    """With ``scale`` the k latents are chosen by ``scale * pre`` but keep ``ReLU(pre)``; gradients match
+    the dense computation with the same choice, and ``scale`` gets none."""
+    gen = torch.Generator().manual_seed(1)
+    x, W_enc, b_enc, W_dec = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True)
+                              for s in ((9, 6), (6, 20), (20,), (20, 6)))
+    scale = torch.rand(20, generator=gen, dtype=torch.float64) * 3 + 0.1
+    out, vals, idx = topk_autoencode(x, W_enc, b_enc, W_dec, 3, scale=scale)
+    (out.sin().sum()).backward()
+    sparse = [t.grad.clone() for t in (x, W_enc, b_enc, W_dec)]
+    for t in (x, W_enc, b_enc, W_dec):
+        t.grad = None
+    pre = x @ W_enc + b_enc
+    dense_idx = (pre.detach() * scale).topk(3, dim=1).indices
+    assert torch.equal(idx.sort(1).values, dense_idx.sort(1).values)
+    assert not torch.equal(dense_idx.sort(1).values, pre.topk(3, dim=1).indices.sort(1).values)  # scale mattered
+    assert torch.allclose(vals, pre.gather(1, idx).relu().detach())
+    ((torch.zeros_like(pre).scatter(1, dense_idx, pre.gather(1, dense_idx).relu()) @ W_dec).sin().sum()).backward()
+    for got, t in zip(sparse, (x, W_enc, b_enc, W_dec)):
+        assert torch.allclose(got, t.grad)
+
+
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
+def test_topk_family_ranks_by_decoder_norm_and_ends_with_unit_rows(architecture):
+    """A latent is ranked by what it adds to x_hat (pre * ||W_dec[i]||), in training and at inference;
+    train() folds the norms into the encoder, which leaves the function unchanged."""
+    sae = AttentionSAE(SAEConfig(d_in=2, d_sae=2, architecture=architecture, k=1))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(2))
+        sae.W_dec.copy_(torch.tensor([[10.0, 0.0], [0.0, 1.0]]))
+        sae.b_dec.zero_()
+        sae.b_enc.zero_()
+    f = sae.encode(torch.tensor([[1.0, 2.0]]))
+    if architecture == "topk":  # latent 0 adds 1 * 10, latent 1 adds 2 * 1
+        assert f.tolist() == [[1.0, 0.0]]
+    step = sae.architecture.training_loss(sae, torch.tensor([[1.0, 2.0]]), torch.zeros(2, dtype=torch.bool))
+    assert torch.allclose(step.x_hat, torch.tensor([[10.0, 0.0]]))
+    acts = torch.randn(2000, 8)
+    trained, _ = train(acts, d_sae=32, architecture=architecture, k=3, batch_size=200, n_tokens=4000, lr=1e-2,
+                       progress=False)
+    assert torch.allclose(trained.W_dec.detach().norm(dim=1), torch.ones(32), atol=1e-5)
+
+
+def test_gradient_clipping_is_optional_and_checked():
+    acts = torch.randn(1000, 16)
+    clipped, h1 = train(acts, **KW)
+    free, h2 = train(acts, **{**KW, "max_grad_norm": None})
+    assert not torch.equal(clipped.W_enc, free.W_enc)
+    assert h1.attrs["max_grad_norm"] == 1.0 and h2.attrs["max_grad_norm"] == -1.0
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        train(acts, **{**KW, "max_grad_norm": 0.0})

@@ -28,9 +28,14 @@ import torch.nn.functional as F
 
 class _TopKAutoencode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_in, W_enc, b_enc, W_dec, k):
-        pre = torch.addmm(b_enc, x_in, W_enc)
-        vals, idx = pre.topk(k, dim=1, sorted=False)
+    def forward(ctx, x_in, W_enc, b_enc, W_dec, k, scale):
+        if scale is None:
+            pre = torch.addmm(b_enc, x_in, W_enc)
+            vals, idx = pre.topk(k, dim=1, sorted=False)
+        else:  # rank by scale * pre: scaling the weights costs d_in x d_sae, scaling pre batch x d_sae
+            pre = torch.addmm(b_enc * scale, x_in, W_enc * scale)
+            vals, idx = pre.topk(k, dim=1, sorted=False)
+            vals = vals / scale[idx]
         vals = vals.clamp_min_(0.0)
         out = F.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum")
         ctx.save_for_backward(x_in, W_enc, W_dec, vals, idx)
@@ -60,7 +65,7 @@ class _TopKAutoencode(torch.autograd.Function):
             grad_b_enc.index_add_(0, idx.reshape(-1), grad_latent.reshape(-1))
         if ctx.needs_input_grad[3]:
             grad_W_dec = latents_by_token(vals).matmul(grad_out)
-        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, None
+        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, None, None
 
 
 def _latent_major(idx: torch.Tensor, d_sae: int):
@@ -84,7 +89,7 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tupl
         return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 def topk_autoencode(x_in: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor,
-                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    k: int, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(f W_dec, values, indices)`` with ``f = TopK(ReLU)(x_in W_enc + b_enc)``, sparse in both passes.
 
     Parameters
@@ -95,6 +100,11 @@ def topk_autoencode(x_in: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor
     b_enc : torch.Tensor [d_sae]
     W_dec : torch.Tensor [d_sae, d_in]
     k : int
+    scale : torch.Tensor [d_sae], optional
+        Positive per-latent weights the ``k`` latents are *chosen* by
+        (``scale * pre``; e.g. the decoder row norms, so a latent is ranked
+        by the size of what it adds to ``x_hat``). The kept values are still
+        ``ReLU(pre)`` and ``scale`` gets no gradient.
 
     Returns
     -------
@@ -109,5 +119,9 @@ def topk_autoencode(x_in: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor
     >>> out, vals, idx = topk_autoencode(torch.eye(4), torch.eye(4), torch.zeros(4), torch.eye(4), 1)
     >>> torch.equal(out, torch.eye(4))
     True
+    >>> _, vals, idx = topk_autoencode(torch.ones(1, 2), torch.eye(2), torch.tensor([0.0, 1.0]), torch.eye(2), 1,
+    ...                                scale=torch.tensor([3.0, 1.0]))
+    >>> idx.tolist(), vals.tolist()  # 3 * 1 beats 1 * 2, and the value kept is pre = 1, not 3
+    ([[0]], [[1.0]])
     """
-    return _TopKAutoencode.apply(x_in, W_enc, b_enc, W_dec, k)
+    return _TopKAutoencode.apply(x_in, W_enc, b_enc, W_dec, k, scale)

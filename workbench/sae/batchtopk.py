@@ -1,9 +1,12 @@
 """BatchTopK SAE (Bussmann et al. 2024): keep the ``k * batch`` largest latents of the whole batch.
 
-Tokens that need more latents get more, at the same mean L0. At inference a
-batch is not available, so latents fire above one global ``threshold``: a
-running average of the smallest latent kept during training (saved as a
-per-latent ``threshold`` tensor, the JumpReLU layout SAELens also uses).
+Tokens that need more latents get more, at the same mean L0. As in TopK,
+latents are ranked by ``pre * ||W_dec[i]||`` (what each adds to ``x_hat``).
+At inference a batch is not available, so latents fire where that exceeds one
+global ``threshold``: a running average of the smallest ranking value kept
+during training (saved as a per-latent ``threshold`` tensor, the JumpReLU
+layout SAELens also uses; :func:`~workbench.sae.train` folds the decoder
+norms in at the end, so the saved SAE compares ``pre`` itself).
 
 Examples
 --------
@@ -19,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from workbench.sae.registry import Architecture, TrainingStep, register
-from workbench.sae.topk import auxk_loss, centred, check_k
+from workbench.sae.topk import auxk_loss, centred, check_k, decoder_norms
 
 #: Weight of the newest batch in the running threshold.
 THRESHOLD_MOMENTUM = 0.01
@@ -30,6 +33,8 @@ class BatchTopK(Architecture):
     """Batch-level TopK in training, a learned global threshold at inference."""
 
     extra_tensors = ("threshold",)
+    #: Latents are ranked by ``pre * ||W_dec[i]||``; :func:`~workbench.sae.train` folds the norms in at the end.
+    ranks_by_decoder_norm = True
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -41,15 +46,16 @@ class BatchTopK(Architecture):
 
     @classmethod
     def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
-        return pre.relu() * (pre > sae.threshold)
+        return pre.relu() * (pre.detach() * decoder_norms(sae) > sae.threshold)
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
         x_in = centred(sae, x)
         acts = (x_in @ sae.W_enc + sae.b_enc).relu()
         flat = acts.flatten()
-        vals, idx = flat.topk(min(sae.cfg.k * x.shape[0], flat.numel()), sorted=False)
-        f = torch.zeros_like(flat).scatter(0, idx, vals).view_as(acts)
+        ranking = (acts.detach() * decoder_norms(sae)).flatten()
+        vals, idx = ranking.topk(min(sae.cfg.k * x.shape[0], flat.numel()), sorted=False)
+        f = torch.zeros_like(flat).scatter(0, idx, flat[idx]).view_as(acts)
         x_hat = f @ sae.W_dec + sae.b_dec
         mse = (x_hat - x).pow(2).sum(-1).mean()
         aux = auxk_loss(sae, x_in, (x - x_hat).detach(), dead)

@@ -22,7 +22,8 @@ from workbench.sae._validate import check_activations, check_device
 from workbench.sae.config import SAEConfig
 from workbench.sae.registry import get_architecture
 
-#: Norm of the initial encoder columns, which start along the decoder rows (SAELens' 0.1 "heuristic").
+#: Norm of the initial encoder columns, which start along the decoder rows (SAELens' 0.1 "heuristic"),
+#: unless the architecture sets its own ``encoder_init_norm``.
 ENCODER_INIT_NORM = 0.1
 
 
@@ -35,7 +36,7 @@ class AttentionSAE(torch.nn.Module):
     seed : int
         Seed of the initial weights: decoder rows are random directions of
         norm ``architecture.decoder_init_norm`` and the encoder columns start
-        along them with norm 0.1.
+        along them with norm ``architecture.encoder_init_norm`` (default 0.1).
     device : str or torch.device, optional
         Default: ``cfg.device``.
 
@@ -60,7 +61,8 @@ class AttentionSAE(torch.nn.Module):
         # both sides, d_sae >> d_in latents would start at several times |x|), and small
         # decoder rows move faster under Adam; standard SAEs keep unit decoder rows.
         self.W_dec = torch.nn.Parameter((self.architecture.decoder_init_norm * directions).float())
-        self.W_enc = torch.nn.Parameter((ENCODER_INIT_NORM * directions.t()).contiguous().float())
+        encoder_init_norm = getattr(self.architecture, "encoder_init_norm", ENCODER_INIT_NORM)
+        self.W_enc = torch.nn.Parameter((encoder_init_norm * directions.t()).contiguous().float())
         self.b_enc = torch.nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = torch.nn.Parameter(torch.zeros(cfg.d_in))
         self.architecture.init_extra(self)

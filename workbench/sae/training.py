@@ -66,7 +66,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
           n_tokens: int | None = None, lr_decay: float = 0.0, seed: int = 0, progress: bool = True,
           device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
           dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
-          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500, resume: bool = True,
+          max_grad_norm: float | None = 1.0, checkpoint_dir: str | os.PathLike | None = None,
+          checkpoint_every: int = 500, resume: bool = True,
           callback: Callable[[int, AttentionSAE], None] | None = None,
           **config) -> tuple[AttentionSAE, xr.Dataset]:
     """Train an SAE on activations; returns it with its training history.
@@ -107,6 +108,12 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         Steps between dead-latent resamplings (``standard`` only).
     buffer_tokens : int
         Tokens loaded and shuffled together.
+    max_grad_norm : float, optional
+        Clip the gradient (all parameters together) to this norm before each
+        step, as SAELens does (``None``: no clipping). It matters early on,
+        when the gradient is largest: unclipped, those steps fill Adam's
+        second moment (``beta2 = 0.999`` remembers ~1000 steps) and shrink
+        every later step.
     checkpoint_dir : str or PathLike, optional
         Save a checkpoint here every ``checkpoint_every`` steps and resume
         from it when ``resume``.
@@ -138,6 +145,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     dead_window = check_positive_int("dead_window", dead_window)
     resample_every = check_positive_int("resample_every", resample_every)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if max_grad_norm is not None:
+        max_grad_norm = check_positive_float("max_grad_norm", max_grad_norm)
     if not 0.0 <= lr_decay <= 1.0:
         raise ValueError(f"lr_decay: expected a fraction in [0, 1], got {lr_decay!r}")
     source = ActivationSource(acts, batch_size=batch_size, seed=seed, buffer_tokens=buffer_tokens, device=device)
@@ -152,9 +161,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
     history: dict[str, torch.Tensor] = {}
     start = 0
-    run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size, "n_steps": n_steps,
-           "betas": list(betas), "dead_window": dead_window, "resample_every": resample_every,
-           "buffer_tokens": buffer_tokens, "n_tokens_in_acts": source.n_tokens}
+    run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size,
+           "n_steps": n_steps, "betas": list(betas), "dead_window": dead_window, "resample_every": resample_every,
+           "buffer_tokens": buffer_tokens, "max_grad_norm": max_grad_norm, "n_tokens_in_acts": source.n_tokens}
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     saved = _load_checkpoint(folder, run) if folder is not None and resume else None
     if saved is not None:
@@ -182,6 +191,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         arch.before_step(sae)
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), max_grad_norm)
         optimizer.step()
         arch.after_step(sae)
         since_fired += x.shape[0]
@@ -203,12 +214,17 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         if callback is not None:
             callback(step + 1, sae)
     bar.close()
+    if getattr(arch, "ranks_by_decoder_norm", False):
+        from workbench.sae.topk import fold_decoder_norms
+
+        fold_decoder_norms(sae)  # unit decoder rows: ranking by pre * norm is ranking by pre (SAELens layout)
     sae.eval()
     data = {name: ("step", t.cpu().numpy()) for name, t in history.items()}
     hist = xr.Dataset(data, coords={"step": np.arange(n_steps), "tokens": ("step", (np.arange(n_steps) + 1)
                                                                            * source.batch_size)},
                       attrs={"architecture": architecture, "d_sae": d_sae, "k": -1 if k is None else k,
                              "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size, "seed": seed,
+                             "max_grad_norm": -1.0 if max_grad_norm is None else max_grad_norm,
                              "workbench_version": __version__})
     return sae, hist
 
