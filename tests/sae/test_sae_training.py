@@ -152,6 +152,7 @@ def test_downstream_finetuning_lowers_kl_and_leaves_the_model_alone(random_model
     for name, p in random_model.named_parameters():
         assert torch.equal(p, before[name]) and p.requires_grad == flags[name], name
     assert int((sae.encode(torch.randn(5, 32)) != 0).sum(-1).max()) <= 2  # TopK keeps its sparsity
+    assert torch.allclose(sae.W_dec.detach().norm(dim=1), torch.ones(64), atol=1e-5)  # SAELens layout again
     with pytest.raises(ValueError, match="sae: expected an SAE with fixed sparsity"):
         finetune_downstream(AttentionSAE(SAEConfig(d_in=32, d_sae=8, architecture="standard")), random_model,
                             tokens, 1, n_steps=1, progress=False)

@@ -36,6 +36,7 @@ import xarray as xr
 from workbench import __version__
 from workbench.sae._validate import check_layer, check_positive_float, check_positive_int, check_sae_matches_model
 from workbench.sae.evaluation import _check_tokens, hook_z_name
+from workbench.sae.topk import fold_decoder_norms
 
 #: Architectures whose sparsity is fixed by the activation itself (no penalty term needed).
 FIXED_SPARSITY = ("topk",)
@@ -133,6 +134,8 @@ def finetune_downstream(sae, model, tokens: torch.Tensor, layer: int, *, n_steps
                 history[name][step] = float(value.detach())
             bar.update(1)
     sae.eval()
+    with torch.no_grad():  # back to unit decoder rows, so a saved SAE selects the same latents in SAELens
+        fold_decoder_norms(sae)
     return xr.Dataset({name: ("step", values) for name, values in history.items()},
                       coords={"step": np.arange(n_steps)},
                       attrs={"layer": layer, "lr": lr, "batch_size": batch_size, "mse_coefficient": mse_coefficient,
