@@ -146,7 +146,7 @@ def model_at(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, idx: tuple[torch
 def squared_norm(X: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
     """``sum(X**2)`` in float64: each cache-sized chunk is summed in its own dtype
     (torch's cascade summation: ~1e-8 relative in float32), the chunk sums in float64."""
-    parts = [c.square().sum(dtype=None).double() for c in X.reshape(-1).split(chunk)]
+    parts = [c.square().sum().double() for c in X.reshape(-1).split(chunk)]
     return torch.stack(parts).sum()
 
 
@@ -199,7 +199,7 @@ def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B:
 def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, *,
         missing: tuple[torch.Tensor, ...] | None, max_iter: int, tol: float, n_inner: int, eps: float,
         extrapolate: bool = True, compress: int | None = None, seed: int = 0,
-        progress=None) -> tuple[torch.Tensor, int]:
+        observed_sq: torch.Tensor | None = None, progress=None) -> tuple[torch.Tensor, int]:
     """Run HALS in place on the factors; returns (relative error per restart, iterations).
 
     ``X0`` is (I, J*K) shared by all restarts, or (b, I, J*K) when entries are
@@ -218,7 +218,8 @@ def fit(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch
         small = Compressed(X0, compress, seed)
         _iterate(small, shape, factors, squared_norm(small.G), None, min(max_iter, COMPRESSED_ITERATIONS),
                  max(tol, 1e-4), n_inner, eps, extrapolate, None)
-    observed_sq = squared_norm(X0[0] if missing is not None else X0)
+    if observed_sq is None:  # the caller may already have summed it (one pass over the tensor)
+        observed_sq = squared_norm(X0[0] if missing is not None else X0)
     error, n_iter = _iterate(X0, shape, factors, observed_sq, missing, max_iter, tol, n_inner, eps, extrapolate,
                              progress)
     if missing is not None:

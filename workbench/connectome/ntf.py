@@ -254,7 +254,8 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
     I, J, K = values.shape
     X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype, device=device)  # no copy for C-ordered float32
     fraction = 1.0 if observed is None else observed.mean()
-    norm = float(_hals.squared_norm(X0).sqrt()) / np.sqrt(fraction)
+    observed_sq = _hals.squared_norm(X0)  # missing entries are zero here
+    norm = float(observed_sq.sqrt()) / np.sqrt(fraction)
     A, B, C = _init((I, J, K), rank, n_restarts, seed, norm, device, dtype)
     bar = None
     if progress:
@@ -271,7 +272,7 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
     width = _compress_width(compress, rank, values.shape, observed is None)
     missing = None if observed is None else tuple(torch.as_tensor(ix, device=device) for ix in np.nonzero(~observed))
     with _threads_for(values.size * rank * n_restarts, device):
-        errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner, width, seed,
+        errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner, width, seed, observed_sq,
                               report if (bar or callback) else None)
     if bar:
         bar.close()
@@ -291,10 +292,10 @@ def _compress_width(compress, rank: int, shape: tuple[int, int, int], complete: 
     raise ValueError(f"compress: expected 'auto', None or an integer >= rank ({rank}), got {compress!r}")
 
 
-def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, report):
+def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, observed_sq, report):
     if missing is None:
         return _hals.fit(X0, shape, A, B, C, missing=None, max_iter=max_iter, tol=tol, n_inner=n_inner, eps=0.0,
-                         compress=width, seed=seed, progress=report)
+                         compress=width, seed=seed, observed_sq=observed_sq, progress=report)
     # EM completes one copy of the tensor per restart: run restarts in chunks that fit in memory.
     chunk = max(1, _MISSING_BATCH_BYTES // X0.element_size() // X0.numel())
     errors, n_iter = [], 0
@@ -302,7 +303,7 @@ def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, repor
         part = slice(start, start + chunk)
         Xb = X0.unsqueeze(0).repeat(A[part].shape[0], 1, 1)
         err, it = _hals.fit(Xb, shape, A[part], B[part], C[part], missing=missing, max_iter=max_iter, tol=tol,
-                            n_inner=n_inner, eps=0.0, progress=report)
+                            n_inner=n_inner, eps=0.0, observed_sq=observed_sq, progress=report)
         errors.append(err)
         n_iter = max(n_iter, it)
     return torch.cat(errors), n_iter
