@@ -18,33 +18,36 @@ def _data(rng, n=500, k=4, d=7, offset=0.0):
     return x, y, rng.normal(size=(k, d)), rng.normal(size=k)
 
 
+@pytest.mark.parametrize("scatter", ["full", "projected"])
 @pytest.mark.parametrize("n_splits", [1, 3, 17, 500])
-def test_any_batch_split_equals_batch(rng, n_splits):
+def test_any_batch_split_equals_batch(rng, n_splits, scatter):
     x, y, W, b = _data(rng)
     batch = nc_metrics(x, y, W, b, device="cpu")
     cuts = np.sort(rng.choice(np.arange(1, len(y)), size=n_splits - 1, replace=False))
-    acc = NCAccumulator(4, 7, device="cpu")
+    acc = NCAccumulator(4, 7, scatter=scatter, device="cpu")
     acc.update(x[:0], y[:0])  # an empty batch changes nothing
     for rows in np.split(np.arange(len(y)), cuts):
         acc.update(x[rows], y[rows])
     for rows in np.array_split(np.arange(len(y)), 5):
-        acc.add_nc4(x[rows], W, b)
+        acc.second_pass(x[rows], y[rows], W, b)
     stream = acc.result(W, b)
     for name in SCALARS:
         assert float(stream[name]) == pytest.approx(float(batch[name]), rel=1e-10, abs=1e-12), name
     np.testing.assert_allclose(stream.class_means, batch.class_means, rtol=1e-10, atol=1e-12)
 
 
-def test_batches_missing_classes_and_large_offset(rng):
+@pytest.mark.parametrize("scatter", ["full", "projected"])
+@pytest.mark.parametrize("global_mean", ["class_means", "samples"])
+def test_batches_missing_classes_and_large_offset(rng, scatter, global_mean):
     # features far from the origin: a raw-moment (sum h h^T) update would lose ~8 digits here
     x, y, W, b = _data(rng, offset=1e4)
     order = np.argsort(y, kind="stable")  # every batch holds one or two classes only
-    acc = NCAccumulator(4, 7, device="cpu")
+    acc = NCAccumulator(4, 7, scatter=scatter, device="cpu")
     for rows in np.array_split(order, 9):
         acc.update(x[rows], y[rows])
-    acc.add_nc4(x, W, b)
-    ds = acc.result(W, b)
-    for name, value in papyan_reference(x, y, W, b).items():
+    acc.second_pass(x, y, W, b)
+    ds = acc.result(W, b, global_mean=global_mean)
+    for name, value in papyan_reference(x, y, W, b, global_mean=global_mean).items():
         assert float(ds[name]) == pytest.approx(value, rel=1e-8, abs=1e-10), name
 
 
@@ -55,10 +58,14 @@ def test_state_errors(rng):
         acc.update(x[:, :3], y)
     with pytest.raises(ValueError, match="labels: expected class indices < n_classes=4"):
         acc.update(x, y + 1)
-    acc.add_nc4(x, W, b)
-    with pytest.raises(RuntimeError, match="NC4 pass has started"):
+    with pytest.raises(ValueError, match="W: expected a classifier .* only serves NC4"):
+        acc.second_pass(x, y)
+    acc.second_pass(x, y, W, b)
+    with pytest.raises(RuntimeError, match="second pass has started"):
         acc.update(x, y)
-    with pytest.raises(ValueError, match="W, b: expected the classifier given to add_nc4"):
+    with pytest.raises(ValueError, match="W, b: expected the classifier used in earlier second_pass calls"):
+        acc.second_pass(x, y, W * 2, b)
+    with pytest.raises(ValueError, match="W, b: expected the classifier given to second_pass"):
         acc.result(W * 2, b)
     with pytest.raises(ValueError, match="labels: expected every class"):
         NCAccumulator(3, 5, device="cpu").update(np.ones((4, 5)), [0, 0, 1, 1]).result()
@@ -66,6 +73,26 @@ def test_state_errors(rng):
         NCAccumulator(10, 3)
     with pytest.raises(ValueError, match="n_classes: expected at least 2"):
         NCAccumulator(1, 3)
+
+
+def test_projected_pass_state_errors(rng):
+    x, y, W, b = _data(rng)
+    with pytest.raises(ValueError, match=r"scatter: expected one of \('full', 'projected'\), got 'half'"):
+        NCAccumulator(4, 7, scatter="half")
+    acc = NCAccumulator(4, 7, scatter="projected", device="cpu").update(x, y)
+    with pytest.raises(AttributeError, match="scatter_: a scatter='projected' accumulator keeps no d x d scatter"):
+        acc.scatter_
+    with pytest.raises(ValueError, match="second_pass: .* needs a second pass over the samples before result"):
+        acc.result()
+    acc.second_pass(x[:100], y[:100])
+    with pytest.raises(ValueError, match="second_pass: expected the samples of the first pass once each "
+                                         r"\(500 in all, counted per class\), got 100"):
+        acc.result()
+    with pytest.raises(ValueError, match="W, b: expected the classifier used in earlier second_pass calls"):
+        acc.second_pass(x[100:], y[100:], W, b)
+    acc.second_pass(x[100:], y[100:])
+    assert float(acc.result().nc1) == pytest.approx(float(nc_metrics(x, y, device="cpu").nc1), rel=1e-12)
+    assert np.isnan(float(acc.result().nc4))
 
 
 def test_nc4_decisions_are_exact_at_near_ties(rng):
@@ -87,6 +114,6 @@ def test_nc4_pass_rejects_non_finite_features(rng):
     acc = NCAccumulator(4, 7, device="cpu").update(x, y)
     x[3, 2] = np.inf
     with pytest.raises(ValueError, match=r"features: expected finite values, got NaN or inf in rows \[3\]"):
-        acc.add_nc4(x, W, b)
+        acc.second_pass(x, y, W, b)
     with pytest.raises(ValueError, match=r"features: expected finite values, got NaN or inf in rows \[3\]"):
         NCAccumulator(4, 7, device="cpu").update(x, y)

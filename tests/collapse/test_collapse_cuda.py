@@ -17,15 +17,17 @@ def test_streaming_on_cuda_matches_papyan(rng):
     y = rng.integers(0, k, size=20000)
     x = (rng.normal(size=(k, d)) * 2)[y] + rng.normal(size=(len(y), d))
     W, b = rng.normal(size=(k, d)), rng.normal(size=k)
-    acc = NCAccumulator(k, d, device="cuda")
-    for rows in np.array_split(np.arange(len(y)), 7):
-        acc.update(torch.from_numpy(x[rows]).float().cuda(), y[rows])
-    for rows in np.array_split(np.arange(len(y)), 3):
-        acc.add_nc4(x[rows].astype(np.float32), W, b)
-    ds = acc.result(W, b)
     x32 = x.astype(np.float32).astype(np.float64)
-    for name, value in papyan_reference(x32, y, W, b).items():
-        assert float(ds[name]) == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    want = papyan_reference(x32, y, W, b)
+    for scatter in ("full", "projected"):
+        acc = NCAccumulator(k, d, scatter=scatter, device="cuda")
+        for rows in np.array_split(np.arange(len(y)), 7):
+            acc.update(torch.from_numpy(x[rows]).float().cuda(), y[rows])
+        for rows in np.array_split(np.arange(len(y)), 3):
+            acc.second_pass(x[rows].astype(np.float32), y[rows], W, b)
+        ds = acc.result(W, b)
+        for name, value in want.items():
+            assert float(ds[name]) == pytest.approx(value, rel=1e-9, abs=1e-12), (scatter, name)
 
 
 def test_nc4_near_ties_on_cuda_with_tf32_allowed(rng):

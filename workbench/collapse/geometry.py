@@ -22,24 +22,25 @@ def _normalised_distance(gram: np.ndarray, target: np.ndarray) -> float:
     return float(np.linalg.norm(gram / norm - target)) if norm > 0 else np.nan
 
 
-def _nc1(centred: np.ndarray, sigma_w: np.ndarray) -> float:
-    """tr(Sigma_W Sigma_B^+) / K with Sigma_B = M~ M~^T / K inverted on its top K-1 eigenvalues.
+def _nc1(gram: np.ndarray, within: np.ndarray, sigma_w_trace: float) -> float:
+    """tr(Sigma_W Sigma_B^+) / K with Sigma_B = M~^T M~ / K inverted on its top K-1 eigenvalues.
 
-    Sigma_B shares its nonzero spectrum with the K x K matrix A^T A (A = M~ / sqrt(K)),
-    so the eigendecomposition is done there: Sigma_B^+ = A V diag(lam^-2) V^T A^T.
-    Each term q^T Sigma_W q / lam^2 is non-negative, so NC1 >= 0 even when Sigma_B
-    is nearly singular (a default-rcond pinv can return negative values there).
+    ``gram`` is M~ M~^T and ``within`` is M~ Sigma_W M~^T, both K x K. Sigma_B
+    shares its nonzero spectrum with gram / K = V diag(lam) V^T, and
+    Sigma_B^+ = A V diag(lam^-2) V^T A^T with A = M~^T / sqrt(K), so
+    NC1 = sum_i (v_i^T within v_i) / (K^2 lam_i^2): Sigma_W is only ever seen on the
+    span of the centred means. Each term is non-negative, so NC1 >= 0 even when
+    Sigma_B is nearly singular (a default-rcond pinv can return negative values there).
     """
-    k = centred.shape[0]
-    a = centred.T / np.sqrt(k)
-    lam, vec = np.linalg.eigh(a.T @ a)
+    k = gram.shape[0]
+    lam, vec = np.linalg.eigh(gram / k)
     order = np.argsort(lam)[::-1][: k - 1]
     lam, vec = lam[order], vec[:, order]
     keep = lam > lam[0] * k * np.finfo(np.float64).eps if lam[0] > 0 else np.zeros_like(lam, dtype=bool)
     if not keep.any():
-        return np.inf if np.trace(sigma_w) > 0 else np.nan
-    q = a @ vec[:, keep]
-    quad = np.einsum("di,di->i", q, sigma_w @ q)
+        return np.inf if sigma_w_trace > 0 else np.nan
+    vec = vec[:, keep]
+    quad = np.maximum(np.einsum("ki,ki->i", vec, within @ vec), 0.0) / k
     return float(np.sum(quad / lam[keep] ** 2) / k)
 
 
@@ -47,14 +48,22 @@ def _equinorm(norms: np.ndarray) -> float:
     return float(norms.std() / norms.mean()) if norms.mean() > 0 else np.nan
 
 
-def metrics_from_moments(counts: np.ndarray, means: np.ndarray, scatter: np.ndarray, W: np.ndarray | None,
-                         b: np.ndarray | None, nc4_fraction: float | None, *, global_mean: str,
-                         nc3: str) -> xr.Dataset:
-    """NC metrics from (n_k, mu_k, sum_k M2_k); see :func:`workbench.collapse.nc_metrics`."""
+def metrics_from_moments(counts: np.ndarray, means: np.ndarray, projected_scatter: np.ndarray, scatter_trace: float,
+                         W: np.ndarray | None, b: np.ndarray | None, nc4_fraction: float | None, *,
+                         global_mean: str, nc3: str) -> xr.Dataset:
+    """NC metrics from class counts n_k, means mu_k and the pooled within-class scatter S_W.
+
+    S_W enters only as its trace and its projection Mc S_W Mc^T (K x K) on the
+    means centred on their plain average, Mc = M - mean_k mu_k; see
+    :func:`workbench.collapse.nc_metrics` for the definitions.
+    """
     k, d = means.shape
     total = counts.sum()
-    sigma_w = scatter / total
-    mu_g = means.mean(axis=0) if global_mean == "class_means" else counts @ means / total
+    weights = np.full(k, 1.0 / k) if global_mean == "class_means" else counts / total
+    mu_g = weights @ means
+    # M~ = (I - 1 c^T) Mc for either global mean, since c^T 1 = 1
+    to_centred = np.eye(k) - np.outer(np.ones(k), weights)
+    within = to_centred @ projected_scatter @ to_centred.T / total
     centred = means - mu_g
     gram = centred @ centred.T
     gram_u = means @ means.T
@@ -64,7 +73,7 @@ def metrics_from_moments(counts: np.ndarray, means: np.ndarray, scatter: np.ndar
     sigma_b = gram / k
 
     values = {
-        "nc1": _nc1(centred, sigma_w),
+        "nc1": _nc1(gram, within, scatter_trace / total),
         "nc2_equinorm_h": _equinorm(norms),
         "nc2_equinorm_w": np.nan,
         "nc2_equiangle": float(off.std()),
@@ -73,7 +82,7 @@ def metrics_from_moments(counts: np.ndarray, means: np.ndarray, scatter: np.ndar
         "nc2_of": _normalised_distance(gram_u, of_gram(k)),
         "nc3": np.nan,
         "nc4": np.nan,
-        "sigma_w_trace": float(np.trace(sigma_w)),
+        "sigma_w_trace": float(scatter_trace / total),
         "sigma_b_trace": float(np.trace(sigma_b)),
     }
     w_norm = np.full(k, np.nan)

@@ -179,10 +179,10 @@ def layerwise(model: Any, data: Any, layers: Sequence[str] | None = None, *, cla
         if unknown:
             raise ValueError(f"classifiers: expected keys among the layers {names}, got {unknown}")
         if mapping:  # NC4 needs the final class means: a second pass
-            for inputs, _ in _batches(data, batch_size):
+            for inputs, labels in _batches(data, batch_size):
                 feats = _features_by_layer(model, _as_tensor(inputs, dev, dtype), list(mapping), position)
                 for name, clf in mapping.items():
-                    accs[name].add_nc4(feats[name], *_w_b(clf))
+                    accs[name].second_pass(feats[name], labels, *_w_b(clf))
         results = [accs[name].result(*(_w_b(mapping[name]) if name in mapping else (None, None)),
                                      global_mean=global_mean, nc3=nc3) for name in names]
     finally:

@@ -40,10 +40,17 @@ def nc_metrics(features: Any, labels: Any, W: Any = None, b: Any = None, *, glob
 
     ``nc2_equinorm_w``, ``nc3`` and ``nc4`` are NaN without ``W``.
 
+    The features are read twice (see :class:`~workbench.collapse.NCAccumulator`
+    with ``scatter="projected"``): once for the class means, once for the
+    within-class scatter projected on the centred means, which is all NC1
+    needs, and for NC4. That costs n d K multiply-adds rather than the n d^2 of
+    a full covariance.
+
     Parameters
     ----------
     features : array-like (sample, dim)
-        numpy, torch or xarray; converted to float64. NaN or inf is an error.
+        numpy, torch or xarray, read in its own precision (float32 stays
+        float32 in memory); every statistic is float64. NaN or inf is an error.
     labels : array-like of int (sample,)
         Class indices in ``[0, K)``; every class needs at least one sample (a
         class with a single sample adds no within-class scatter).
@@ -81,7 +88,7 @@ def nc_metrics(features: Any, labels: Any, W: Any = None, b: Any = None, *, glob
     check_choice("global_mean", global_mean, GLOBAL_MEANS)
     check_choice("nc3", nc3, NC3_FORMS)
     dev = resolve_device(device)
-    x = as_features(features, dev)
+    x = as_features(features, dev, dtype=None, check_finite=False)  # checked chunk by chunk, in float64
     y = as_labels(labels, x.shape[0], n_classes, dev)
     if x.shape[0] == 0:
         raise ValueError("features: expected at least one sample, got 0 rows")
@@ -92,10 +99,8 @@ def nc_metrics(features: Any, labels: Any, W: Any = None, b: Any = None, *, glob
         raise ValueError(f"features: expected dim >= n_classes - 1 = {k - 1} (Sigma_B has rank K-1), "
                          f"got dim {x.shape[1]}")
     check_problem_size(k, x.shape[1])
-    acc = NCAccumulator(k, x.shape[1], device=dev)
+    acc = NCAccumulator(k, x.shape[1], scatter="projected", device=dev)
     for start in range(0, x.shape[0], CHUNK_ROWS):
         acc.update(x[start:start + CHUNK_ROWS], y[start:start + CHUNK_ROWS])
-    if W is not None:
-        for start in range(0, x.shape[0], CHUNK_ROWS):
-            acc.add_nc4(x[start:start + CHUNK_ROWS], W, b)
+    acc.second_pass(x, y, W, b)
     return acc.result(W, b, global_mean=global_mean, nc3=nc3)
