@@ -125,24 +125,10 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
         raise TypeError(f"tensor: expected a numeric dtype, got {values.dtype}")
     if values.dtype not in (np.float32, np.float64):
         values = values.astype(np.float64)
-    observed = None
     if mask is not None:
         mask = np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask)
         if mask.shape != values.shape or mask.dtype != bool:
             raise ValueError(f"mask: expected a bool array of shape {values.shape}, got {mask.dtype} {mask.shape}")
-    low, high = values.min(), values.max()  # NaN-propagating: finite and >= 0 means nothing is missing or bad
-    if mask is not None or not (np.isfinite(low) and np.isfinite(high)):
-        observed = ~np.isnan(values) if mask is None else ~np.isnan(values) & mask
-        if not observed.any():
-            raise ValueError("tensor: expected some observed entries, got every entry missing (NaN or masked)")
-        low, high = values[observed].min(), values[observed].max()
-        values = np.where(observed, values, 0.0).astype(values.dtype, copy=False)
-        if observed.all():
-            observed = None
-    if not np.isfinite(high) or not np.isfinite(low):
-        raise ValueError("tensor: expected finite entries, got inf")
-    if low < 0:
-        raise ValueError(f"tensor: expected non-negative entries, got minimum {low:.4g}")
     if not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank: expected a positive integer, got {rank!r}")
     if rank > min(values.shape):
@@ -155,7 +141,57 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
         raise ValueError(f"tol: expected tol >= 0, got {tol!r}")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
-    return values, observed
+    return values, mask
+
+
+def _load(values: np.ndarray, mask: np.ndarray | None, dtype: torch.dtype):
+    """The (I, J*K) tensor on the CPU, its observed entries (None: all) and their squared norm.
+
+    A fully observed tensor is converted, checked (finite, >= 0) and summed in
+    one pass of cache-sized chunks; NaN entries or a mask take the slower path
+    that zeroes the missing entries first.
+    """
+    I, J, K = values.shape
+    if mask is None:
+        X0, low, high, observed_sq = _load_chunks(values.reshape(I, J * K), dtype)
+        if np.isfinite(low) and np.isfinite(high):  # NaN-propagating: nothing is missing or infinite
+            _check_range(low, high)
+            return X0, None, observed_sq
+    observed = ~np.isnan(values) if mask is None else ~np.isnan(values) & mask
+    if not observed.any():
+        raise ValueError("tensor: expected some observed entries, got every entry missing (NaN or masked)")
+    _check_range(values[observed].min(), values[observed].max())
+    values = np.where(observed, values, 0.0).astype(values.dtype, copy=False)
+    X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype)
+    return X0, (None if observed.all() else observed), _hals.squared_norm(X0)
+
+
+def _check_range(low: float, high: float) -> None:
+    if not np.isfinite(high) or not np.isfinite(low):
+        raise ValueError("tensor: expected finite entries, got inf")
+    if low < 0:
+        raise ValueError(f"tensor: expected non-negative entries, got minimum {low:.4g}")
+
+
+def _load_chunks(X0: np.ndarray, dtype: torch.dtype, chunk: int = 1 << 18):
+    """``X0`` as a ``dtype`` tensor with its min, max and float64 squared norm, in one pass.
+
+    Each chunk is converted and then reduced while it is still in cache; a
+    C-ordered array already in ``dtype`` is shared, not copied.
+    """
+    source = torch.from_numpy(np.ascontiguousarray(X0))
+    out = source if source.dtype == dtype else torch.empty(source.shape, dtype=dtype)
+    flat_in, flat_out = source.view(-1), out.view(-1)
+    lows, highs, squares = [], [], []
+    for start in range(0, flat_out.numel(), chunk):
+        piece = flat_out[start:start + chunk]
+        if out is not source:
+            piece.copy_(flat_in[start:start + chunk])
+        low, high = torch.aminmax(piece)
+        lows.append(low)
+        highs.append(high)
+        squares.append(piece.square().sum().double())
+    return out, float(torch.stack(lows).min()), float(torch.stack(highs).max()), torch.stack(squares).sum()
 
 
 def _init(shape, rank, n_restarts, seed, norm, device, dtype):
@@ -249,12 +285,12 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
     >>> res.error < 1e-2, res.factor("mode0").dims
     (True, ('mode0', 'component'))
     """
-    values, observed = _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype)
+    values, mask = _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype)
     device = torch.device(device) if device is not None else default_device()
     I, J, K = values.shape
-    X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype, device=device)  # no copy for C-ordered float32
+    X0, observed, observed_sq = _load(values, mask, dtype)  # missing entries are zero in X0
+    X0, observed_sq = X0.to(device), observed_sq.to(device)
     fraction = 1.0 if observed is None else observed.mean()
-    observed_sq = _hals.squared_norm(X0)  # missing entries are zero here
     norm = float(observed_sq.sqrt()) / np.sqrt(fraction)
     A, B, C = _init((I, J, K), rank, n_restarts, seed, norm, device, dtype)
     bar = None
