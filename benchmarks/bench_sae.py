@@ -276,6 +276,11 @@ def main(argv=None) -> dict:
                                  "finetune_steps": sweep_finetune_steps},
         "bundled_sweep": [] if opts.skip_sweep else sweep_bundled(SWEEP_K, sweep_tokens, sweep_finetune_steps),
     }
+    if opts.skip_sweep and RESULTS.exists():  # keep the last full run's sweep rather than erase it
+        previous = json.loads(RESULTS.read_text())
+        result.update(bundled_sweep=previous.get("bundled_sweep", []),
+                      bundled_sweep_recipe=previous.get("bundled_sweep_recipe", result["bundled_sweep_recipe"]),
+                      bundled_sweep_from_previous_run=True)
     if not opts.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@ import torch
 import xarray as xr
 
 from workbench.sae import ActivationSource, AttentionSAE, SAEConfig, architectures, train
+from workbench.sae._sparse_relu import relu_autoencode
 from workbench.sae._sparse_topk import topk_autoencode
 
 KW = dict(d_sae=32, k=4, batch_size=128, n_tokens=128 * 12, lr=3e-3, seed=5, progress=False, dead_window=512)
@@ -76,6 +77,27 @@ def test_sparse_topk_matches_dense_gradients():
     ((torch.zeros_like(pre).scatter(1, idx, vals.relu()) @ W_dec).sin().sum()).backward()
     for got, t in zip(sparse, (x, W_enc, b_enc, W_dec)):
         assert torch.allclose(got, t.grad)
+
+
+@pytest.mark.parametrize("dense_above", [0.0, 1.0])  # the dense and the sparse passes
+def test_relu_autoencode_matches_dense_autograd(dense_above):
+    gen = torch.Generator().manual_seed(1)
+    x, W_enc, b_enc, W_dec = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True)
+                              for s in ((9, 6), (6, 20), (20,), (20, 6)))
+    with torch.no_grad():
+        b_enc -= 3.0  # some tokens with no active latent, some latents that never fire
+    out, l1, fired, l0 = relu_autoencode(x, W_enc, b_enc, W_dec, dense_above)
+    (out.sin().sum() + 0.7 * l1).backward()
+    got = [t.grad.clone() for t in (x, W_enc, b_enc, W_dec)]
+    for t in (x, W_enc, b_enc, W_dec):
+        t.grad = None
+    f = (x @ W_enc + b_enc).relu()
+    ((f @ W_dec).sin().sum() + 0.7 * f.sum()).backward()
+    assert torch.allclose(out, f @ W_dec) and torch.allclose(l1, f.sum())
+    assert torch.equal(fired, (f > 0).any(0)) and not fired.all() and (f > 0).any(1).logical_not().any()
+    assert float(l0) == pytest.approx(float((f > 0).sum(1).double().mean()))
+    for grad, t in zip(got, (x, W_enc, b_enc, W_dec)):
+        assert torch.allclose(grad, t.grad)
 
 
 @pytest.mark.parametrize("architecture", architectures())

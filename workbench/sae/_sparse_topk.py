@@ -20,10 +20,10 @@ True
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
+
+from workbench.sae._sparse import csr, latent_major
 
 
 class _TopKAutoencode(torch.autograd.Function):
@@ -49,7 +49,7 @@ class _TopKAutoencode(torch.autograd.Function):
         # faster than gathering the k decoder rows); ReLU zeroes the negative ones.
         batch, k = idx.shape
         crow = torch.arange(0, batch * k + 1, k, device=idx.device)
-        pattern = _csr(crow, idx.reshape(-1), vals.new_zeros(batch * k), (batch, W_dec.shape[0]))
+        pattern = csr(crow, idx.reshape(-1), vals.new_zeros(batch * k), (batch, W_dec.shape[0]))
         grad_latent = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t(), beta=0.0).values().view(batch, k)
         grad_latent = grad_latent * (vals > 0)
         grad_x = grad_W_enc = grad_b_enc = grad_W_dec = None
@@ -57,7 +57,8 @@ class _TopKAutoencode(torch.autograd.Function):
             grad_x = F.embedding_bag(idx, W_enc.t().contiguous(), per_sample_weights=grad_latent, mode="sum")
         # Weight gradients are (latent x token) sparse matrices times dense [batch, d_in]; one
         # CSR layout (rows = latents) serves both, which beats index_add_ and COO on CPU.
-        latents_by_token = _latent_major(idx, W_dec.shape[0])
+        latents_by_token = latent_major(idx.reshape(-1), torch.arange(batch, device=idx.device).repeat_interleave(k),
+                                        W_dec.shape[0], batch)
         if ctx.needs_input_grad[1]:
             grad_W_enc = latents_by_token(grad_latent).matmul(x_in).t()
         if ctx.needs_input_grad[2]:
@@ -67,26 +68,6 @@ class _TopKAutoencode(torch.autograd.Function):
             grad_W_dec = latents_by_token(vals).matmul(grad_out)
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, None, None
 
-
-def _latent_major(idx: torch.Tensor, d_sae: int):
-    """A builder of CSR matrices ``[d_sae, batch]`` with the sparsity pattern of ``idx [batch, k]``."""
-    batch, k = idx.shape
-    flat = idx.reshape(-1)
-    order = flat.argsort(stable=True)
-    tokens = torch.div(order, k, rounding_mode="floor")
-    crow = torch.zeros(d_sae + 1, dtype=torch.long, device=idx.device)
-    crow[1:] = torch.bincount(flat, minlength=d_sae).cumsum(0)
-
-    def build(values: torch.Tensor) -> torch.Tensor:
-        return _csr(crow, tokens, values.reshape(-1)[order], (d_sae, batch))
-
-    return build
-
-
-def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    with warnings.catch_warnings():  # torch flags CSR as beta on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 def topk_autoencode(x_in: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor,
                     k: int, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from workbench.sae._sparse_relu import relu_autoencode
 from workbench.sae.registry import Architecture, TrainingStep, register
 from workbench.sae.topk import centred
 
@@ -43,14 +44,14 @@ class Standard(Architecture):
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
-        f = (centred(sae, x) @ sae.W_enc + sae.b_enc).relu()
-        x_hat = f @ sae.W_dec + sae.b_dec
+        # sparse decoder and backward once few latents fire (see workbench.sae._sparse_relu)
+        out, l1_sum, fired, l0 = relu_autoencode(centred(sae, x), sae.W_enc, sae.b_enc, sae.W_dec)
+        x_hat = out + sae.b_dec
         mse = (x_hat - x).pow(2).sum(-1).mean()
-        l1 = f.sum(-1).mean()  # f >= 0, so the L1 norm is the sum
+        l1 = l1_sum / x.shape[0]  # f >= 0, so the L1 norm is the sum
         coefficient = sae.cfg.l1_coefficient if sae.cfg.l1_coefficient is not None else 1.0
-        active = f > 0
-        return TrainingStep(loss=mse + coefficient * l1, x_hat=x_hat, fired=active.any(0),
-                            l0=active.sum(-1).float().mean(), terms={"mse": mse, "l1": l1})
+        return TrainingStep(loss=mse + coefficient * l1, x_hat=x_hat, fired=fired, l0=l0,
+                            terms={"mse": mse, "l1": l1})
 
     @classmethod
     def before_step(cls, sae) -> None:
