@@ -29,7 +29,8 @@ def test_builders(attn_model):
 MODULES = ["workbench.spectra", "workbench.spectra.svd", "workbench.spectra.spectrum", "workbench.spectra.metrics",
            "workbench.spectra.powerlaw", "workbench.spectra.mp", "workbench.spectra.truncation",
            "workbench.spectra.weights", "workbench.spectra.circuits", "workbench.spectra.activations",
-           "workbench.spectra.layers", "workbench.spectra.compress", "workbench.figures.spectra"]
+           "workbench.spectra.layers", "workbench.spectra.compress", "workbench.spectra.targets",
+           "workbench.figures.spectra"]
 
 
 @pytest.mark.parametrize("name", MODULES)

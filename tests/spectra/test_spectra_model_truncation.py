@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.spectra import layer_spectra
 from workbench.spectra.model_truncation import target_kind, target_label, truncation_curves
 
 
@@ -57,10 +58,14 @@ def test_docstring_examples_run():
 
 
 def test_maps_are_tagged_with_their_matrix_kind_and_layer(toy):
-    _, _, ds = toy
+    model, _, ds = toy
     assert ds["target"].values.tolist() == [f"blocks.{i}.{m}" for i in (0, 1) for m in ("q", "fc_in", "c_proj")]
     assert ds["target_kind"].values.tolist() == ["q", "mlp_in", "mlp_out"] * 2
     assert ds["target_layer"].values.tolist() == [0, 0, 0, 1, 1, 1]
+    # ...and named as layer_spectra names the same weights, the names compress takes.
+    spectra = layer_spectra(model, kinds=("weights",), progress=False)["matrix"].values.tolist()
+    assert ds["target_matrix"].values.tolist() == [f"{t}.weight" for t in ds["target"].values] and \
+        set(ds["target_matrix"].values) <= set(spectra)
     assert ds["curve"].values.tolist() == ["weights", "svd", "whitened"] and ds.sizes["rank"] == 7
 
 

@@ -15,6 +15,12 @@ output PCA (AFM). Ranks are allocated
 
 A matrix whose factor pair would hold at least ``m n`` parameters stays dense.
 
+Matrices are named as :func:`~workbench.spectra.layer_spectra` names them
+(``blocks.0.attn.W_Q``, ``blocks.0.mlp.W_in``; ``<module>.weight`` on a
+plain ``torch.nn.Module``), in arguments and results alike: a rank read off
+the spectra table goes straight into ``compress(ranks={name: k})``.
+:mod:`workbench.spectra.targets` maps the names to the modules replaced.
+
 Examples
 --------
 >>> from workbench.models import load_model
@@ -36,11 +42,10 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench.spectra._validate import check_choice, resolve_device
+from workbench.spectra.targets import linear_targets, linear_weight, resolve_target
 from workbench.spectra.truncation import METHODS, ActivationStats, loss_terms, low_rank_factors
-from workbench.spectra.weights import _layer_of
 
 ALLOCATIONS = ("uniform", "greedy")
-_EMBEDDING_NAMES = ("embed", "unembed", "lm_head", "wte", "wpe", "head")
 
 
 class LowRankLinear(torch.nn.Module):
@@ -79,40 +84,27 @@ class LowRankLinear(torch.nn.Module):
         return self.up(self.down(x))
 
 
-def _linear_weight(module: torch.nn.Module) -> torch.Tensor | None:
-    """The ``[out, in]`` weight of an ``nn.Linear`` or Hugging Face ``Conv1D``, else None."""
-    if isinstance(module, torch.nn.Linear):
-        return module.weight
-    if type(module).__name__ == "Conv1D":
-        return module.weight.T
-    return None
-
-
 def target_linears(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """The linear maps inside the transformer blocks (embeddings and unembedding excluded).
+    """The linear maps inside the transformer blocks, keyed by their :func:`layer_spectra` matrix names.
+
+    Embeddings and the unembedding are not targets; see :func:`~workbench.spectra.targets.linear_targets`.
 
     Examples
     --------
     >>> from workbench.models import load_model
-    >>> len(target_linears(load_model("tiny-gelu-2l", device="cpu")))
-    12
+    >>> names = list(target_linears(load_model("tiny-gelu-2l", device="cpu")))
+    >>> len(names), names[4:6]
+    (12, ['blocks.0.mlp.W_in', 'blocks.0.mlp.W_out'])
     """
-    found = {}
-    for name, module in model.named_modules():
-        if _linear_weight(module) is None or _layer_of(name) < 0:
-            continue
-        if any(part in _EMBEDDING_NAMES for part in name.split(".")):
-            continue
-        found[name] = module
-    return found
+    return {name: target.module for name, target in linear_targets(model).items()}
 
 
 @torch.no_grad()
 def collect_stats(model: torch.nn.Module, tokens: torch.Tensor, *, batch_size: int = 16,
                   progress: bool = False) -> dict[str, ActivationStats]:
-    """Input statistics (Gram, mean |x|) of every target linear map over ``tokens``."""
+    """Input statistics (Gram, mean |x|) of every target linear map over ``tokens``, by matrix name."""
     targets = target_linears(model)
-    stats = {name: ActivationStats(int(_linear_weight(m).shape[1])) for name, m in targets.items()}
+    stats = {name: ActivationStats(int(linear_weight(m).shape[1])) for name, m in targets.items()}
     handles = [m.register_forward_pre_hook(lambda mod, args, name=name: stats[name].update(args[0]))
                for name, m in targets.items()]
     try:
@@ -154,29 +146,30 @@ def _greedy_ranks(curves: dict[str, np.ndarray], shapes: dict[str, tuple[int, in
     return ranks
 
 
-def _replace(model: torch.nn.Module, name: str, new: torch.nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
+def _replace(model: torch.nn.Module, path: str, new: torch.nn.Module) -> None:
+    parent_name, _, attr = path.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     parent._modules[attr] = new  # GeneralizedComponent bridges read their wrapped module from _modules
 
 
 def _apply(model, ranks, method, stats) -> dict:
-    targets = target_linears(model)
+    """Replace every target whose factor pair is smaller than its dense weight; ranks as kept."""
     kept = total = 0
-    for name, module in targets.items():
-        W = _linear_weight(module)
+    kept_ranks = {}
+    for name, target in linear_targets(model).items():
+        W = linear_weight(target.module)
         m, n = W.shape
         total += m * n
         k = ranks[name]
         if k * (m + n) >= m * n:
-            kept += m * n
+            kept, kept_ranks[name] = kept + m * n, min(m, n)
             continue
         A, B = low_rank_factors(W, k, method=method, stats=None if stats is None else stats[name])
-        bias = getattr(module, "bias", None)
-        _replace(model, name, LowRankLinear(A.to(W.dtype).to(W.device), B.to(W.dtype).to(W.device),
-                                            None if bias is None else bias.detach()))
-        kept += k * (m + n)
-    return {"ranks": dict(ranks), "params_kept": kept / total, "params": kept, "params_total": total,
+        bias = getattr(target.module, "bias", None)
+        _replace(model, target.path, LowRankLinear(A.to(W.dtype).to(W.device), B.to(W.dtype).to(W.device),
+                                                   None if bias is None else bias.detach()))
+        kept, kept_ranks[name] = kept + k * (m + n), k
+    return {"ranks": kept_ranks, "params_kept": kept / total, "params": kept, "params_total": total,
             "method": method}
 
 
@@ -186,24 +179,34 @@ def _check_ratio(ratio) -> float:
     return float(ratio)
 
 
-def _plan(model, ratio, ranks, method, allocation, stats) -> dict[str, int]:
-    shapes = {name: tuple(_linear_weight(m).shape) for name, m in target_linears(model).items()}
-    if not shapes:
-        raise ValueError(f"model: expected linear maps inside transformer blocks, found none in {type(model).__name__}")
-    if ranks is not None:
-        if isinstance(ranks, int):
-            return {name: ranks for name in shapes}
-        missing = set(shapes) - set(ranks)
-        if not isinstance(ranks, dict) or missing:
-            raise ValueError(f"ranks: expected an int or a dict over every target {sorted(shapes)}, "
-                             f"missing {sorted(missing)}")
-        return dict(ranks)
+def _check_rank(k, argument: str, expected: str = "a positive int rank") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{argument}: expected {expected}, got {k!r}")
+    return int(k)
+
+
+def _given_ranks(model, ranks) -> dict[str, int]:
+    """``ranks`` (one int, or ``{layer_spectra name: rank}``) over every target; unnamed targets keep full rank."""
+    targets = linear_targets(model)
+    if not isinstance(ranks, dict):
+        k = _check_rank(ranks, "ranks", "a positive int rank or a dict {layer_spectra matrix name: rank}")
+        return dict.fromkeys(targets, k)
+    plan = {name: min(linear_weight(t.module).shape) for name, t in targets.items()}
+    for key, k in ranks.items():
+        plan[resolve_target(key, targets, model, "ranks")] = _check_rank(k, f"ranks[{key!r}]")
+    return plan
+
+
+def _allocate(model, ratio, method, allocation, stats) -> dict[str, int]:
+    """Ranks keeping the fraction ``ratio`` of the targets' parameters."""
+    weights = {name: linear_weight(m) for name, m in target_linears(model).items()}
+    shapes = {name: tuple(W.shape) for name, W in weights.items()}
     ratio = _check_ratio(ratio)
     if allocation == "uniform":
         return _uniform_ranks(shapes, ratio)
     curves = {}
-    for name, module in target_linears(model).items():
-        terms = loss_terms(_linear_weight(module), None if stats is None else stats[name], method).cpu().numpy()
+    for name, W in weights.items():
+        terms = loss_terms(W, None if stats is None else stats[name], method).cpu().numpy()
         curves[name] = np.concatenate([np.cumsum(terms[::-1])[::-1], [0.0]])
     return _greedy_ranks(curves, shapes, ratio)
 
@@ -220,7 +223,12 @@ def compress(model: torch.nn.Module, *, ratio: float | None = None, ranks: int |
     ratio : float, optional
         Fraction of the target matrices' parameters to keep, in (0, 1].
     ranks : int or dict, optional
-        Instead of ``ratio``: one rank for all, or ``{module name: rank}``.
+        Instead of ``ratio``: one rank for all, or ``{matrix name: rank}``
+        with the names :func:`layer_spectra` gives whole matrices
+        (``"blocks.0.attn.W_Q"``, ``"blocks.1.mlp.W_in"``; the weight
+        parameter's name on a plain ``torch.nn.Module``); matrices left out
+        stay dense. A name with no linear map of its own (a head's slice
+        ``W_Q[3]``, an OV/QK circuit, ``W_E``) raises ``ValueError``.
     method : {"whitened", "svd", "asvd", "afm"}
     calibration_tokens : torch.LongTensor [seq, pos], optional
         Required by every method but ``"svd"`` (and by greedy allocation).
@@ -233,15 +241,35 @@ def compress(model: torch.nn.Module, *, ratio: float | None = None, ranks: int |
     Returns
     -------
     torch.nn.Module
-        The compressed model, with ``workbench_compression`` (ranks,
-        ``params_kept`` fraction, parameter counts, method).
+        The compressed model, with ``workbench_compression``: ``ranks``
+        (the rank each matrix keeps, by layer_spectra name: its full
+        ``min(m, n)`` where a factor pair would not be smaller than the dense
+        weight, which then stays as it is), ``params_kept`` fraction,
+        parameter counts, method.
 
     Examples
     --------
     >>> from workbench.models import load_model
+    >>> from workbench.spectra import layer_spectra
     >>> model = load_model("tiny-attn-2l", device="cpu")
     >>> compress(model, ranks=8, method="svd").workbench_compression["params"]
     16384
+
+    Truncate one matrix picked from the spectra table, by the name it has there:
+
+    >>> ds = layer_spectra(model, kinds=("weights",), per_head=False, progress=False)
+    >>> name = str(ds["matrix"].values[ds["layer"].values == 1][0])
+    >>> name, int(ds["numerical_rank"].sel(matrix=name))
+    ('blocks.1.attn.W_Q', 128)
+    >>> small = compress(model, ranks={name: 16}, method="svd")
+    >>> small.workbench_compression["ranks"][name], small.workbench_compression["ranks"]["blocks.1.attn.W_K"]
+    (16, 128)
+    >>> after = layer_spectra(small, kinds=("weights",), per_head=False, progress=False)
+    >>> int(after["numerical_rank"].sel(matrix=name))
+    16
+    >>> compress(model, ranks={"blocks.1.attn.W_Q[0]": 4}, method="svd")
+    Traceback (most recent call last):
+    ValueError: ranks: 'blocks.1.attn.W_Q[0]' is a slice ... of 'blocks.1.attn.W_Q' with no linear map of its own; ...
     """
     check_choice(method, "method", METHODS)
     check_choice(allocation, "allocation", ALLOCATIONS)
@@ -251,11 +279,14 @@ def compress(model: torch.nn.Module, *, ratio: float | None = None, ranks: int |
     if needs_stats and calibration_tokens is None:
         raise ValueError(f"calibration_tokens: method={method!r} / allocation={allocation!r} needs "
                          "calibration tokens [seq, pos], got None")
+    ratio = None if ratio is None else _check_ratio(ratio)
+    plan = None if ranks is None else _given_ranks(model, ranks)  # bad names fail before any copy
     target = model if inplace else copy.deepcopy(model)
     if device is not None:
         target.to(resolve_device(device))
     stats = collect_stats(target, calibration_tokens) if needs_stats else None
-    plan = _plan(target, ratio, ranks, method, allocation, stats)
+    if plan is None:
+        plan = _allocate(target, ratio, method, allocation, stats)
     target.workbench_compression = {**_apply(target, plan, method, stats), "allocation": allocation}
     return target
 
@@ -306,7 +337,7 @@ def compression_sweep(model: torch.nn.Module, tokens: torch.Tensor, ratios, meth
     jobs = [(i, j) for i in range(len(methods)) for j in range(len(ratios))]
     for i, j in tqdm(jobs, desc="compression", disable=not progress):
         small = copy.deepcopy(model)
-        plan = _plan(small, ratios[j], None, methods[i], allocation, stats)
+        plan = _allocate(small, ratios[j], methods[i], allocation, stats)
         info = _apply(small, plan, methods[i], stats)
         out["loss"][i, j] = mean_loss(small, tokens)
         out["params_kept"][i, j], out["params"][i, j] = info["params_kept"], info["params"]

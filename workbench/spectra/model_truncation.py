@@ -11,15 +11,16 @@ activation statistics come from one calibration pass for all maps
 
 Every map is tagged with the matrix kind and layer that :func:`layer_spectra`
 gives the same weights (``target_kind``, ``target_layer``), so a cell of a
-metric heatmap (kind x layer) finds its curves.
+metric heatmap (kind x layer) finds its curves, and with that matrix's name
+(``target_matrix``), the name :func:`~workbench.spectra.compress` takes.
 
 Examples
 --------
 >>> from workbench.models import load_model, tokenize
 >>> model = load_model("tiny-attn-2l", device="cpu")
 >>> ds = truncation_curves(model, tokenize(model, ["def f(x):\\n    return x\\n"] * 2, seq_len=16))
->>> ds["truncation"].dims, ds["target"].values[:2].tolist()
-(('target', 'curve', 'rank'), ['blocks.0.attn.q', 'blocks.0.attn.k'])
+>>> ds["truncation"].dims, ds["target"].values[:2].tolist(), ds["target_matrix"].values[:2].tolist()
+(('target', 'curve', 'rank'), ['blocks.0.attn.q', 'blocks.0.attn.k'], ['blocks.0.attn.W_Q', 'blocks.0.attn.W_K'])
 >>> sel = ds["truncation"].sel(target="blocks.1.attn.o")
 >>> bool((sel.sel(curve="whitened") <= sel.sel(curve="svd") * (1 + 1e-9)).all())
 True
@@ -34,7 +35,8 @@ import torch
 import xarray as xr
 
 from workbench.spectra._validate import check_choice
-from workbench.spectra.compress import _linear_weight, collect_stats, target_linears
+from workbench.spectra.compress import collect_stats
+from workbench.spectra.targets import linear_targets, linear_weight, target_label
 from workbench.spectra.truncation import METHODS, truncation_curve
 from workbench.spectra.weights import _layer_of
 
@@ -43,17 +45,6 @@ CURVES = ("weights", "svd", "whitened")
 #: Last part of a block's linear-map name -> the matrix kind of layer_spectra.
 TARGET_KINDS = {"q": "q", "k": "k", "v": "v", "o": "o", "fc_in": "mlp_in", "fc_out": "mlp_out", "in": "mlp_in",
                 "out": "mlp_out", "gate": "mlp_gate", "c_fc": "mlp_in", "c_proj": "mlp_out"}
-
-
-def target_label(name: str) -> str:
-    """A block's linear map without the bridge's wrapper parts.
-
-    Examples
-    --------
-    >>> target_label("blocks.0._original_component.attn._original_component.q._original_component")
-    'blocks.0.attn.q'
-    """
-    return ".".join(part for part in name.split(".") if part != "_original_component")
 
 
 def target_kind(label: str) -> str:
@@ -74,7 +65,7 @@ def truncation_curves(model: torch.nn.Module, calibration: torch.Tensor, *, curv
     Parameters
     ----------
     model : TransformerBridge or torch.nn.Module
-        Its linear maps inside the blocks (:func:`~workbench.spectra.compress.target_linears`) are measured.
+        Its linear maps inside the blocks (:func:`~workbench.spectra.targets.linear_targets`) are measured.
     calibration : torch.LongTensor [seq, pos]
         Tokens whose activations the ``"svd"``, ``"whitened"`` (...) curves are measured on.
     curves : sequence of str
@@ -89,7 +80,8 @@ def truncation_curves(model: torch.nn.Module, calibration: torch.Tensor, *, curv
         ``truncation`` (target, curve, rank): the loss of keeping ``rank``
         directions, NaN past a map's full rank; ``target`` is the map's name
         without wrapper parts (:func:`target_label`), with the coords
-        ``target_kind`` and ``target_layer`` of its :func:`layer_spectra` matrix.
+        ``target_matrix`` (the name of its :func:`layer_spectra` matrix, which
+        :func:`~workbench.spectra.compress` takes), ``target_kind`` and ``target_layer``.
 
     Examples
     --------
@@ -102,16 +94,14 @@ def truncation_curves(model: torch.nn.Module, calibration: torch.Tensor, *, curv
     0.0
     """
     curves = tuple(check_choice(c, "curves", ("weights", *METHODS)) for c in curves)
-    targets = target_linears(model)
-    if not targets:
-        raise ValueError(f"model: expected linear maps inside transformer blocks, found none in {type(model).__name__}")
+    targets = linear_targets(model)
     stats = collect_stats(model, calibration) if set(curves) - {"weights"} else {}
     rows, labels = [], []
-    for i, (name, module) in enumerate(targets.items()):
-        labels.append(target_label(name))
+    for i, (name, target) in enumerate(targets.items()):
+        labels.append(target_label(target.path))
         if progress is not None:
             progress(i / len(targets), f"truncation curves of {labels[-1]}")
-        W = _linear_weight(module)
+        W = linear_weight(target.module)
         rows.append(np.stack([(truncation_curve(W) if c == "weights" else
                                truncation_curve(W, stats[name], method=c)).values for c in curves]))
     width = max(r.shape[1] for r in rows)
@@ -120,5 +110,6 @@ def truncation_curves(model: torch.nn.Module, calibration: torch.Tensor, *, curv
         values[i, :, : r.shape[1]] = r
     return xr.Dataset({"truncation": (("target", "curve", "rank"), values)},
                       coords={"target": labels, "curve": list(curves), "rank": np.arange(width),
+                              "target_matrix": ("target", list(targets)),
                               "target_kind": ("target", [target_kind(label) for label in labels]),
-                              "target_layer": ("target", [_layer_of(name) for name in targets])})
+                              "target_layer": ("target", [_layer_of(t.path) for t in targets.values()])})

@@ -36,6 +36,11 @@ import torch
 _FUSED_QKV = re.compile(r"(c_attn|qkv_proj|query_key_value|qkv)\.weight$")
 _LAYER = re.compile(r"(?:^|\.)(\d+)\.")
 _VECTOR_REASON = "1-D parameter (bias or normalisation scale): no singular values"
+#: A bridge block's matrix views, as ``(block part, view, matrix kind, submodule)``: the view
+#: ``blocks.<i>.<part>.<view>`` is the weight of the linear map ``blocks[i].<part>.<submodule>``.
+BRIDGE_VIEWS = (("attn", "W_Q", "q", "q"), ("attn", "W_K", "k", "k"), ("attn", "W_V", "v", "v"),
+                ("attn", "W_O", "o", "o"), ("mlp", "W_in", "mlp_in", "in"), ("mlp", "W_gate", "mlp_gate", "gate"),
+                ("mlp", "W_out", "mlp_out", "out"))
 
 
 @dataclass
@@ -73,24 +78,39 @@ def _whole_and_heads(prefix: str, kind: str, layer: int, stack: torch.Tensor, pe
     return groups
 
 
+def view_name(layer: int, part: str, view: str) -> str:
+    """The name :func:`model_matrices` gives a bridge block's matrix view.
+
+    Examples
+    --------
+    >>> view_name(0, "attn", "W_Q")
+    'blocks.0.attn.W_Q'
+    """
+    return f"blocks.{layer}.{part}.{view}"
+
+
+def bridge_parts(model, block) -> tuple[str, ...]:
+    """The parts of a bridge block whose views are analysed: ``attn``, and ``mlp`` unless attention-only."""
+    has_mlp = getattr(block, "mlp", None) is not None and not getattr(model.cfg, "attn_only", False)
+    return ("attn", "mlp") if has_mlp else ("attn",)
+
+
 def _bridge_matrices(model, per_head: bool) -> tuple[list[MatrixGroup], set[str]]:
     groups: list[MatrixGroup] = []
     covered_prefixes: set[str] = set()
     with torch.no_grad():
         for layer, block in enumerate(model.blocks):
-            attn = block.attn
-            for kind, attr in (("q", "W_Q"), ("k", "W_K"), ("v", "W_V"), ("o", "W_O")):
-                stack = getattr(attn, attr).detach()
-                groups += _whole_and_heads(f"blocks.{layer}.attn.{attr}", kind, layer, stack, per_head,
-                                           head_axis_first_in=(kind == "o"))
-            covered_prefixes.add(f"blocks.{layer}.attn.")
-            mlp = getattr(block, "mlp", None)
-            if mlp is not None and not getattr(model.cfg, "attn_only", False):
-                for kind, attr in (("mlp_in", "W_in"), ("mlp_gate", "W_gate"), ("mlp_out", "W_out")):
-                    W = getattr(mlp, attr, None)
+            parts = bridge_parts(model, block)
+            for part, view, kind, _ in BRIDGE_VIEWS:
+                if part == "attn":  # always present; [head, a, b] stacks
+                    groups += _whole_and_heads(view_name(layer, part, view), kind, layer,
+                                               getattr(block.attn, view).detach(), per_head,
+                                               head_axis_first_in=(kind == "o"))
+                elif part in parts:
+                    W = getattr(block.mlp, view, None)
                     if isinstance(W, torch.Tensor) and W.ndim == 2:
-                        groups.append(MatrixGroup([f"blocks.{layer}.mlp.{attr}"], kind, layer, [-1], W.detach()[None]))
-                covered_prefixes.add(f"blocks.{layer}.mlp.")
+                        groups.append(MatrixGroup([view_name(layer, part, view)], kind, layer, [-1], W.detach()[None]))
+            covered_prefixes.update(f"blocks.{layer}.{part}." for part in parts)
         for kind, attr, prefix in (("embed", "W_E", "embed."), ("pos_embed", "W_pos", "pos_embed."),
                                    ("unembed", "W_U", "unembed.")):
             try:
