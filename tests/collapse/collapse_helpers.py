@@ -61,3 +61,33 @@ def papyan_reference(x, y, W=None, b=None, global_mean="class_means"):
         nearest = np.argmin(((x[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
         out["nc4"] = np.mean(decided != nearest)
     return out
+
+
+def hooked_class_means(net, x, y, names):
+    """{module name: class means (K, width)} of the features a forward hook catches, in numpy float64."""
+    import torch
+
+    caught, modules = {}, dict(net.named_modules())
+    handles = [modules[n].register_forward_hook(lambda _m, _i, out, n=n: caught.__setitem__(n, out)) for n in names]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    y = np.asarray(y)
+    return {n: np.stack([caught[n].flatten(1).double().numpy()[y == c].mean(axis=0) for c in range(y.max() + 1)])
+            for n in names}
+
+
+def top3_projection(points, rows=None):
+    """``points`` (and ``rows``) on the top three eigenvectors of their second-moment matrix, stacked (n, 3)."""
+    stacked = np.vstack([p for p in (points, rows) if p is not None])
+    lam, vec = np.linalg.eigh(stacked.T @ stacked)
+    return stacked @ vec[:, np.argsort(lam)[::-1][:3]]
+
+
+def assert_same_up_to_axis_signs(got, want, atol):
+    """``got`` equals ``want`` (n, 3) after flipping each axis of ``got`` to agree in sign."""
+    signs = np.sign(np.einsum("ij,ij->j", got, want))
+    np.testing.assert_allclose(got * signs, want, atol=atol)

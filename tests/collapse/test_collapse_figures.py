@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+import torch
 import xarray as xr
 
-from collapse_helpers import etf_features, random_rotation
-from workbench.collapse import etf_gram, imbalanced_geometry, nc_metrics
+from collapse_helpers import (assert_same_up_to_axis_signs, etf_features, hooked_class_means, random_rotation,
+                              top3_projection)
+from workbench.collapse import etf_gram, imbalanced_geometry, nc_metrics, run_experiment, track
 from workbench.figures.collapse import class_means_3d, gram_heatmap, minority_collapse_plot, nc_vs_epoch, nc_vs_layer
 
 
@@ -59,6 +61,54 @@ def test_class_means_3d_overlay_sits_on_exact_geometry(rng):
         np.testing.assert_allclose(getattr(overlay, axis), getattr(observed, axis), atol=1e-12)
     with pytest.raises(ValueError, match=r"W: expected shape \(4, 6\)"):
         class_means_3d(ds, W=np.ones((3, 6)))
+
+
+def _drawn(fig):
+    """The 3-D coordinates of every trace, stacked (n, 3)."""
+    return np.vstack([np.column_stack([t.x, t.y, t.z]) for t in fig.data])
+
+
+def _rescaled(rows, points):
+    return rows / np.linalg.norm(rows, axis=1).mean() * np.linalg.norm(points, axis=1).mean()
+
+
+def test_class_means_3d_of_a_tracked_layer_projects_the_hooked_means_and_heads():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.ReLU(), torch.nn.Linear(12, 7, bias=False),
+                              torch.nn.Linear(7, 4, bias=False)).double()
+    y = torch.arange(200) % 4
+    x = torch.randn(200, 5, dtype=torch.float64) + 2.0 * torch.randn(4, 5, dtype=torch.float64)[y]
+    heads = {"1": (net[3].weight @ net[2].weight).detach(), "2": net[3].weight.detach()}
+    tracker = track(net, (x, y), ["1", "2"], classifiers=heads, device="cpu")
+    for epoch in (0, 3):
+        tracker(epoch)
+    ds = tracker.result()
+    truth = hooked_class_means(net, x, y, ["1", "2"])
+    for name in ("1", "2"):  # 12 wide (the widest) and 7 wide (padded to 12)
+        fig = class_means_3d(ds.sel(layer=name, epoch=3))
+        assert [t.name for t in fig.data] == ["class means", "classifier rows"]
+        points = truth[name] - truth[name].mean(axis=0)
+        want = top3_projection(points, _rescaled(heads[name].numpy(), points))
+        assert_same_up_to_axis_signs(_drawn(fig), want, atol=1e-9)
+    one = ds.sel(layer="2", epoch=0)
+    assert [t.name for t in class_means_3d(one, W=np.ones((4, 7))).data] == ["class means", "classifier rows"]
+    with pytest.raises(ValueError, match=r"W: expected shape \(4, 7\)"):
+        class_means_3d(one, W=np.ones((4, 12)))
+    with pytest.raises(ValueError, match=r"select one, e.g. ds.sel\(layer=..., epoch=...\)"):
+        class_means_3d(ds.sel(layer="2"))
+
+
+def test_class_means_3d_of_an_experiment_slice():
+    run = run_experiment(hidden=(16, 24), n_linear=2, epochs=2, record_every=2, progress=False, device="cpu")
+    for layer, width, has_head in (("relu1", 16, False), ("relu2", 24, True), ("linear1", 24, True)):
+        one = run.sel(layer=layer, epoch=2)
+        fig = class_means_3d(one, target="of")
+        names = ["class means"] + ["classifier rows"] * has_head + ["orthogonal frame"]
+        assert [t.name for t in fig.data] == names
+        points = one.class_means.values[:, :width]  # uncentred for the OF target
+        rows = _rescaled(one.classifier.values[:, :width], points) if has_head else None
+        n = len(points) * (1 + has_head)
+        assert_same_up_to_axis_signs(_drawn(fig)[:n], top3_projection(points, rows), atol=1e-9)
 
 
 def test_minority_collapse_plot():

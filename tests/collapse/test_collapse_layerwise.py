@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_helpers import papyan_reference
+from collapse_helpers import hooked_class_means, papyan_reference
 from workbench.collapse import layerwise, run_experiment, track
 
 
-def _net_and_data(seed=0):
+def _net_and_data(seed=0, width=12):
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.ReLU(), torch.nn.Linear(12, 12, bias=False),
-                              torch.nn.Linear(12, 3, bias=False)).double()
+    net = torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.ReLU(), torch.nn.Linear(12, width, bias=False),
+                              torch.nn.Linear(width, 3, bias=False)).double()
     y = torch.arange(150) % 3
     x = torch.randn(150, 5, dtype=torch.float64) + 2.0 * torch.randn(3, 5, dtype=torch.float64)[y]
     return net, x, y
@@ -32,6 +32,48 @@ def test_hooked_features_match_a_direct_forward_pass():
         for metric, value in ref.items():
             assert float(ds[metric].sel(layer=name)) == pytest.approx(value, rel=1e-9, abs=1e-12), (name, metric)
     assert ds.layer_dim.values.tolist() == [12, 12]
+
+
+def _assert_padded(values, truth, width):
+    """A (class, dim) slice holds ``truth`` in its first ``width`` columns and NaN exactly beyond."""
+    np.testing.assert_allclose(values[:, :width], truth, rtol=1e-12, atol=1e-12)
+    assert np.isfinite(values[:, :width]).all() and np.isnan(values[:, width:]).all()
+
+
+def test_class_means_and_classifier_rows_are_kept_per_layer_and_padded():
+    net, x, y = _net_and_data(4, width=7)  # layers 0 and 1 are 12 wide, layer 2 is 7 wide
+    head = (net[3].weight @ net[2].weight).detach()
+    ds = layerwise(net, (x, y), ["0", "1", "2"], classifiers={"1": head, "2": net[3].weight.detach()},
+                   batch_size=32, device="cpu")
+    truth = hooked_class_means(net, x, y, ["0", "1", "2"])
+    assert ds.class_means.dims == ds.classifier.dims == ("layer", "class", "dim")
+    assert ds.sizes["dim"] == 12 and ds.dim.values.tolist() == list(range(12))
+    assert ds.layer_dim.values.tolist() == [12, 12, 7]
+    for name, width in zip(["0", "1", "2"], [12, 12, 7]):
+        _assert_padded(ds.class_means.sel(layer=name).values, truth[name], width)
+    assert np.isnan(ds.classifier.sel(layer="0").values).all()
+    _assert_padded(ds.classifier.sel(layer="1").values, head.numpy(), 12)
+    _assert_padded(ds.classifier.sel(layer="2").values, net[3].weight.detach().numpy(), 7)
+
+
+def test_track_keeps_class_means_per_epoch():
+    net, x, y = _net_and_data(5, width=7)
+    tracker = track(net, (x, y), ["1", "2"], device="cpu")
+    truth = []
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for epoch in (0, 1):
+        tracker(epoch)
+        truth.append(hooked_class_means(net, x, y, ["1", "2"]))
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()  # the next epoch's means differ
+    ds = tracker.result()
+    assert ds.class_means.dims == ("epoch", "layer", "class", "dim") and ds.class_means.shape == (2, 2, 3, 12)
+    for epoch, means in zip((0, 1), truth):
+        for name, width in (("1", 12), ("2", 7)):
+            _assert_padded(ds.class_means.sel(epoch=epoch, layer=name).values, means[name], width)
+    assert not np.allclose(truth[0]["2"], truth[1]["2"])
+    assert np.isnan(ds.classifier.values).all()  # no classifiers given
 
 
 def test_input_forms_and_batch_sizes_agree():
@@ -103,6 +145,27 @@ def test_run_experiment_collapses_towards_the_classifier():
     # deeper layers are more collapsed (Dang et al., Fig. 4)
     assert float(last.nc1.sel(layer="linear1")) < float(last.nc1.sel(layer="relu1"))
     assert np.isnan(float(last.nc3.sel(layer="relu1"))) and np.isfinite(float(last.nc4.sel(layer="relu2")))
+
+
+def test_run_experiment_keeps_padded_class_means_and_heads():
+    ds = run_experiment(hidden=(16, 24), n_linear=2, epochs=2, record_every=1, progress=False, device="cpu")
+    assert ds.class_means.dims == ds.classifier.dims == ("epoch", "layer", "class", "dim")
+    assert ds.class_means.shape == (3, 3, 10, 24) and ds.layer_dim.isel(epoch=-1).values.tolist() == [16, 24, 24]
+    for layer, width in zip(ds.layer.values, [16, 24, 24]):
+        one = ds.sel(layer=layer)
+        means = one.class_means.values
+        assert np.isfinite(means[..., :width]).all() and np.isnan(means[..., width:]).all()
+        # the per-class norms were computed from the unpadded means and classifier rows
+        np.testing.assert_allclose(np.linalg.norm(means[..., :width], axis=-1), one.mean_norm, rtol=1e-12)
+        rows = one.classifier.values[..., :width]
+        if layer == "relu1":  # feeds relu2, not the linear head
+            assert np.isnan(one.classifier.values).all()
+        else:
+            np.testing.assert_allclose(np.linalg.norm(rows, axis=-1), one.classifier_norm, rtol=1e-12)
+            np.testing.assert_allclose(np.einsum("ekd,ekd->ek", rows, means[..., :width]), one.classifier_mean_dot,
+                                       rtol=1e-10)
+    # training moved the means between the recorded epochs
+    assert not np.allclose(ds.class_means.isel(epoch=0, layer=-1), ds.class_means.isel(epoch=-1, layer=-1))
 
 
 def test_run_experiment_imbalanced_counts_and_user_arrays():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import xarray as xr
 
+from sae_helpers import z_cat
 from workbench.figures.sae import (feature_dashboard, feature_examples_html, firing_histogram, head_family_matrix,
                                    l0_ce_frontier)
 from workbench.sae import (AttentionSAE, SAEConfig, dfa, evaluate, feature_families, head_attribution,
@@ -42,3 +44,29 @@ def test_builders_refuse_wrong_input(results):
         feature_dashboard(results["top"], 2, head_share=results["dfa"])
     with pytest.raises(ValueError, match=r"layer: expected one of \[1\], got 0"):
         head_family_matrix(results["families"], 0)
+
+
+def test_dashboard_shows_the_chosen_sequence_else_where_the_feature_peaks(random_model):
+    tokens = torch.randint(1, 64, (4, 16), generator=torch.Generator().manual_seed(1))
+    sae = AttentionSAE(SAEConfig(d_in=32, d_sae=24, architecture="standard"), seed=2)  # activation = relu(pre)
+    with torch.no_grad():
+        acts = sae.encode(z_cat(random_model, tokens, 1)).numpy()  # (seq, pos, feature), read directly
+    peak_seq = acts.max(axis=1).argmax(axis=0)  # per feature
+    feature = int(np.flatnonzero((peak_seq != 0) & (acts.max(axis=(0, 1)) > 0))[0])  # the old default was wrong
+    attribution = dfa(sae, random_model, tokens, 1, [feature])
+    top = top_activations(sae, random_model, tokens, 1, [feature], k=4)
+    share = head_attribution(sae, 2)
+
+    def shown(**kwargs):
+        fig = feature_dashboard(top, feature, head_share=share, dfa=attribution, **kwargs)
+        return np.asarray(fig.data[1].z), fig.layout.xaxis2.title.text
+
+    for seq, want in ((None, int(peak_seq[feature])), (0, 0), (3, 3)):
+        z, title = shown(seq=seq)
+        np.testing.assert_array_equal(z, attribution.sel(feature=feature).values[want])
+        assert title == f"source (sequence {want})"
+    for bad in (4, -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"seq: expected a sequence index in \[0, 4\) .*got {bad!r}"):
+            shown(seq=bad)
+    with pytest.raises(ValueError, match="seq: expected None when no dfa is given, got 2"):
+        feature_dashboard(top, feature, head_share=share, seq=2)

@@ -153,13 +153,21 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
         NC metrics over (``epoch``, ``layer``) as from
         :func:`~workbench.collapse.layerwise`, plus ``train_loss`` and
         ``train_accuracy`` over ``epoch``. Layers are ``relu1..`` and
-        ``linear1..linear{M-1}``.
+        ``linear1..linear{M-1}``. ``class_means`` and ``classifier`` (the
+        product of the linear maps after a layer; NaN at the ReLU layers but
+        the last) are (epoch, layer, class, dim), NaN-padded beyond each layer's
+        ``layer_dim``, at the recorded epochs only: about 4 MB for the
+        defaults (21 records, 5 layers, 10 classes, width 256). Draw them with
+        ``class_means_3d(ds.sel(epoch=e, layer=name))``
+        (:func:`~workbench.figures.collapse.class_means_3d`).
 
     Examples
     --------
     >>> ds = run_experiment(hidden=(32,), n_linear=2, epochs=2, record_every=1, progress=False, device="cpu")
     >>> ds.nc1.dims, ds.layer.values.tolist()
     (('epoch', 'layer'), ['relu1', 'linear1'])
+    >>> ds.class_means.dims, ds.class_means.shape
+    (('epoch', 'layer', 'class', 'dim'), (3, 2, 10, 32))
 
     Live NC1 at the last layer while training, e.g. for a plot that redraws:
 

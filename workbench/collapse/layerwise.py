@@ -17,6 +17,7 @@ import xarray as xr
 from torch import nn
 
 from workbench.device import resolve_device
+from workbench.collapse._validate import as_classifier
 from workbench.collapse.accumulator import NCAccumulator
 
 Classifiers = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
@@ -138,9 +139,16 @@ def layerwise(model: Any, data: Any, layers: Sequence[str] | None = None, *, cla
     Returns
     -------
     xarray.Dataset
-        The scalar and per-class variables of ``nc_metrics`` (not the class
-        means, whose width differs between layers) stacked over ``layer``, plus
-        ``layer_dim`` (the feature width).
+        The variables of ``nc_metrics`` stacked over ``layer``, plus
+        ``layer_dim`` (each layer's feature width) and ``classifier``, the
+        rows of that layer's ``classifiers`` entry. ``class_means`` and
+        ``classifier`` are (layer, class, dim) with ``dim`` running to the
+        widest layer: a layer's values fill its first ``layer_dim`` columns and
+        the rest is NaN, as is all of ``classifier`` at a layer without one.
+        Select one layer and trim, ``ds.class_means.sel(layer=name)[:, :width]``,
+        or hand the selection to :func:`~workbench.figures.collapse.class_means_3d`.
+        Together they take 16 K d bytes per layer (float64; K classes, d the
+        widest layer).
 
     Examples
     --------
@@ -151,6 +159,19 @@ def layerwise(model: Any, data: Any, layers: Sequence[str] | None = None, *, cla
     >>> ds = layerwise(net, (x, y), device="cpu")
     >>> ds.nc1.dims, ds.layer.values.tolist()
     (('layer',), ['0', '1'])
+
+    Layers of different widths, one with a classifier: the class means of the
+    narrower layer are NaN beyond its width.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8),
+    ...                           torch.nn.Linear(8, 3))
+    >>> ds = layerwise(net, (x, y), ["1", "2"], classifiers={"2": net[3].weight}, device="cpu")
+    >>> ds.class_means.dims, ds.sizes["dim"], ds.layer_dim.values.tolist()
+    (('layer', 'class', 'dim'), 16, [16, 8])
+    >>> bool(ds.class_means.sel(layer="2", dim=slice(8, None)).isnull().all())
+    True
+    >>> [bool(ds.classifier.sel(layer=name).notnull().any()) for name in ("1", "2")]
+    [False, True]
     """
     dev = resolve_device(device)
     names = _check_layers(model, layers)
@@ -183,12 +204,15 @@ def layerwise(model: Any, data: Any, layers: Sequence[str] | None = None, *, cla
                 feats = _features_by_layer(model, _as_tensor(inputs, dev, dtype), list(mapping), position)
                 for name, clf in mapping.items():
                     accs[name].second_pass(feats[name], labels, *_w_b(clf))
-        results = [accs[name].result(*(_w_b(mapping[name]) if name in mapping else (None, None)),
-                                     global_mean=global_mean, nc3=nc3) for name in names]
+        results, rows = [], []
+        for name in names:
+            w, b = _w_b(mapping[name]) if name in mapping else (None, None)
+            results.append(accs[name].result(w, b, global_mean=global_mean, nc3=nc3))
+            rows.append(as_classifier(w, b, k, accs[name].dim)[0])
     finally:
         if isinstance(model, nn.Module):
             model.train(was_training)
-    return _stack(results, names)
+    return _stack(results, names, rows)
 
 
 def _n_classes(data: Any, n_classes: int | None) -> int:
@@ -210,16 +234,32 @@ def _w_b(classifier: Any) -> tuple[Any, Any]:
     return classifier, None
 
 
-def _stack(results: list[xr.Dataset], names: list[str]) -> xr.Dataset:
-    """Concatenate per-layer results over ``layer``, dropping what depends on the layer's width."""
+def _stack(results: list[xr.Dataset], names: list[str], rows: list[np.ndarray | None]) -> xr.Dataset:
+    """Concatenate per-layer results over ``layer``; (class, dim) arrays are NaN-padded to the widest layer.
+
+    ``rows`` holds each layer's classifier (class, width), or None.
+    """
     widths = [ds.sizes["dim"] for ds in results]
     trimmed = [ds.drop_dims("dim").drop_attrs() for ds in results]
     out = xr.concat(trimmed, dim=xr.DataArray(names, dims="layer", name="layer"), data_vars="all",
                     coords="minimal", compat="override")
     out["layer_dim"] = ("layer", np.array(widths))
+    k, width = out.sizes["class"], max(widths)
+    out["class_means"] = _padded([ds.class_means.values for ds in results], k, width)
+    out["classifier"] = _padded(rows, k, width)
+    out = out.assign_coords(dim=np.arange(width))
     out.attrs = {key: results[0].attrs[key] for key in ("n_samples", "n_classes", "global_mean", "nc3_form",
                                                           "workbench_version")}
     return out
+
+
+def _padded(blocks: list[np.ndarray | None], n_classes: int, width: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """Per-layer (class, width_l) blocks as one (layer, class, dim) array, NaN beyond each block and for None."""
+    out = np.full((len(blocks), n_classes, width), np.nan)
+    for i, block in enumerate(blocks):
+        if block is not None:
+            out[i, :, :block.shape[1]] = block
+    return ("layer", "class", "dim"), out
 
 
 class NCTracker:
@@ -246,7 +286,7 @@ class NCTracker:
         return ds
 
     def result(self) -> xr.Dataset:
-        """All recorded metrics with an ``epoch`` dim."""
+        """All recorded metrics with an ``epoch`` dim first (``class_means``: epoch, layer, class, dim)."""
         if not self.records_:
             raise ValueError("result: nothing recorded yet; call the tracker at least once")
         out = xr.concat(self.records_, dim=xr.DataArray(self.epochs_, dims="epoch", name="epoch"),

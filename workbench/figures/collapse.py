@@ -160,8 +160,37 @@ def _procrustes(target: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return target @ u @ vt
 
 
+def _layer_geometry(ds: xr.Dataset, W: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class means (class, dim) and classifier rows (or None) of one layer, without the NaN padding.
+
+    The width is ``layer_dim`` when ``ds`` has it (a slice of a layerwise
+    result), else all of ``dim``; ``W`` defaults to a finite ``classifier``.
+    """
+    if ds.class_means.dims != ("class", "dim"):
+        raise ValueError(f"ds: expected class_means over (class, dim) for one layer (and epoch), got dims "
+                         f"{ds.class_means.dims}; select one, e.g. ds.sel(layer=..., epoch=...)")
+    width = int(ds.layer_dim) if "layer_dim" in ds else ds.sizes["dim"]
+    means = ds.class_means.values[:, :width]
+    if not np.isfinite(means).all():
+        raise ValueError(f"ds: expected finite class means in the layer's first {width} dims, got NaN or inf")
+    if W is None and "classifier" in ds and np.isfinite(ds.classifier.values[:, :width]).all():
+        W = ds.classifier.values[:, :width]
+    rows = None if W is None else np.asarray(W, dtype=float)
+    if rows is not None and rows.shape != means.shape:
+        raise ValueError(f"W: expected shape {means.shape} (class, dim), got {rows.shape}")
+    return means, rows
+
+
 def class_means_3d(ds: xr.Dataset, W: Any = None, target: str | xr.Dataset | None = None) -> go.Figure:
     """Class means and classifier rows projected on their top three principal axes.
+
+    ``ds`` is the result of :func:`~workbench.collapse.nc_metrics`, or one
+    layer (and epoch) of :func:`~workbench.collapse.layerwise`,
+    :func:`~workbench.collapse.track` or
+    :func:`~workbench.collapse.run_experiment`, e.g.
+    ``ds.sel(layer="linear1", epoch=200)``: its means are cut to the layer's
+    ``layer_dim`` and ``W`` defaults to its stored ``classifier`` rows, when
+    the layer has them.
 
     Means are drawn centred for ``target`` None or ``"etf"``, uncentred for
     ``"of"`` or a theory Dataset. Classifier rows are rescaled to the means'
@@ -177,16 +206,19 @@ def class_means_3d(ds: xr.Dataset, W: Any = None, target: str | xr.Dataset | Non
     >>> fig = class_means_3d(nc_metrics(x, y, device="cpu"), W=np.eye(4), target="etf")
     >>> [t.name for t in fig.data]
     ['class means', 'classifier rows', 'simplex ETF']
+
+    One layer at one epoch of a training run, classifier rows included:
+
+    >>> from workbench.collapse import run_experiment
+    >>> run = run_experiment(hidden=(16,), n_linear=2, epochs=2, record_every=2, progress=False, device="cpu")
+    >>> [t.name for t in class_means_3d(run.sel(layer="relu1", epoch=2), target="of").data]
+    ['class means', 'classifier rows', 'orthogonal frame']
     """
     _require(ds, ["class_means"], ["class"])
-    means = ds.class_means.values
+    means, rows = _layer_geometry(ds, W)
     centred = target is None or (isinstance(target, str) and target == "etf")
     points = means - means.mean(axis=0) if centred else means
-    rows = None
-    if W is not None:
-        rows = np.asarray(W, dtype=float)
-        if rows.shape != means.shape:
-            raise ValueError(f"W: expected shape {means.shape} (class, dim), got {rows.shape}")
+    if rows is not None:
         rows = rows / np.linalg.norm(rows, axis=1).mean() * np.linalg.norm(points, axis=1).mean()
     overlay = None
     if target is not None:

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import html
+import numbers
 
 import numpy as np
 import plotly.graph_objects as go
@@ -76,8 +77,19 @@ def feature_examples_html(top: xr.Dataset, feature: int, *, max_examples: int = 
     return f'<div class="sae-feature" data-feature="{feature}">' + "\n".join(rows) + "</div>"
 
 
+def _dfa_seq(dfa: xr.DataArray, seq: int | None) -> int:
+    """Position along the seq dim of one feature's ``dfa`` (seq, dest, src): ``seq``, checked, or where it peaks."""
+    n_seq = dfa.sizes["seq"]
+    if seq is None and n_seq > 0:
+        preactivation = dfa.sum("src").values  # (seq, dest), up to the feature's constant bias
+        return int(np.unravel_index(np.argmax(preactivation), preactivation.shape)[0])
+    if isinstance(seq, bool) or not isinstance(seq, numbers.Integral) or not 0 <= seq < n_seq:
+        raise ValueError(f"seq: expected a sequence index in [0, {n_seq}) along the seq dim of dfa, got {seq!r}")
+    return int(seq)
+
+
 def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray, dfa: xr.DataArray | None = None,
-                      firing: xr.DataArray | None = None) -> go.Figure:
+                      firing: xr.DataArray | None = None, seq: int | None = None) -> go.Figure:
     """Dashboard of one feature: activation histogram, DFA heatmap, head shares, logit effects.
 
     Parameters
@@ -88,10 +100,20 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     head_share : xr.DataArray (feature, head)
         From :func:`workbench.sae.head_attribution`.
     dfa : xr.DataArray (feature, seq, dest, src), optional
-        From :func:`workbench.sae.dfa`; the first sequence is shown.
+        From :func:`workbench.sae.dfa`; one sequence's DFA is shown (``seq``).
     firing : xr.DataArray, optional
         Activations of the feature over many tokens for the histogram;
         default the activations of the examples in ``top``.
+    seq : int, optional
+        Which sequence of ``dfa`` to show, by position along its ``seq`` dim
+        (``dfa.isel(seq=seq)``), in ``[0, n_seq)``; only with ``dfa``.
+        Default: the sequence where the feature's pre-activation peaks. DFA
+        summed over ``src`` is that pre-activation less a per-feature
+        constant, so it is read from ``dfa`` alone (``top`` numbers its
+        sequences in its own tokens). For standard, JumpReLU and BatchTopK
+        SAEs, whose activation grows with the pre-activation, that is where
+        the activation is largest; a TopK SAE may drop that token from its
+        top k. The shown sequence is named in the heatmap's x-axis title.
 
     Examples
     --------
@@ -104,11 +126,21 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     >>> share = xr.DataArray(np.array([[0.25, 0.75]]), dims=("feature", "head"), coords={"feature": [3]})
     >>> [t.type for t in feature_dashboard(top, 3, head_share=share).data]  # no DFA given: no heatmap
     ['histogram', 'bar', 'bar']
+
+    With DFA over two sequences, the one where the feature is driven hardest is shown:
+
+    >>> dfa = xr.DataArray(np.array([[[[1.0, 0.0], [0.5, 0.5]], [[0.0, 0.0], [3.0, -1.0]]]]),
+    ...                    dims=("feature", "seq", "dest", "src"), coords={"feature": [3]})
+    >>> fig = feature_dashboard(top, 3, head_share=share, dfa=dfa)
+    >>> fig.data[1].z.tolist(), fig.layout.xaxis2.title.text
+    ([[0.0, 0.0], [3.0, -1.0]], 'source (sequence 1)')
     """
     _require(top, ("activation", "top_logit", "top_logit_token", "bottom_logit", "bottom_logit_token"),
              "top_activations", "top")
     if not isinstance(head_share, xr.DataArray) or head_share.dims != ("feature", "head"):
         raise TypeError("head_share: expected the (feature, head) DataArray of head_attribution")
+    if dfa is None and seq is not None:
+        raise ValueError(f"seq: expected None when no dfa is given, got {seq!r}")
     one = top.sel(feature=feature)
     fig = make_subplots(rows=2, cols=2, subplot_titles=("activations", "DFA by source position",
                                                         "decoder share per head", "logit effects"))
@@ -116,9 +148,11 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     fig.add_trace(go.Histogram(x=values[np.isfinite(values) & (values > 0)], marker_color=PALETTE[0],
                                name="activation"), row=1, col=1)
     if dfa is not None:
-        fig.add_trace(go.Heatmap(z=dfa.sel(feature=feature).isel(seq=0).values, colorscale=DIVERGING, zmid=0,
+        one_dfa = dfa.sel(feature=feature)
+        shown = _dfa_seq(one_dfa, seq)
+        fig.add_trace(go.Heatmap(z=one_dfa.isel(seq=shown).values, colorscale=DIVERGING, zmid=0,
                                  showscale=False, name="DFA"), row=1, col=2)  # DFA is signed: white is 0
-        fig.update_xaxes(title_text="source", row=1, col=2)
+        fig.update_xaxes(title_text=f"source (sequence {shown})", row=1, col=2)
         fig.update_yaxes(title_text="destination", autorange="reversed", row=1, col=2)
     fig.add_trace(go.Bar(x=head_share["head"].values, y=head_share.sel(feature=feature).values,
                          marker_color=PALETTE[2], name="head share"), row=2, col=1)
