@@ -28,7 +28,7 @@ the paper-scale tensor this cuts the iterations to a given error about 2x.
 Compression (no missing entries, large tensors): the mode-0 unfolding is
 first replaced by its randomized range approximation ``X0 ~ Q G`` (Halko,
 Martinsson & Tropp 2011; ``Q`` (I, L) orthonormal, ``G = Q^T X0`` (L, J*K),
-L = 2R, one power iteration). HALS on ``Q G`` costs O(L) instead of O(I) per
+L = R plus a third, one power iteration). HALS on ``Q G`` costs O(L) instead of O(I) per
 column of the tensor, so the fit converges there almost for free; a few
 iterations on the full tensor then finish it, and they alone decide the
 reported error and the stopping rule.
