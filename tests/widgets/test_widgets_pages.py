@@ -95,11 +95,15 @@ def test_collapse_run_records_the_requested_run(collapse_cache):
     ds = page.result
     assert ds.epoch.values.tolist() == [0, 1, 2]
     assert list(ds.attrs["n_per_class"]) == [20, 20, 10]
-    assert list(page.figures()) == ["nc_curves", "nc1_by_layer", "gram"]
+    assert list(page.figures()) == ["nc_curves", "nc1_by_layer", "gram", "means_3d"]
     before = page.revision
     page.layer = page.param.layer.objects[0]
     assert page.revision > before
     assert page.figures()["nc_curves"].layout.title.text == f"NC metrics at {page.layer}"
+    # the 3-D view: this layer's class means and classifier rows at the last epoch, with the page's target
+    fig = page.figures()["means_3d"]
+    assert [t.name for t in fig.data] == ["class means", "classifier rows", "simplex ETF"]
+    assert [len(t.x) for t in fig.data] == [3, 3, 3] and f"{page.layer}, epoch 2" in fig.layout.title.text
 
 
 def test_collapse_reopens_from_cache_without_running(collapse_cache):

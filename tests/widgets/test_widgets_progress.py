@@ -83,7 +83,7 @@ def test_collapse_page_draws_live_nc_curves_while_training(tmp_path, gated_colla
     assert page.running and page.result is None and page.progress == round(100 * 2 / 6)
     assert page.param.layer.objects == ["relu1", "relu2", "linear1"] and page.layer == "linear1"
     live = page.figures()
-    assert list(live) == ["nc_curves", "nc1_by_layer", "gram"]
+    assert list(live) == ["nc_curves", "nc1_by_layer", "gram", "means_3d"]
     nc1 = next(t for t in live["nc_curves"].data if t.name == "NC1")
     assert list(nc1.x) == [0, 1, 2]
     gated_collapse.set()

@@ -37,14 +37,22 @@ def _digits(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _figure_builders(ds: xr.Dataset, layer: str,
                      target: str) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
-    """``{name: (key, build)}``: each key names exactly the view settings its figure depends on."""
-    from workbench.figures.collapse import gram_heatmap, nc_vs_epoch, nc_vs_layer
+    """``{name: (key, build)}``: each key names exactly the view settings its figure depends on.
 
-    return {"nc_curves": (("nc_curves", layer),
-                          lambda: nc_vs_epoch(ds, layer=layer).update_layout(title=f"NC metrics at {layer}")),
-            "nc1_by_layer": (("nc1_by_layer",), lambda: nc_vs_layer(ds, "nc1")),
-            "gram": (("gram", layer, target),
-                     lambda: gram_heatmap(ds.isel(epoch=-1).sel(layer=layer), target=target))}
+    ``means_3d`` needs the class means that results stored by older versions lack.
+    """
+    from workbench.figures.collapse import class_means_3d, gram_heatmap, nc_vs_epoch, nc_vs_layer
+
+    last = ds.isel(epoch=-1).sel(layer=layer)
+    builders = {"nc_curves": (("nc_curves", layer),
+                              lambda: nc_vs_epoch(ds, layer=layer).update_layout(title=f"NC metrics at {layer}")),
+                "nc1_by_layer": (("nc1_by_layer",), lambda: nc_vs_layer(ds, "nc1")),
+                "gram": (("gram", layer, target), lambda: gram_heatmap(last, target=target))}
+    if "class_means" in ds:
+        epoch = int(ds.epoch.values[-1])
+        builders["means_3d"] = (("means_3d", layer, target, epoch), lambda: class_means_3d(last, target=target)
+                                .update_layout(title=f"Class means and classifier rows at {layer}, epoch {epoch}"))
+    return builders
 
 
 def collapse_figures(ds: xr.Dataset, layer: str | None = None, target: str = "etf") -> dict[str, go.Figure]:
@@ -55,7 +63,7 @@ def collapse_figures(ds: xr.Dataset, layer: str | None = None, target: str = "et
     >>> from workbench.collapse import run_experiment
     >>> ds = run_experiment(hidden=(16,), n_linear=1, epochs=1, progress=False, device="cpu")
     >>> list(collapse_figures(ds))
-    ['nc_curves', 'nc1_by_layer', 'gram']
+    ['nc_curves', 'nc1_by_layer', 'gram', 'means_3d']
     """
     layer = layer if layer is not None else str(ds.layer.values[-1])
     return {name: build() for name, (_, build) in _figure_builders(ds, layer, target).items()}
@@ -206,7 +214,10 @@ class CollapsePage(Page):
         return job
 
     def figures(self) -> dict[str, go.Figure]:
-        """NC metrics over epochs, NC1 over layers and the Gram heatmap: live while a run trains, else of the result."""
+        """NC metrics over epochs, NC1 over layers, the Gram heatmap and the 3-D class means.
+
+        Live while a run trains, else of the result.
+        """
         if self.running and self.live is not None:  # grows every record: drawn afresh, not memoised
             return collapse_figures(self.live, self.layer, self.target)
         if self.result is None:
