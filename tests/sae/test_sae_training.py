@@ -135,6 +135,20 @@ def test_auxk_revives_dead_latents():
     assert history["dead_fraction"].values[-1] < 0.5
 
 
+def test_auxk_reaches_latents_negative_on_every_input():
+    """A dead latent is one whose pre-activation is negative everywhere: AuxK must still move it."""
+    acts = torch.randn(256, 16)
+    sae = AttentionSAE(SAEConfig(d_in=16, d_sae=64, k=2))
+    with torch.no_grad():
+        sae.b_enc[:32] = -1e3  # latents 0..31 cannot fire on any input
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[:32] = True
+    step = sae.architecture.training_loss(sae, acts, dead)
+    step.terms["aux"].backward()
+    assert bool(sae.W_enc.grad[:, :32].abs().sum(0).gt(0).all())
+    assert bool(sae.W_enc.grad[:, 32:].eq(0).all())  # the live latents are not in the aux loss
+
+
 @pytest.mark.parametrize("resample", [True, False])
 def test_resampling_revives_killed_standard_latents(resample):
     """Kill half the latents after the first step (b_enc = -1e3: ReLU passes no gradient, so only

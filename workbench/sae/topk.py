@@ -90,6 +90,9 @@ def auxk_loss(sae, x_in: torch.Tensor, residual: torch.Tensor, dead: torch.Tenso
     Scaled by ``min(n_dead / k_aux, 1)`` so a handful of dead latents does
     not dominate the loss. Only the dead columns of ``W_enc`` are multiplied.
     The dead latents are ranked like live ones (by ``pre * ||W_dec[i]||``).
+    Their pre-activations enter *without* the ReLU (as in SAELens and
+    EleutherAI's sae): a latent whose pre-activation is negative on every
+    input is exactly the dead one, and a ReLU would give it no gradient.
     """
     dead_idx = dead.nonzero().squeeze(1)
     n_dead = dead_idx.numel()
@@ -100,7 +103,7 @@ def auxk_loss(sae, x_in: torch.Tensor, residual: torch.Tensor, dead: torch.Tenso
     pre = torch.addmm(sae.b_enc[dead_idx] * n, x_in, sae.W_enc[:, dead_idx] * n)  # ranked by pre * n
     vals, idx = pre.topk(k_aux, dim=1, sorted=False)
     vals = vals / n[idx]
-    recon = F.embedding_bag(idx, sae.W_dec[dead_idx], per_sample_weights=vals.relu(), mode="sum")
+    recon = F.embedding_bag(idx, sae.W_dec[dead_idx], per_sample_weights=vals, mode="sum")
     scale = min(n_dead / sae.cfg.k_aux, 1.0)
     return scale * (recon - residual).pow(2).sum(-1).mean()
 
