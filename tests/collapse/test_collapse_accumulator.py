@@ -117,3 +117,26 @@ def test_nc4_pass_rejects_non_finite_features(rng):
         acc.second_pass(x, y, W, b)
     with pytest.raises(ValueError, match=r"features: expected finite values, got NaN or inf in rows \[3\]"):
         NCAccumulator(4, 7, device="cpu").update(x, y)
+
+
+@pytest.mark.parametrize("scatter", ["full", "projected"])
+def test_non_finite_rows_are_numbered_in_the_whole_batch(rng, scatter):
+    # past the first block of the second pass (1024 rows) and past nc_metrics' first chunk
+    from workbench.collapse import accumulator, metrics
+
+    x, y = rng.normal(size=(3000, 5)), np.arange(3000) % 4
+    W = rng.normal(size=(4, 5))
+    acc = NCAccumulator(4, 5, scatter=scatter, device="cpu").update(x, y)
+    x[2500, 1] = np.nan
+    with pytest.raises(ValueError, match=r"features: .* rows \[2500\]"):
+        acc.second_pass(x, y, W)
+    with pytest.raises(ValueError, match=r"features: .* rows \[2500\]"):
+        NCAccumulator(4, 5, scatter=scatter, device="cpu").update(x, y)
+    assert accumulator.SECOND_PASS_ROWS < 2500
+    original = metrics.CHUNK_ROWS
+    metrics.CHUNK_ROWS = 1000
+    try:
+        with pytest.raises(ValueError, match=r"features: .* rows \[2500\]"):
+            nc_metrics(x, y, W, device="cpu")
+    finally:
+        metrics.CHUNK_ROWS = original

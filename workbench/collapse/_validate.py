@@ -6,7 +6,8 @@ Every public entry point converts its inputs here once, so the error messages
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -46,10 +47,23 @@ def as_features(features: Any, device: torch.device, *, name: str = "features",
     return x
 
 
+class NonFiniteError(ValueError):
+    """NaN or inf in the features (a ``ValueError``)."""
+
+
 def raise_non_finite(x: torch.Tensor, name: str = "features") -> None:
     """Raise the error for NaN or inf in ``x``, naming the first offending rows."""
     bad = torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()[:5].tolist()
-    raise ValueError(f"{name}: expected finite values, got NaN or inf in rows {bad} (first few shown)")
+    raise NonFiniteError(f"{name}: expected finite values, got NaN or inf in rows {bad} (first few shown)")
+
+
+@contextmanager
+def rows_numbered_in(x: torch.Tensor, name: str = "features") -> Iterator[None]:
+    """Report NaN or inf found in any block of ``x`` with the row numbers of ``x`` itself."""
+    try:
+        yield
+    except NonFiniteError:
+        raise_non_finite(x, name)
 
 
 def as_labels(labels: Any, n_samples: int, n_classes: int | None, device: torch.device) -> torch.Tensor:

@@ -34,6 +34,7 @@ from workbench.collapse._validate import (
     check_choice,
     check_problem_size,
     raise_non_finite,
+    rows_numbered_in,
 )
 from workbench.collapse.geometry import GLOBAL_MEANS, NC3_FORMS, metrics_from_moments
 
@@ -243,6 +244,11 @@ class NCAccumulator:
         x = self._features(features, dtype=None)
         y = as_labels(labels, x.shape[0], self.n_classes, self.device)
         scratch = torch.empty(min(SECOND_PASS_ROWS, x.shape[0]), self.dim, dtype=torch.float64, device=self.device)
+        with rows_numbered_in(x):
+            self._second_pass_blocks(x, y, w, scratch, state)
+        return self
+
+    def _second_pass_blocks(self, x, y, w, scratch, state) -> None:
         for start in range(0, x.shape[0], SECOND_PASS_ROWS):
             rows, ys = x[start:start + SECOND_PASS_ROWS], y[start:start + SECOND_PASS_ROWS]
             nearest = None
@@ -251,7 +257,6 @@ class NCAccumulator:
             if w is not None:
                 state["mismatches"] += self._count_mismatches(rows, nearest, state)
             state["counts"] += torch.bincount(ys, minlength=self.n_classes).to(torch.float64)
-        return self
 
     def _features(self, features: Any, dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
         x = as_features(features, self.device, dtype=dtype, check_finite=False)

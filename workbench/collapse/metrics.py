@@ -8,7 +8,13 @@ import torch
 import xarray as xr
 
 from workbench.device import resolve_device
-from workbench.collapse._validate import as_features, as_labels, check_choice, check_problem_size
+from workbench.collapse._validate import (
+    as_features,
+    as_labels,
+    check_choice,
+    check_problem_size,
+    rows_numbered_in,
+)
 from workbench.collapse.accumulator import NCAccumulator
 from workbench.collapse.geometry import GLOBAL_MEANS, NC3_FORMS
 
@@ -100,7 +106,8 @@ def nc_metrics(features: Any, labels: Any, W: Any = None, b: Any = None, *, glob
                          f"got dim {x.shape[1]}")
     check_problem_size(k, x.shape[1])
     acc = NCAccumulator(k, x.shape[1], scatter="projected", device=dev)
-    for start in range(0, x.shape[0], CHUNK_ROWS):
-        acc.update(x[start:start + CHUNK_ROWS], y[start:start + CHUNK_ROWS])
-    acc.second_pass(x, y, W, b)
+    with rows_numbered_in(x):
+        for start in range(0, x.shape[0], CHUNK_ROWS):
+            acc.update(x[start:start + CHUNK_ROWS], y[start:start + CHUNK_ROWS])
+        acc.second_pass(x, y, W, b)
     return acc.result(W, b, global_mean=global_mean, nc3=nc3)
