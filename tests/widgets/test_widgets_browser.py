@@ -121,10 +121,32 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     _finish(tab, server, "connectome")
 
 
+# Records the title of every figure plotly.js draws (newPlot or react) in window.drawn.
+COUNT_DRAWS = """
+window.drawn = [];
+let plotly;
+Object.defineProperty(window, "Plotly", {configurable: true, get: () => plotly, set(value) {
+  plotly = value;
+  for (const name of ["newPlot", "react"]) {
+    const draw = value[name];
+    value[name] = function (gd, data, layout) {
+      const title = ((data && data.layout) || layout || {}).title;
+      window.drawn.push(String((title && title.text) || title || ""));
+      return draw.apply(this, arguments);
+    };
+  }
+}});
+"""
+
+
 def test_sae_page_trains_then_browses_a_feature(tab, server):
+    tab.add_init_script(COUNT_DRAWS)
     _open(tab, server, "sae?d_sae=32&k=4&n_seq=16&seq_len=32&n_tokens=2048&eval_seq=8")  # small SAE from the URL
     tab.get_by_text("DFA by source position").first.wait_for(timeout=120_000)  # the feature dashboard arrived
     assert tab.locator(FIGURE).count() >= 6
+    tab.wait_for_timeout(2000)  # the dashboard was once drawn a second time, about 1.7 s after the first
+    drawn = [title for title in tab.evaluate("window.drawn") if title.startswith("feature ")]
+    assert len(drawn) == 1, f"the feature dashboard was drawn {len(drawn)} times: {drawn}"
     tab.locator(".wb-feature input").fill("3")
     tab.locator(".wb-feature input").press("Enter")
     tab.get_by_text("feature 3:").first.wait_for(timeout=30_000)

@@ -159,7 +159,55 @@ def test_stored_result_regenerates_the_figures(sae_page):
 
 
 def test_warm_up_loads_the_default_model(tmp_path):
-    from widgets.pages import sae
+    from widgets.pages.sae import SAEPage
+    from widgets.pages.sae_jobs import shared_model
 
-    sae.SAEPage.warm_up(tmp_path).join(120)
-    assert sae._model.cache_info().currsize >= 1 and sae._model("tiny-attn-2l").cfg.n_layers == 2
+    SAEPage.warm_up(tmp_path).join(120)
+    assert shared_model.cache_info().currsize >= 1 and shared_model("tiny-attn-2l").cfg.n_layers == 2
+
+
+
+def _record_panes(page) -> list[dict]:
+    """Render ``page`` as a served session does (its widgets then follow their Bokeh models); returns the list
+    that gets, after every redraw, the figure each plotly pane shows, by name."""
+    import panel as pn
+    from bokeh.document import Document
+
+    view = page.view()
+    view.get_root(Document())
+    shown = []
+    page.param.watch(lambda _: shown.append({pane.name: pane.object for pane in view.select(pn.pane.Plotly)}),
+                     "revision")
+    return shown
+
+
+def _assert_drawn_once(page, shown: list[dict]) -> None:
+    """Each pane showed one figure: the page's final one (no blank, no redraw of the same view)."""
+    assert shown and page.figures()
+    for name, fig in page.figures().items():
+        drawn = [panes[name] for panes in shown if name in panes]
+        drawn = [f for i, f in enumerate(drawn) if i == 0 or f is not drawn[i - 1]]
+        assert len(drawn) == 1 and drawn[0] is fig, f"{name}: drawn {len(drawn)} times"
+
+
+def test_a_finished_training_draws_each_figure_once(tmp_path):
+    """Served, the SAE select chose the new SAE itself when its options changed, which reopened it: every
+    figure was cleared, then drawn twice once training had finished."""
+    from widgets.pages.sae import SAEPage
+
+    page = SAEPage(cache_dir=tmp_path, **{**SMALL, "n_tokens": 256})
+    shown = _record_panes(page)
+    page.train()
+    page.wait(300)
+    assert page.message == "" and page.sae is not None
+    _assert_drawn_once(page, shown)
+
+
+def test_choosing_a_layer_with_a_saved_sae_opens_it_once(sae_page):
+    from widgets.pages.sae import SAEPage
+
+    page = SAEPage(cache_dir=sae_page.cache_dir, **{**SMALL, "layer": 0})
+    shown = _record_panes(page)
+    page.layer = 1
+    assert page.sae == sae_page.sae and page.status == "loaded from cache" and not page.running
+    _assert_drawn_once(page, shown)

@@ -1,0 +1,89 @@
+"""How the Attention SAEs page looks: its sidebar controls and its figures with the prompt explorer.
+
+Widgets only set the page's parameters or call its methods
+(:class:`~widgets.pages.sae.SAEPage`); the page holds all state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import panel as pn
+
+from widgets.pages.base import USER_ERRORS
+from widgets.pages.sae_figures import FIGURES
+from widgets.pages.sae_jobs import TRAIN_SETTINGS
+from widgets.template import FigureSlots, linked_select
+
+if TYPE_CHECKING:
+    from widgets.pages.sae import SAEPage
+
+
+def controls(page: "SAEPage") -> list:
+    """Model, layer and SAE; the feature browser; the settings of a new SAE."""
+    from workbench.models import list_models
+
+    choose = pn.Param(page.param, parameters=["model", "layer", "sae"], show_name=False, widgets={
+        "model": {"type": pn.widgets.AutocompleteInput, "options": list_models(), "restrict": False,
+                  "min_characters": 0, "case_sensitive": False, "css_classes": ["wb-model"]},
+        "layer": {"type": pn.widgets.IntInput, "css_classes": ["wb-layer"]},
+        "sae": {"css_classes": ["wb-sae"]}})
+    analyse = pn.widgets.Button(label="Analyse", css_classes=["wb-analyse"], disabled=page.param.running)
+    analyse.on_click(lambda _: page.analyse())
+    browse = pn.Param(page.param, parameters=["feature", "family"], show_name=False, widgets={
+        "feature": {"type": pn.widgets.IntInput, "css_classes": ["wb-feature"]},
+        "family": {"css_classes": ["wb-family"]}})
+    pick = linked_select(page, "feature", "matches", name="features of the family", css_classes=["wb-match"])
+    settings = pn.Param(page.param, parameters=[*TRAIN_SETTINGS, "eval_seq"], show_name=False,
+                        widgets={name: pn.widgets.IntInput for name in
+                                 ("d_sae", "k", "n_seq", "seq_len", "n_tokens", "eval_seq", "seed")})
+    train = pn.widgets.Button(label="Train a new SAE", color="primary", css_classes=["wb-train"],
+                              disabled=page.param.running)
+    train.on_click(lambda _: page.train())
+    return [choose, analyse, pn.pane.Markdown("**Feature browser**"), browse, pick,
+            pn.Card(settings, train, title="Train a new SAE", collapsed=True, sizing_mode="stretch_width")]
+
+
+def examples_pane(page: "SAEPage") -> pn.pane.HTML:
+    """The shown feature's token-highlighted examples, rewritten only when they change."""
+    examples = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-examples"])
+
+    def show(*_) -> None:
+        try:
+            html = page.examples_html()
+        except USER_ERRORS as err:
+            page.fail(err)
+            return
+        if examples.object != html:
+            examples.object = html
+
+    page.param.watch(show, "revision")
+    show()
+    return examples
+
+
+def prompt_input(page: "SAEPage") -> list:
+    """The prompt's text and the button that explores it (again, when the text is unchanged)."""
+    text = pn.widgets.TextAreaInput(value=page.prompt, rows=4, sizing_mode="stretch_width", css_classes=["wb-prompt"])
+    explore = pn.widgets.Button(label="Explore prompt", css_classes=["wb-explore"], disabled=page.param.running)
+
+    def submit(_) -> None:
+        if text.value_input == page.prompt:
+            page.run_prompt()
+        else:
+            page.prompt = text.value_input
+
+    explore.on_click(submit)
+    return [text, explore]
+
+
+def body(page: "SAEPage") -> pn.Column:
+    """Feature browser, prompt explorer, heads x families and training, each figure in its fixed place."""
+    slots = FigureSlots(page, list(FIGURES), on_click={"prompt": lambda data: page.click("prompt", data),
+                                                       "families": lambda data: page.click("families", data)})
+    return pn.Column(
+        pn.pane.Markdown("### Feature browser"), slots["feature"], examples_pane(page),
+        pn.pane.Markdown("### Prompt explorer"), *prompt_input(page), slots["prompt"], slots["token_dfa"],
+        pn.pane.Markdown("### Heads x families"), slots["families"], slots["firing"],
+        pn.pane.Markdown("### Training"), slots["training"],
+        sizing_mode="stretch_width")
