@@ -140,3 +140,23 @@ def test_non_finite_rows_are_numbered_in_the_whole_batch(rng, scatter):
             nc_metrics(x, y, W, device="cpu")
     finally:
         metrics.CHUNK_ROWS = original
+
+
+@pytest.mark.parametrize("scatter", ["full", "projected"])
+def test_a_failed_second_pass_leaves_the_totals_as_they_were(rng, scatter):
+    x, y = rng.normal(size=(3000, 5)), np.arange(3000) % 4
+    W = rng.normal(size=(4, 5))
+    want = nc_metrics(x, y, W, device="cpu")
+    acc = NCAccumulator(4, 5, scatter=scatter, device="cpu").update(x, y)
+    bad = x.copy()
+    bad[2500, 1] = np.inf  # in the third block: the first two were already added when it is found
+    with pytest.raises(ValueError, match="expected finite values"):
+        acc.second_pass(bad, y, W)  # the first call: the accumulator is as if it never started
+    acc.update(x[:0], y[:0])  # still open for updates
+    acc.second_pass(x[:1000], y[:1000], W)
+    with pytest.raises(ValueError, match="expected finite values"):
+        acc.second_pass(bad[1000:], y[1000:], W)  # a later call: the first 1000 samples stay counted once
+    acc.second_pass(x[1000:], y[1000:], W)
+    got = acc.result(W)
+    for name in SCALARS:
+        assert float(got[name]) == pytest.approx(float(want[name]), rel=1e-10, abs=1e-12), name

@@ -240,12 +240,22 @@ class NCAccumulator:
         if w is None and self._scatter_upper is not None:
             raise ValueError("W: expected a classifier of shape (n_classes, dim); the second pass of a "
                              "scatter='full' accumulator only serves NC4, got None")
-        state = self._second_state(w, bias)
         x = self._features(features, dtype=None)
         y = as_labels(labels, x.shape[0], self.n_classes, self.device)
+        started = self._second is not None
+        state = self._second_state(w, bias)
+        totals = ("counts", "projected", "trace", "mismatches")
+        before = {key: state[key].clone() if isinstance(state[key], torch.Tensor) else state[key] for key in totals}
         scratch = torch.empty(min(SECOND_PASS_ROWS, x.shape[0]), self.dim, dtype=torch.float64, device=self.device)
-        with rows_numbered_in(x):
-            self._second_pass_blocks(x, y, w, scratch, state)
+        try:
+            with rows_numbered_in(x):
+                self._second_pass_blocks(x, y, w, scratch, state)
+        except BaseException:  # a batch counts whole or not at all: the totals are as before the call
+            if started:
+                state.update(before)
+            else:
+                self._second = None
+            raise
         return self
 
     def _second_pass_blocks(self, x, y, w, scratch, state) -> None:
