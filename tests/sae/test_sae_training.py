@@ -247,3 +247,17 @@ def test_gradient_clipping_is_optional_and_checked():
     assert h1.attrs["max_grad_norm"] == 1.0 and h2.attrs["max_grad_norm"] == -1.0
     with pytest.raises(ValueError, match="max_grad_norm"):
         train(acts, **{**KW, "max_grad_norm": 0.0})
+
+
+@pytest.mark.parametrize("architecture", ["topk", "standard"])
+def test_bfloat16_trains_and_float16_is_refused(architecture):
+    # the sparse kernels run their CPU sparse products in float32 for half dtypes
+    acts = torch.randn(2000, 16, generator=torch.Generator().manual_seed(0))
+    kw = {"topk": {"k": 4}, "standard": {"l1_coefficient": 0.01}}[architecture]
+    train_kw = dict(d_sae=64, architecture=architecture, batch_size=200, n_tokens=4000, progress=False, **kw)
+    sae16, history16 = train(acts, dtype="bfloat16", **train_kw)
+    sae32, history32 = train(acts, **train_kw)
+    assert sae16.W_enc.dtype == torch.bfloat16 and torch.isfinite(sae16.W_enc).all()
+    assert float(history16.fvu[-1]) == pytest.approx(float(history32.fvu[-1]), abs=0.05)
+    with pytest.raises(ValueError, match="dtype: expected float32, float64 or bfloat16 to train in, got 'float16'"):
+        train(acts, dtype="float16", **train_kw)

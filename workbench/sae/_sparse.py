@@ -5,11 +5,14 @@ flat ``(token, latent, value)`` triples; the weight gradients are then
 ``[d_sae, batch]`` CSR matrices (rows = latents) times a dense ``[batch, d]``
 matrix, which on CPU beats ``index_add_`` and COO products.
 
+torch's CPU sparse kernels have no float16 / bfloat16: for those dtypes the
+sparse products run in float32 and their results are cast back.
+
 Examples
 --------
 >>> import torch
->>> build = latent_major(torch.tensor([2, 0, 2]), torch.tensor([0, 0, 1]), d_sae=3, batch=2)
->>> build(torch.tensor([1.0, 2.0, 3.0])).to_dense().tolist()
+>>> times = latent_major(torch.tensor([2, 0, 2]), torch.tensor([0, 0, 1]), d_sae=3, batch=2)
+>>> times(torch.tensor([1.0, 2.0, 3.0]), torch.eye(2)).tolist()
 [[2.0, 0.0], [0.0, 0.0], [1.0, 3.0]]
 """
 
@@ -27,12 +30,27 @@ def csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple
         return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 
-def latent_major(latents: torch.Tensor, tokens: torch.Tensor, d_sae: int, batch: int):
-    """A builder of CSR matrices ``[d_sae, batch]`` holding one value per ``(tokens[i], latents[i])``.
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
-    The returned function takes the values in the order of ``latents`` and
-    puts them in latent-major order; the sort is done once and shared by
-    every matrix built with this pattern.
+
+def sampled_product(crow: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a @ b)`` at the positions of a CSR pattern ``(crow, col)``, as a flat vector in pattern order.
+
+    Only those entries are computed (``torch.sparse.sampled_addmm``); the
+    result has ``a``'s dtype.
+    """
+    dtype = _compute_dtype(a.dtype)
+    pattern = csr(crow, col, a.new_zeros(col.numel(), dtype=dtype), (a.shape[0], b.shape[1]))
+    return torch.sparse.sampled_addmm(pattern, a.to(dtype), b.to(dtype), beta=0.0).values().to(a.dtype)
+
+
+def latent_major(latents: torch.Tensor, tokens: torch.Tensor, d_sae: int, batch: int):
+    """``times(values, dense)``: the ``[d_sae, batch]`` sparse matrix with ``values`` at
+    ``(latents[i], tokens[i])``, times ``dense [batch, d]``, in ``dense``'s dtype.
+
+    The values come in the order of ``latents``; the sort into latent-major
+    (CSR) order is done once and shared by every product with this pattern.
     """
     # narrow keys sort 2-3x faster (radix passes) and give the same stable order
     keys = latents.to(torch.int16 if d_sae <= torch.iinfo(torch.int16).max else torch.int32)
@@ -41,7 +59,9 @@ def latent_major(latents: torch.Tensor, tokens: torch.Tensor, d_sae: int, batch:
     crow = torch.zeros(d_sae + 1, dtype=torch.long, device=latents.device)
     crow[1:] = torch.bincount(latents, minlength=d_sae).cumsum(0)
 
-    def build(values: torch.Tensor) -> torch.Tensor:
-        return csr(crow, cols, values.reshape(-1)[order], (d_sae, batch))
+    def times(values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        dtype = _compute_dtype(dense.dtype)
+        matrix = csr(crow, cols, values.reshape(-1)[order].to(dtype), (d_sae, batch))
+        return matrix.matmul(dense.to(dtype)).to(dense.dtype)
 
-    return build
+    return times

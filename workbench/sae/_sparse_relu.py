@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from workbench.sae._sparse import csr, latent_major
+from workbench.sae._sparse import latent_major, sampled_product
 
 #: Above this fraction of active latents the dense products are used (measured break-even on CPU).
 DENSE_ABOVE = 0.2
@@ -65,20 +65,19 @@ class _ReLUAutoencode(torch.autograd.Function):
         x_in, W_enc, W_dec, vals, tokens, latents, offsets = ctx.saved_tensors
         batch, d_sae = x_in.shape[0], W_dec.shape[0]
         crow = torch.cat([offsets, offsets.new_tensor([vals.numel()])])
-        pattern = csr(crow, latents, vals.new_zeros(vals.numel()), (batch, d_sae))
-        grad_latent = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t(), beta=0.0).values() + grad_l1
+        grad_latent = sampled_product(crow, latents, grad_out, W_dec.t()) + grad_l1
         grad_x = grad_W_enc = grad_b_enc = grad_W_dec = None
         if ctx.needs_input_grad[0]:
             grad_x = F.embedding_bag(latents, W_enc.t().contiguous(), offsets, per_sample_weights=grad_latent,
                                      mode="sum")
         by_latent = latent_major(latents, tokens, d_sae, batch)
         if ctx.needs_input_grad[1]:
-            grad_W_enc = by_latent(grad_latent).matmul(x_in).t()
+            grad_W_enc = by_latent(grad_latent, x_in).t()
         if ctx.needs_input_grad[2]:
             grad_b_enc = torch.zeros(d_sae, dtype=grad_latent.dtype, device=grad_latent.device)
             grad_b_enc.index_add_(0, latents, grad_latent)
         if ctx.needs_input_grad[3]:
-            grad_W_dec = by_latent(vals).matmul(grad_out)
+            grad_W_dec = by_latent(vals, grad_out)
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, None
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from workbench.sae._sparse import csr, latent_major
+from workbench.sae._sparse import latent_major, sampled_product
 
 
 class _TopKAutoencode(torch.autograd.Function):
@@ -49,8 +49,7 @@ class _TopKAutoencode(torch.autograd.Function):
         # faster than gathering the k decoder rows); ReLU zeroes the negative ones.
         batch, k = idx.shape
         crow = torch.arange(0, batch * k + 1, k, device=idx.device)
-        pattern = csr(crow, idx.reshape(-1), vals.new_zeros(batch * k), (batch, W_dec.shape[0]))
-        grad_latent = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t(), beta=0.0).values().view(batch, k)
+        grad_latent = sampled_product(crow, idx.reshape(-1), grad_out, W_dec.t()).view(batch, k)
         grad_latent = grad_latent * (vals > 0)
         grad_x = grad_W_enc = grad_b_enc = grad_W_dec = None
         if ctx.needs_input_grad[0]:
@@ -60,12 +59,12 @@ class _TopKAutoencode(torch.autograd.Function):
         latents_by_token = latent_major(idx.reshape(-1), torch.arange(batch, device=idx.device).repeat_interleave(k),
                                         W_dec.shape[0], batch)
         if ctx.needs_input_grad[1]:
-            grad_W_enc = latents_by_token(grad_latent).matmul(x_in).t()
+            grad_W_enc = latents_by_token(grad_latent, x_in).t()
         if ctx.needs_input_grad[2]:
             grad_b_enc = torch.zeros(W_dec.shape[0], dtype=grad_latent.dtype, device=grad_latent.device)
             grad_b_enc.index_add_(0, idx.reshape(-1), grad_latent.reshape(-1))
         if ctx.needs_input_grad[3]:
-            grad_W_dec = latents_by_token(vals).matmul(grad_out)
+            grad_W_dec = latents_by_token(vals, grad_out)
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, None, None
 
 

@@ -63,3 +63,18 @@ def check_sae_matches_model(sae, model, layer: int) -> None:
     if sae.cfg.d_in != d_z:
         raise ValueError(f"sae: expected d_in = n_heads * d_head = {d_z} for layer {layer}'s hook_z, "
                          f"got d_in={sae.cfg.d_in}")
+
+
+def check_trainable_dtype(dtype: str) -> str:
+    """Adam cannot train float16 weights: its second moments and eps (1e-8) underflow and the step divides by 0.
+
+    Examples
+    --------
+    >>> check_trainable_dtype("bfloat16")
+    'bfloat16'
+    """
+    if dtype == "float16":
+        raise ValueError("dtype: expected float32, float64 or bfloat16 to train in, got 'float16' (Adam's second "
+                         "moments and eps underflow in float16 and the weights turn to NaN at the first step); "
+                         "train in bfloat16 or float32 and cast the SAE afterwards")
+    return dtype

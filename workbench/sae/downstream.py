@@ -34,7 +34,13 @@ import torch
 import xarray as xr
 
 from workbench import __version__
-from workbench.sae._validate import check_layer, check_positive_float, check_positive_int, check_sae_matches_model
+from workbench.sae._validate import (
+    check_layer,
+    check_positive_float,
+    check_positive_int,
+    check_sae_matches_model,
+    check_trainable_dtype,
+)
 from workbench.sae.evaluation import _check_tokens, hook_z_name
 from workbench.sae.topk import fold_decoder_norms
 
@@ -95,6 +101,7 @@ def finetune_downstream(sae, model, tokens: torch.Tensor, layer: int, *, n_steps
 
     layer = check_layer(model, layer)
     check_sae_matches_model(sae, model, layer)
+    check_trainable_dtype(sae.cfg.dtype)
     if sae.cfg.architecture not in FIXED_SPARSITY:
         raise ValueError(f"sae: expected an SAE with fixed sparsity {FIXED_SPARSITY} (a penalty-based one would "
                          f"lose its sparsity without its penalty), got architecture {sae.cfg.architecture!r}")

@@ -25,7 +25,13 @@ import torch
 import xarray as xr
 
 from workbench import __version__
-from workbench.sae._validate import check_device, check_layer, check_positive_float, check_positive_int
+from workbench.sae._validate import (
+    check_device,
+    check_layer,
+    check_positive_float,
+    check_positive_int,
+    check_trainable_dtype,
+)
 from workbench.sae.config import SAEConfig
 from workbench.sae.model import AttentionSAE
 from workbench.sae.source import ActivationSource
@@ -154,6 +160,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     n_steps = max(1, n_tokens // source.batch_size)
     cfg = SAEConfig(**{"d_in": source.d_in, "d_sae": d_sae, "architecture": architecture, "k": k,
                        "l1_coefficient": l1_coefficient, **_provenance(acts), **config, "device": str(device)})
+    check_trainable_dtype(cfg.dtype)
     sae = AttentionSAE(cfg, seed=seed, device=device)
     arch = sae.architecture
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=tuple(betas))
@@ -182,7 +189,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     batches = source.batches(start)
     decay_start = n_steps - int(round(lr_decay * n_steps))
     for step in range(start, n_steps):
-        x = next(batches)
+        x = next(batches).to(sae.W_enc.dtype)  # activations are stored float32; the SAE may be narrower
         if step >= decay_start:
             for group in optimizer.param_groups:
                 group["lr"] = lr * (n_steps - step) / (n_steps - decay_start)
