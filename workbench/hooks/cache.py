@@ -235,6 +235,9 @@ class HookCache:
         tokens_hash = tokens_sha256(tokens)
         keys = {hook: cache_key(description, tokens_hash, hook, dtype) for hook in hooks}
         missing = [hook for hook in hooks if not is_complete(self.path(keys[hook]))]
+        for hook in missing:
+            if self.path(keys[hook]).exists():  # a store folder without its manifest is damaged, not missing
+                verify_store(self.path(keys[hook]))
         if missing:
             sweep_stale(self.root)
             provenance = {"model_id": description["model_id"], "weights_sha256": description["weights_sha256"],
@@ -335,9 +338,7 @@ class HookCache:
         Incomplete or damaged stores are listed with ``"status"`` saying so.
         """
         entries = []
-        for path in sorted(self.root.glob("*.zarr")):
-            if not is_complete(path):
-                continue
+        for path in sorted(self.root.glob("*.zarr")):  # final names only: temporary folders end otherwise
             entry = {"key": path.name[:-5], "path": str(path), "nbytes": _folder_size(path)}
             try:
                 verify_store(path)
@@ -352,8 +353,8 @@ class HookCache:
     def info(self, key: str) -> dict:
         """Provenance and size of the store with ``key``; raises if it is damaged."""
         path = self.path(key)
-        if not is_complete(path):
-            raise KeyError(f"key: no complete cached store {key!r} under {self.root}")
+        if not path.is_dir():
+            raise KeyError(f"key: no cached store {key!r} under {self.root}")
         verify_store(path)
         ds = open_store(path)
         return {**read_attrs(path), "key": key, "path": str(path), "nbytes": _folder_size(path),

@@ -36,32 +36,32 @@ def check_hooks(model, hooks) -> list[str]:
     return sorted(set(out))
 
 
-def check_tokens(model, tokens) -> torch.Tensor:
-    """``tokens`` as a 2-D long tensor ``[seq, pos]`` of valid ids on the model's device."""
+def check_tokens(model, tokens, name: str = "tokens") -> torch.Tensor:
+    """``tokens`` as a 2-D long tensor ``[seq, pos]`` of valid ids on the model's device; errors name ``name``."""
     device = next(model.parameters()).device
     if isinstance(tokens, np.ndarray):
         tokens = torch.from_numpy(tokens)
     if not isinstance(tokens, torch.Tensor):
-        raise ValueError(f"tokens: expected a torch.LongTensor [seq, pos], got {type(tokens).__name__}")
+        raise ValueError(f"{name}: expected a torch.LongTensor [seq, pos], got {type(tokens).__name__}")
     if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-        raise ValueError(f"tokens: expected integer token ids, got dtype {tokens.dtype}")
+        raise ValueError(f"{name}: expected integer token ids, got dtype {tokens.dtype}")
     if tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(f"tokens: expected a non-empty 2-D tensor [seq, pos], got shape {tuple(tokens.shape)}")
+        raise ValueError(f"{name}: expected a non-empty 2-D tensor [seq, pos], got shape {tuple(tokens.shape)}")
     if tokens.device != device:
-        raise ValueError(f"tokens: on {tokens.device} but the model is on {device}; move one of them")
+        raise ValueError(f"{name}: on {tokens.device} but the model is on {device}; move one of them")
     n_ctx = model.cfg.n_ctx
     if tokens.shape[1] > n_ctx:
-        raise ValueError(f"tokens: {tokens.shape[1]} positions exceed the model's context n_ctx={n_ctx}")
+        raise ValueError(f"{name}: {tokens.shape[1]} positions exceed the model's context n_ctx={n_ctx}")
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= model.cfg.d_vocab:
-        raise ValueError(f"tokens: ids must lie in [0, {model.cfg.d_vocab}), got values in [{low}, {high}]")
+        raise ValueError(f"{name}: ids must lie in [0, {model.cfg.d_vocab}), got values in [{low}, {high}]")
     return tokens.long()
 
 
 def check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    return batch_size
+    return int(batch_size)
 
 
 def check_dtype(dtype: str) -> str:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import heapq
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from tqdm.auto import tqdm
 from workbench.spectra._validate import check_choice, resolve_device
 from workbench.spectra.targets import linear_targets, linear_weight, resolve_target
 from workbench.spectra.truncation import METHODS, ActivationStats, loss_terms, low_rank_factors
+from workbench.spectra.weights import is_bridge
 
 ALLOCATIONS = ("uniform", "greedy")
 
@@ -116,6 +118,13 @@ def collect_stats(model: torch.nn.Module, tokens: torch.Tensor, *, batch_size: i
     return stats
 
 
+def check_calibration(model: torch.nn.Module, tokens, name: str):
+    """Token ids checked against a bridge's vocabulary and context; a plain module's input is passed as is."""
+    from workbench.hooks.validate import check_tokens
+
+    return check_tokens(model, tokens, name) if is_bridge(model) else tokens
+
+
 def _uniform_ranks(shapes: dict[str, tuple[int, int]], ratio: float) -> dict[str, int]:
     return {name: max(1, int(math.floor(ratio * m * n / (m + n)))) for name, (m, n) in shapes.items()}
 
@@ -174,7 +183,7 @@ def _apply(model, ranks, method, stats) -> dict:
 
 
 def _check_ratio(ratio) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 < ratio <= 1.0:
         raise ValueError(f"ratio: expected a fraction of parameters kept in (0, 1], got {ratio!r}")
     return float(ratio)
 
@@ -279,6 +288,8 @@ def compress(model: torch.nn.Module, *, ratio: float | None = None, ranks: int |
     if needs_stats and calibration_tokens is None:
         raise ValueError(f"calibration_tokens: method={method!r} / allocation={allocation!r} needs "
                          "calibration tokens [seq, pos], got None")
+    if needs_stats:
+        calibration_tokens = check_calibration(model, calibration_tokens, "calibration_tokens")
     ratio = None if ratio is None else _check_ratio(ratio)
     plan = None if ranks is None else _given_ranks(model, ranks)  # bad names fail before any copy
     target = model if inplace else copy.deepcopy(model)
@@ -330,7 +341,9 @@ def compression_sweep(model: torch.nn.Module, tokens: torch.Tensor, ratios, meth
 
     methods = [check_choice(m, "methods", METHODS) for m in methods]
     ratios = [_check_ratio(r) for r in ratios]
-    calibration = tokens if calibration_tokens is None else calibration_tokens
+    tokens = check_calibration(model, tokens, "tokens")
+    calibration = tokens if calibration_tokens is None else check_calibration(model, calibration_tokens,
+                                                                              "calibration_tokens")
     stats = collect_stats(model, calibration) if (set(methods) - {"svd"} or allocation == "greedy") else None
     shape = (len(methods), len(ratios))
     out = {k: np.full(shape, np.nan) for k in ("loss", "params_kept", "params")}

@@ -16,7 +16,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench import __version__
-from workbench.spectra._validate import resolve_device, source_precision
+from workbench.spectra._validate import check_finite, resolve_device, source_precision
 from workbench.spectra.activations import activation_spectra
 from workbench.spectra.circuits import circuit_matrices, circuit_singular_values
 from workbench.spectra.metrics import METRIC_NAMES, metrics_from_singular_values
@@ -33,6 +33,14 @@ def _check_kinds(kinds) -> tuple[str, ...]:
     if bad or not kinds:
         raise ValueError(f"kinds: expected a non-empty subset of {KINDS}, got {kinds!r}")
     return tuple(kinds)
+
+
+def _check_finite(names: list[str], *stacks: torch.Tensor) -> None:
+    """Name the first matrix of a group whose stack [count, ...] holds NaN or inf."""
+    for stack in stacks:
+        if not bool(torch.isfinite(stack).all()):
+            for name, matrix in zip(names, stack):
+                check_finite(matrix, f"model: matrix {name!r}")
 
 
 def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tokens: torch.Tensor | None = None,
@@ -93,11 +101,13 @@ def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tok
     records = []
     for source, group in tqdm(jobs, desc="spectra", unit="group", disable=not progress):
         if source == "weights":
+            _check_finite(group.names, group.matrices)
             sigma = singular_values(group.matrices, device=dev, dtype=torch.float64).cpu().numpy()
             shape = tuple(group.matrices.shape[-2:])
             precision = source_precision(group.matrices)
             heads = group.heads
         else:
+            _check_finite(group.names, group.left, group.right)
             sigma = circuit_singular_values(group, device=dev, dtype=torch.float64).cpu().numpy()
             shape = (group.left.shape[-2], group.right.shape[-2])
             precision = source_precision(group.left)

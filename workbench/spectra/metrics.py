@@ -107,15 +107,22 @@ def _check_shape(shape: Any, n: int) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+def _check_no_negative(values: np.ndarray) -> None:
+    if bool((values < 0).any()):
+        raise ValueError("W_or_spectrum: expected non-negative singular values, got negative entries")
+
+
 def _as_spectrum(x: Any, shape: Any) -> xr.DataArray:
     """A spectrum DataArray from a spectrum, a 1-D array of singular values or matrices."""
     if isinstance(x, xr.DataArray) and "index" in x.dims:
         if shape is None and not {"rows", "cols"} <= set(x.attrs):
             raise ValueError("shape: expected (rows, cols) for a spectrum without 'rows'/'cols' attrs, got None")
-        if shape is not None:
-            rows, cols = _check_shape(shape, x.sizes["index"])
-            x = x.assign_attrs(rows=rows, cols=cols)
-        return x
+        rows, cols = _check_shape((x.attrs["rows"], x.attrs["cols"]) if shape is None else shape, x.sizes["index"])
+        values = np.asarray(x.values, dtype=np.float64)
+        if bool(np.isinf(values).any()):  # NaN is padding; inf is not
+            raise ValueError("W_or_spectrum: expected finite singular values (NaN only as padding), got inf")
+        _check_no_negative(values)
+        return x.assign_attrs(rows=rows, cols=cols)
     t = as_tensor(x, "W_or_spectrum")
     if t.ndim == 1:
         if t.numel() == 0:
@@ -124,10 +131,9 @@ def _as_spectrum(x: Any, shape: Any) -> xr.DataArray:
             raise ValueError("shape: expected (rows, cols) of the matrix when W_or_spectrum is a 1-D array of "
                              "singular values, got None")
         check_finite(t, "W_or_spectrum")
-        if bool((t < 0).any()):
-            raise ValueError("W_or_spectrum: expected non-negative singular values, got negative entries")
-        rows, cols = _check_shape(shape, t.numel())
         values = np.sort(t.cpu().numpy().astype(np.float64))[::-1]
+        _check_no_negative(values)
+        rows, cols = _check_shape(shape, t.numel())
         return xr.DataArray(values, dims=("index",), coords={"index": np.arange(values.size)},
                             attrs={"rows": rows, "cols": cols, "precision": source_precision(t)})
     return spectrum(x if isinstance(x, xr.DataArray) else t)

@@ -35,7 +35,7 @@ import torch
 import xarray as xr
 
 from workbench.spectra._validate import check_choice
-from workbench.spectra.compress import collect_stats
+from workbench.spectra.compress import check_calibration, collect_stats
 from workbench.spectra.targets import linear_targets, linear_weight, target_label
 from workbench.spectra.truncation import METHODS, truncation_curve
 from workbench.spectra.weights import _layer_of
@@ -95,7 +95,9 @@ def truncation_curves(model: torch.nn.Module, calibration: torch.Tensor, *, curv
     """
     curves = tuple(check_choice(c, "curves", ("weights", *METHODS)) for c in curves)
     targets = linear_targets(model)
-    stats = collect_stats(model, calibration) if set(curves) - {"weights"} else {}
+    stats = {}
+    if set(curves) - {"weights"}:
+        stats = collect_stats(model, check_calibration(model, calibration, "calibration"))
     rows, labels = [], []
     for i, (name, target) in enumerate(targets.items()):
         labels.append(target_label(target.path))

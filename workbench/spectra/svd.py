@@ -98,8 +98,12 @@ def singular_values(W: torch.Tensor, *, device: str | torch.device | None = None
     if method == "svd":
         with _solver_threads(W):
             return torch.linalg.svdvals(W.to(out_dtype))
-    lam = _gram_eigenvalues(W)
-    sigma = lam.sqrt()
+    # Scale each matrix by a power of two (exact) so that its largest entry is
+    # in [0.5, 1): the squares in the Gram then neither overflow nor underflow.
+    _, exponent = torch.frexp(W.abs().amax(dim=(-2, -1)).to(torch.float64))
+    scale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), exponent)
+    lam = _gram_eigenvalues(W.to(torch.float64) / scale[..., None, None])
+    sigma = lam.sqrt() * scale[..., None]
     if method == "auto":
         n = lam.shape[-1]
         low = lam[..., -1] < _FLOOR * n * _EPS64 * lam[..., 0]

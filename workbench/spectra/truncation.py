@@ -120,6 +120,14 @@ def _tail_sums(terms: torch.Tensor) -> np.ndarray:
     return np.concatenate([np.cumsum(t[::-1])[::-1], [0.0]])
 
 
+def _as_matrix(W: Any) -> torch.Tensor:
+    """``W`` as one finite real matrix [d_out, d_in]."""
+    Wt = as_matrices(W, "W")
+    if Wt.ndim != 2:
+        raise ValueError(f"W: expected one matrix [d_out, d_in], got shape {tuple(Wt.shape)}")
+    return Wt
+
+
 def loss_terms(W: torch.Tensor, stats: ActivationStats | None, method: str, alpha: float = ASVD_ALPHA) -> torch.Tensor:
     """Per-direction loss terms of ``method``, in truncation order (drop the last first)."""
     W = W.detach().to(torch.float64).cpu()
@@ -169,9 +177,7 @@ def truncation_curve(W: Any, X: Any = None, *, method: str = "svd", alpha: float
     [14.0, 5.0, 1.0, 0.0]
     """
     check_choice(method, "method", METHODS)
-    Wt = as_matrices(W, "W")
-    if Wt.ndim != 2:
-        raise ValueError(f"W: expected one matrix [d_out, d_in], got shape {tuple(Wt.shape)}")
+    Wt = _as_matrix(W)
     if X is None and method != "svd":
         raise ValueError(f"X: method={method!r} needs input activations X [..., d_in], got None")
     stats = X if isinstance(X, ActivationStats) or X is None else ActivationStats.from_samples(X)
@@ -184,7 +190,7 @@ def truncation_curve(W: Any, X: Any = None, *, method: str = "svd", alpha: float
                                "kind": "weight" if stats is None else "activation"})
 
 
-def low_rank_factors(W: torch.Tensor, k: int, *, method: str = "svd", stats: ActivationStats | None = None,
+def low_rank_factors(W: Any, k: int, *, method: str = "svd", stats: ActivationStats | None = None,
                      alpha: float = ASVD_ALPHA) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``A`` [d_out, k] and ``B`` [k, d_in] with ``A @ B`` the rank-``k`` map of ``method``.
 
@@ -196,10 +202,13 @@ def low_rank_factors(W: torch.Tensor, k: int, *, method: str = "svd", stats: Act
     [3.0, 2.0, 0.0]
     """
     check_choice(method, "method", METHODS)
+    W64 = _as_matrix(W).to(torch.float64).cpu()
     k = check_int(k, "k", low=0)
+    if k > min(W64.shape):
+        raise ValueError(f"k: expected a rank <= {min(W64.shape)} (the smaller side of W, shape "
+                         f"{tuple(W64.shape)}), got {k}")
     if method != "svd" and stats is None:
         raise ValueError(f"stats: method={method!r} needs activation statistics, got None")
-    W64 = W.detach().to(torch.float64).cpu()
     if method == "afm":
         _, P = torch.linalg.eigh(W64 @ stats.gram.cpu() @ W64.T)
         Pk = P.flip(1)[:, :k]
