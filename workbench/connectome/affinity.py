@@ -50,6 +50,8 @@ def _as_traces(traces) -> xr.DataArray:
 
 
 def _check_traces(values: np.ndarray, traces: xr.DataArray) -> None:
+    if np.isinf(values).any():
+        raise ValueError("traces: expected finite values (NaN where not recorded), got inf")
     present = ~np.isnan(values)
     never = ~present.any(axis=(0, 2))
     if never.any():
@@ -155,7 +157,7 @@ def affinity(traces: xr.DataArray, *, method: str = "differential", window: int 
             f"traces: the time axis ({traces.sizes['time']} frames) is too short for window={window}; "
             f"expected at least {2 * window} frames (two bins)"
         )
-    if smooth < 0 or kernel_width <= 0:
+    if not (smooth >= 0 and kernel_width > 0):  # also refuses NaN
         raise ValueError(f"smooth/kernel_width: expected smooth >= 0 and kernel_width > 0, got {smooth}, {kernel_width}")
     if traces.sizes["neuron"] < 2:
         raise ValueError(f"traces: expected at least 2 neurons, got {traces.sizes['neuron']}")

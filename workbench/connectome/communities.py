@@ -34,7 +34,7 @@ def _as_matrix(weights) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"weights: expected a pair vector or a neuron x neuron matrix, got {type(weights).__name__}")
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
         raise ValueError(f"weights: expected a square matrix or a pair vector, got shape {values.shape}")
-    if not np.allclose(values, values.T, equal_nan=False):
+    if not np.allclose(values, values.T, equal_nan=True):  # NaN is reported as such by the caller
         raise ValueError("weights: expected a symmetric matrix, got an asymmetric one")
     return values.astype(float), neurons
 
@@ -43,6 +43,7 @@ def _leiden(W: np.ndarray, seed: int, resolution: float) -> np.ndarray:
     import igraph as ig
     import leidenalg
 
+    W = W / W.max() if W.max() > 0 else W  # modularity is scale-free, leidenalg's tolerances are not
     iu, ju = np.triu_indices(W.shape[0], k=1)
     keep = W[iu, ju] > 0
     graph = ig.Graph(n=W.shape[0], edges=list(zip(iu[keep].tolist(), ju[keep].tolist())))
@@ -67,8 +68,9 @@ def communities(weights, *, method: str = "wsbm", seed: int = 0, max_blocks: int
     seed : int
     max_blocks : int, optional
         ``wsbm``: largest number of blocks tried (default ``min(10, n // 2)``).
-    threshold : float
-        ``wsbm``: weights above ``threshold * max`` are edges.
+    threshold : float in [0, 1)
+        ``wsbm``: weights above ``threshold * max`` are edges; a neuron
+        without edges is a community of its own (as in ``leiden``).
     resolution : float
         ``leiden``: resolution of the RB configuration model.
 

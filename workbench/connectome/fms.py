@@ -27,6 +27,8 @@ def _as_cp(model, name: str) -> tuple[np.ndarray, list[np.ndarray]]:
         factors = [np.asarray(f.detach().cpu().numpy() if hasattr(f, "detach") else f, dtype=float) for f in model]
     else:
         raise TypeError(f"{name}: expected an NTFResult or a sequence of factor matrices, got {type(model).__name__}")
+    if not all(np.isfinite(f).all() for f in factors):
+        raise ValueError(f"{name}: expected finite factors, got NaN or inf")
     if any(f.ndim != 2 for f in factors) or len({f.shape[1] for f in factors}) != 1:
         raise ValueError(f"{name}: expected 2-D factors (n_m, rank) of one rank, got shapes {[f.shape for f in factors]}")
     norms = [np.linalg.norm(f, axis=0) for f in factors]

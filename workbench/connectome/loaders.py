@@ -50,6 +50,13 @@ def _make(traces: np.ndarray, neurons, time, *, animals=None, attrs: dict | None
                         name="traces", attrs=attrs or {})
 
 
+def _check_fps(fps, where: str = "") -> float:
+    fps = float(fps)
+    if not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps: expected a positive frame rate{where}, got {fps!r}")
+    return fps
+
+
 def _stim_attrs(names, times) -> dict:
     if names is None or times is None:
         return {}
@@ -77,7 +84,7 @@ def _load_mat(path: Path) -> xr.DataArray:
         values = np.full((len(cells), n_time), np.nan)
         for i, c in enumerate(cells):
             values[i, : c.size] = c
-    fps = float(data["fps"])
+    fps = _check_fps(data["fps"], f" in {path}")
     n_time = values.shape[-1]
     attrs = {"fps": fps, "source": str(path), **_stim_attrs(data.get("stim_names"), data.get("stim_times"))}
     animals = [path.stem] if values.ndim == 2 else None
@@ -146,7 +153,7 @@ def _load_npz(path: Path) -> xr.DataArray:
             raise ValueError(f"path: expected an .npz with a 'traces' array, got {sorted(data.files)}")
         values = data["traces"]
         n_time = values.shape[-1]
-        fps = float(data["fps"]) if "fps" in data else 1.0
+        fps = _check_fps(data["fps"], f" in {path}") if "fps" in data else 1.0
         neurons = data["neurons"] if "neurons" in data else np.arange(values.shape[-2])
         time = data["time"] if "time" in data else np.arange(n_time) / fps
         animals = data["animals"] if "animals" in data else ([path.stem] if values.ndim == 2 else None)
@@ -236,6 +243,7 @@ def load_traces(path: str | os.PathLike | list, *, fps: float | None = None) -> 
     >>> load_traces(f).sizes == {"animal": 1, "neuron": 3, "time": 5}
     True
     """
+    fps = None if fps is None else _check_fps(fps)
     if isinstance(path, (list, tuple)):
         if not path:
             raise ValueError("path: expected at least one path, got an empty list")

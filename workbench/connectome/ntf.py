@@ -41,6 +41,11 @@ def _auto_width(rank: int) -> int:
     """
     return rank + max(5, -(-rank // 3))
 
+#: A tensor whose largest entry is beyond 2**±_SAFE_EXPONENT is fitted multiplied by a power of two that
+#: brings it to about 1 (exact; the weights are scaled back): squares of 1e30 overflow float32 and the
+#: squared column norms of 1e-30 data fall below the HALS guard ``_hals._TINY``.
+_SAFE_EXPONENT = 32
+
 #: Upper bound on the per-chunk copies of the tensor that EM needs when entries are missing.
 _MISSING_BATCH_BYTES = 1 << 30
 
@@ -120,7 +125,7 @@ class NTFResult:
         return xr.Dataset(data, attrs={"error": self.error, "n_iter": self.n_iter, "stability": self.stability})
 
 
-def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
+def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
     if isinstance(tensor, xr.DataArray):
         values = tensor.values
     elif isinstance(tensor, torch.Tensor):
@@ -131,10 +136,14 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
         raise TypeError(f"tensor: expected an xr.DataArray, numpy array or torch tensor, got {type(tensor).__name__}")
     if values.ndim != 3:
         raise ValueError(f"tensor: expected a 3-way tensor, got shape {values.shape}")
-    if not np.issubdtype(values.dtype, np.number):
-        raise TypeError(f"tensor: expected a numeric dtype, got {values.dtype}")
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise TypeError(f"tensor: expected real numbers (an integer or float dtype), got {values.dtype}")
     if values.dtype not in (np.float32, np.float64):
         values = values.astype(np.float64)
+    if isinstance(mask, xr.DataArray) and isinstance(tensor, xr.DataArray):
+        if set(mask.dims) != set(tensor.dims):
+            raise ValueError(f"mask: expected dims {tensor.dims} like tensor, got {mask.dims}")
+        mask = mask.transpose(*tensor.dims)
     if mask is not None:
         mask = np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask)
         if mask.shape != values.shape or mask.dtype != bool:
@@ -147,7 +156,9 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
         raise ValueError(f"n_restarts: expected a positive integer, got {n_restarts!r}")
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
-    if tol < 0:
+    if not isinstance(n_inner, (int, np.integer)) or n_inner < 1:
+        raise ValueError(f"n_inner: expected a positive integer, got {n_inner!r}")
+    if not tol >= 0:  # also refuses NaN
         raise ValueError(f"tol: expected tol >= 0, got {tol!r}")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
@@ -155,25 +166,26 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype):
 
 
 def _load(values: np.ndarray, mask: np.ndarray | None, dtype: torch.dtype):
-    """The (I, J*K) tensor on the CPU, its observed entries (None: all) and their squared norm.
+    """The (I, J*K) tensor on the CPU, its observed entries (None: all), their squared norm and the scale.
 
     A fully observed tensor is converted, checked (finite, >= 0) and summed in
     one pass of cache-sized chunks; NaN entries or a mask take the slower path
-    that zeroes the missing entries first.
+    that zeroes the missing entries first. See :func:`_rescale` for the scale.
     """
     I, J, K = values.shape
     if mask is None:
         X0, low, high, observed_sq = _load_chunks(values.reshape(I, J * K), dtype)
         if np.isfinite(low) and np.isfinite(high):  # NaN-propagating: nothing is missing or infinite
             _check_range(low, high)
-            return X0, None, observed_sq
+            return _rescale(X0, None, observed_sq, high)
     observed = ~np.isnan(values) if mask is None else ~np.isnan(values) & mask
     if not observed.any():
         raise ValueError("tensor: expected some observed entries, got every entry missing (NaN or masked)")
-    _check_range(values[observed].min(), values[observed].max())
+    high = values[observed].max()
+    _check_range(values[observed].min(), high)
     values = np.where(observed, values, 0.0).astype(values.dtype, copy=False)
     X0 = torch.as_tensor(values.reshape(I, J * K), dtype=dtype)
-    return X0, (None if observed.all() else observed), _hals.squared_norm(X0)
+    return _rescale(X0, (None if observed.all() else observed), None, high)
 
 
 def _check_range(low: float, high: float) -> None:
@@ -181,6 +193,24 @@ def _check_range(low: float, high: float) -> None:
         raise ValueError("tensor: expected finite entries, got inf")
     if low < 0:
         raise ValueError(f"tensor: expected non-negative entries, got minimum {low:.4g}")
+    if high == 0:
+        raise ValueError("tensor: expected some non-zero observed entries, got all zeros (no relative error exists)")
+
+
+def _rescale(X0: torch.Tensor, observed, observed_sq: torch.Tensor | None, high: float):
+    """``X0`` times the power of two ``scale`` that brings its largest entry ``high`` near 1, if it is far.
+
+    Multiplying by a power of two is exact, so only the representable range
+    changes; the weights are divided by ``scale`` again in :func:`_package`.
+    """
+    exponent = int(np.round(np.log2(high)))
+    scale = 1.0 if abs(exponent) <= _SAFE_EXPONENT else 2.0 ** -exponent
+    if scale != 1.0:
+        X0 = X0 * scale  # a new tensor: X0 may share the caller's memory
+        observed_sq = None
+    if observed_sq is None:
+        observed_sq = _hals.squared_norm(X0)
+    return X0, observed, observed_sq, scale
 
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -257,6 +287,7 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
     mask : bool array, optional
         Same shape as ``tensor``; ``True`` = observed. Entries that are
         ``False`` (or NaN) are excluded from the fit (EM, not zero-imputation).
+        A DataArray mask of a DataArray tensor is matched to it by dim names.
     seed : int
         Seed of the initial factors; the same seed gives the same result.
     max_iter, tol : int, float
@@ -299,10 +330,10 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
     >>> res.error < 1e-2, res.factor("mode0").dims
     (True, ('mode0', 'component'))
     """
-    values, mask = _validate(tensor, rank, mask, n_restarts, max_iter, tol, dtype)
+    values, mask = _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype)
     device = torch.device(device) if device is not None else default_device()
     I, J, K = values.shape
-    X0, observed, observed_sq = _load(values, mask, dtype)  # missing entries are zero in X0
+    X0, observed, observed_sq, scale = _load(values, mask, dtype)  # missing entries are zero in X0
     X0, observed_sq = X0.to(device), observed_sq.to(device)
     fraction = 1.0 if observed is None else observed.mean()
     norm = float(observed_sq.sqrt()) / np.sqrt(fraction)
@@ -326,7 +357,7 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
                               report if (bar or callback) else None)
     if bar:
         bar.close()
-    return _package(tensor, [A, B, C], errors.cpu().numpy(), n_iter)
+    return _package(tensor, [A, B, C], errors.cpu().numpy(), n_iter, scale)
 
 
 def _compress_width(compress, rank: int, shape: tuple[int, int, int], complete: bool) -> int | None:
@@ -359,8 +390,9 @@ def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, obser
     return torch.cat(errors), n_iter
 
 
-def _package(tensor, factors, errors, n_iter) -> NTFResult:
+def _package(tensor, factors, errors, n_iter, scale: float = 1.0) -> NTFResult:
     mats = [f.detach().double().cpu().numpy() for f in factors]
+    mats[0] = mats[0] / scale  # the fit was of ``scale * tensor`` (see _rescale)
     models = []
     for b in range(mats[0].shape[0]):
         norms = [np.linalg.norm(m[b], axis=0) for m in mats]

@@ -65,6 +65,9 @@ def rank_sweep(tensor, ranks: Iterable[int], n_restarts: int = 10, *, threshold:
     >>> sweep.attrs["suggested_rank"] >= 2
     True
     """
+    ranks = list(ranks)
+    if not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in ranks):
+        raise ValueError(f"ranks: expected integers, got {ranks}")
     ranks = sorted({int(r) for r in ranks})
     if not ranks:
         raise ValueError("ranks: expected at least one rank, got none")

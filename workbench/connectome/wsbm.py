@@ -111,13 +111,16 @@ def fit_wsbm(W: np.ndarray, *, max_blocks: int | None = None, threshold: float =
              patience: int = 2) -> tuple[np.ndarray, dict]:
     """Fit the weighted DC-SBM for B = 1, 2, ... and keep the shortest description.
 
+    Neurons without edges carry no evidence of belonging to any block: each is
+    a block of its own, and the model is fitted to the others.
+
     Parameters
     ----------
     W : ndarray (n, n)
         Symmetric non-negative weights (the diagonal is ignored).
     max_blocks : int, optional
-        Largest B tried; default ``min(10, n // 2)``.
-    threshold : float
+        Largest B tried, at most ``n``; default ``min(10, n // 2)``.
+    threshold : float in [0, 1)
         Pairs with weight above ``threshold * W.max()`` are edges.
     seed : int
     patience : int
@@ -134,16 +137,36 @@ def fit_wsbm(W: np.ndarray, *, max_blocks: int | None = None, threshold: float =
     >>> import numpy as np
     >>> W = np.kron(np.eye(2), np.ones((6, 6))) + 0.05
     >>> labels, info = fit_wsbm(W, seed=0)
-    >>> info["n_blocks"], len(set(labels[:6])), labels[0] != labels[6]
+    >>> info["n_blocks"], len(set(labels[:6])), bool(labels[0] != labels[6])
     (2, 1, True)
     """
     W = np.array(W, dtype=float)
     np.fill_diagonal(W, 0.0)
     n = W.shape[0]
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold: expected a fraction of the largest weight in [0, 1), got {threshold!r}")
+    if max_blocks is not None and (not isinstance(max_blocks, (int, np.integer)) or not 1 <= max_blocks <= n):
+        raise ValueError(f"max_blocks: expected None or an integer from 1 to the {n} neurons, got {max_blocks!r}")
     A = (W > threshold * W.max()).astype(float) if W.max() > 0 else np.zeros_like(W)
-    W = W * A
+    connected = A.any(1)
+    sub = np.ix_(connected, connected)
+    sub_labels, info = _fit_connected(A[sub], W[sub] * A[sub], max_blocks, seed, patience)
+    labels = np.empty(n, dtype=int)
+    labels[connected] = sub_labels
+    labels[~connected] = (sub_labels.max() + 1 if sub_labels.size else 0) + np.arange(n - connected.sum())
+    labels = _relabel(labels)
+    return labels, {**info, "n_blocks": int(labels.max() + 1)}
+
+
+def _fit_connected(A: np.ndarray, W: np.ndarray, max_blocks: int | None, seed: int, patience: int):
+    """:func:`fit_wsbm` on a graph in which every vertex has an edge (or on no vertex)."""
+    n = A.shape[0]
+    if n == 0:  # no edges at all: nothing to describe
+        return np.zeros(0, dtype=int), {"description_length": {}, "best_description_length": 0.0}
     n_edges = int(A.sum() // 2)
-    max_blocks = max_blocks or max(1, min(10, n // 2))
+    if max_blocks is None:
+        max_blocks = max(1, min(10, n // 2))
+    max_blocks = min(max_blocks, n)  # a cap set for all neurons may exceed the connected ones
     rng = np.random.default_rng(seed)
     dls: dict[int, float] = {}
     best_labels, best_dl = np.zeros(n, dtype=int), np.inf
@@ -163,5 +186,4 @@ def fit_wsbm(W: np.ndarray, *, max_blocks: int | None = None, threshold: float =
             best_dl, best_labels = dl, labels
         elif B - min(dls, key=dls.get) >= patience:
             break
-    labels = _relabel(best_labels)
-    return labels, {"description_length": dls, "n_blocks": int(labels.max() + 1), "best_description_length": best_dl}
+    return best_labels, {"description_length": dls, "best_description_length": best_dl}
