@@ -9,6 +9,8 @@ Examples
 from __future__ import annotations
 
 import numbers
+import re
+from pathlib import Path
 
 import torch
 
@@ -32,6 +34,14 @@ def check_positive_float(name: str, value) -> float:
 def check_device(device) -> torch.device:
     """A usable ``torch.device`` from ``device`` (``None``: CUDA when present, else CPU)."""
     return resolve_device(device)
+
+
+def check_folder(name: str, path) -> Path:
+    """``path`` as a ``Path`` that is a folder or does not exist yet (so files can be written into it)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{name}: expected a folder, got the existing file {folder}")
+    return folder
 
 
 def check_activations(name: str, x, d_in: int) -> torch.Tensor:
@@ -58,11 +68,21 @@ def check_layer(model, layer) -> int:
 
 
 def check_sae_matches_model(sae, model, layer: int) -> None:
-    """The SAE reads ``blocks.{layer}.attn.hook_z`` of ``model``: its d_in must be n_heads * d_head."""
+    """The SAE reads ``blocks.{layer}.attn.hook_z`` of ``model``: its d_in must be n_heads * d_head.
+
+    Where the SAE's config records them, its head count and its hook_z layer must be the model's too.
+    """
     d_z = model.cfg.n_heads * model.cfg.d_head
     if sae.cfg.d_in != d_z:
         raise ValueError(f"sae: expected d_in = n_heads * d_head = {d_z} for layer {layer}'s hook_z, "
                          f"got d_in={sae.cfg.d_in}")
+    if sae.cfg.n_heads is not None and sae.cfg.n_heads != model.cfg.n_heads:
+        raise ValueError(f"sae: expected n_heads={model.cfg.n_heads} (heads of {model.cfg.d_head}) as in the model, "
+                         f"got n_heads={sae.cfg.n_heads} in its config")
+    trained_at = re.fullmatch(r"blocks\.(\d+)\.attn\.hook_z", sae.cfg.hook_name or "")
+    if trained_at and int(trained_at.group(1)) != layer:
+        raise ValueError(f"sae: it reads {sae.cfg.hook_name!r} (cfg.hook_name), not layer {layer}'s hook_z; pass "
+                         f"layer={trained_at.group(1)}, or clear the config's hook_name to apply it elsewhere")
 
 
 def check_trainable_dtype(dtype: str) -> str:

@@ -38,6 +38,8 @@ def head_attribution(sae, n_heads: int) -> xr.DataArray:
     ('feature', 'head')
     """
     n_heads = check_positive_int("n_heads", n_heads)
+    if sae.cfg.n_heads is not None and n_heads != sae.cfg.n_heads:
+        raise ValueError(f"n_heads: the SAE's config says it reads {sae.cfg.n_heads} heads, got {n_heads}")
     if sae.cfg.d_in % n_heads:
         raise ValueError(f"n_heads: expected a divisor of d_in={sae.cfg.d_in}, got {n_heads}")
     W = sae.W_dec.detach().double().cpu().reshape(sae.cfg.d_sae, n_heads, -1)
@@ -53,7 +55,8 @@ def _check_features(sae, features) -> list[int]:
     if isinstance(features, numbers.Integral):
         features = [features]
     features = list(np.asarray(features).reshape(-1)) if not isinstance(features, list) else features
-    bad = [f for f in features if not isinstance(f, numbers.Integral) or not 0 <= f < sae.cfg.d_sae]
+    bad = [f for f in features
+           if isinstance(f, bool) or not isinstance(f, numbers.Integral) or not 0 <= f < sae.cfg.d_sae]
     if not features or bad:
         raise ValueError(f"features: expected latent indices in [0, {sae.cfg.d_sae}), got {bad or features!r}")
     return [int(f) for f in features]
@@ -81,6 +84,7 @@ def dfa(sae, model, tokens: torch.Tensor, layer: int, features, *, batch_size: i
     check_sae_matches_model(sae, model, layer)
     tokens = _check_tokens(model, tokens)
     features = _check_features(sae, features)
+    batch_size = check_positive_int("batch_size", batch_size)
     n_heads, d_head = model.cfg.n_heads, model.cfg.d_head
     W = sae.W_enc.detach()[:, features].reshape(n_heads, d_head, len(features))
     names = [f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.attn.hook_v"]

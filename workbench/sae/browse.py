@@ -41,9 +41,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from workbench.sae._validate import check_layer, check_positive_int
 from workbench.sae.attribution import dfa, head_attribution
 from workbench.sae.evaluation import evaluate, hook_z_name
-from workbench.sae.features import _token_strings, feature_families, top_activations
+from workbench.sae.features import FAMILIES, _token_strings, feature_families, top_activations
 
 N_EXAMPLES = 10  # top examples per feature
 MAX_PROMPT_TOKENS = 128
@@ -82,7 +83,7 @@ def hook_z_cat(model, tokens: torch.Tensor, layer: int) -> torch.Tensor:
     """
     from workbench.hooks.cache import compute_hooks
 
-    hook = hook_z_name(layer)
+    hook = hook_z_name(check_layer(model, layer))
     z = torch.from_numpy(compute_hooks(model, tokens, [hook], "float32")[hook])
     return z.reshape(-1, z.shape[-2] * z.shape[-1])
 
@@ -132,6 +133,8 @@ def prompt_features(sae, model, layer: int, text: str, *, max_tokens: int = MAX_
 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("prompt: expected some text to analyse, got an empty prompt")
+    max_tokens = check_positive_int("max_tokens", max_tokens, minimum=2)
+    max_features = check_positive_int("max_features", max_features, minimum=0)
     n_ids = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
     tokens = tokenize(model, text, seq_len=min(n_ids + 1, max_tokens, model.cfg.n_ctx))
     acts = _encode_hook_z(sae, model, tokens, layer)  # [d_sae, pos]
@@ -287,6 +290,8 @@ def family_features(ds: xr.Dataset, family: str = "any") -> list[int]:
     >>> family_features(ds), family_features(ds, "induction")
     ([1, 2, 0], [2, 0])
     """
+    if family != "any" and family not in FAMILIES:
+        raise ValueError(f"family: expected one of {('any', *FAMILIES)}, got {family!r}")
     order = np.argsort(-ds["activation"].isel(example=0).fillna(0).values, kind="stable")
     labels = ds["family_label"].values
     return [int(f) for f in order if family == "any" or labels[f] == family]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from workbench.sae._validate import check_positive_int
+
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
@@ -83,6 +85,12 @@ class SAEConfig:
         if self.n_heads is not None and (not isinstance(self.n_heads, int) or self.n_heads < 1
                                          or self.d_in % self.n_heads):
             raise ValueError(f"n_heads: expected a positive int dividing d_in={self.d_in}, got {self.n_heads!r}")
+        if self.aux_k is not None:
+            check_positive_int("aux_k", self.aux_k)
+        for name in ("l1_coefficient", "aux_coefficient"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: expected one of {DTYPES}, got {self.dtype!r}")
         get_architecture(self.architecture).check_config(self)

@@ -51,8 +51,13 @@ def _check_tokens(model, tokens) -> torch.Tensor:
         desc = f"shape {tuple(tokens.shape)}, dtype {tokens.dtype}" if isinstance(tokens, torch.Tensor) \
             else type(tokens).__name__
         raise ValueError(f"tokens: expected a 2-D integer tensor [seq, pos], got {desc}")
+    if tokens.shape[0] == 0:
+        raise ValueError(f"tokens: expected at least one sequence, got shape {tuple(tokens.shape)}")
     if tokens.shape[1] < 2:
         raise ValueError(f"tokens: expected at least 2 positions for next-token loss, got {tokens.shape[1]}")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= model.cfg.d_vocab:
+        raise ValueError(f"tokens: expected token ids in [0, {model.cfg.d_vocab}), got ids from {low} to {high}")
     return tokens.to(next(model.parameters()).device)
 
 

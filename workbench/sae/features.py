@@ -132,6 +132,7 @@ def top_activations(sae, model, tokens: torch.Tensor, layer: int, features, k: i
     k = check_positive_int("k", k)
     n_quantiles = check_positive_int("n_quantiles", n_quantiles)
     before, after = (check_positive_int("window", w, minimum=0) for w in window)
+    batch_size = check_positive_int("batch_size", batch_size)
     z, pattern, v = _layer_cache(model, tokens, layer, batch_size)
     n_seq, n_pos = tokens.shape
     acts = sae.encode(z.reshape(-1, sae.cfg.d_in).to(sae.device)).cpu()[:, features]  # [seq*pos, F]
@@ -258,6 +259,7 @@ def feature_families(saes: Mapping[int, object], model, tokens: torch.Tensor, *,
     tokens = _check_tokens(model, tokens)
     n_examples = check_positive_int("n_examples", n_examples)
     local_range = check_positive_int("local_range", local_range)
+    batch_size = check_positive_int("batch_size", batch_size)
     sizes = {sae.cfg.d_sae for sae in saes.values()}
     if len(sizes) != 1:
         raise ValueError(f"saes: expected one d_sae for all layers, got {sorted(sizes)}")

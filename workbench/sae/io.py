@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from workbench import __version__
+from workbench.sae._validate import check_folder
 from workbench.sae.config import SAEConfig
 from workbench.sae.registry import get_architecture
 
@@ -38,6 +41,9 @@ _CORE = ("W_enc", "W_dec", "b_enc", "b_dec")
 _OWN_KEY = "workbench"
 _OWN_FIELDS = ("n_heads", "l1_coefficient", "aux_k", "aux_coefficient", "jumprelu_bandwidth",
                "jumprelu_init_threshold")
+#: One id per save, in cfg.json (under ``workbench``) and in the weights' header: a folder whose two
+#: files come from different saves (a save interrupted between its two renames) is refused on load.
+_SAVE_ID = "save_id"
 
 
 def save_sae(sae, path: str | os.PathLike) -> Path:
@@ -50,8 +56,9 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     >>> sorted(p.name for p in save_sae(AttentionSAE(SAEConfig(d_in=4, d_sae=8, k=2)), tempfile.mkdtemp()).iterdir())
     ['cfg.json', 'sae_weights.safetensors']
     """
-    folder = Path(path)
+    folder = check_folder("path", path)
     folder.mkdir(parents=True, exist_ok=True)
+    save_id = uuid.uuid4().hex
     cfg = sae.cfg
     hook_name = cfg.hook_name or ""
     doc = {
@@ -60,7 +67,8 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
         "normalize_activations": "none", "hook_name": cfg.hook_name, "hook_head_index": None,
         "model_name": cfg.model_name, "prepend_bos": True, "finetuning_scaling_factor": False,
         "reshape_activations": "hook_z" if hook_name.endswith("hook_z") else "none",
-        "activation_fn": "relu", _OWN_KEY: {"version": __version__, **{f: getattr(cfg, f) for f in _OWN_FIELDS}},
+        "activation_fn": "relu",
+        _OWN_KEY: {"version": __version__, _SAVE_ID: save_id, **{f: getattr(cfg, f) for f in _OWN_FIELDS}},
         **cfg.metadata,
     }
     if cfg.k is not None:
@@ -69,8 +77,8 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     tensors = {name: getattr(sae, name).detach() for name in _CORE}
     tensors.update(sae.architecture.export_extra(sae))
     tensors = {name: t.to("cpu").contiguous() for name, t in tensors.items()}
-    # Temporary names then rename: a crash never leaves a folder with one new and one old file.
-    for name, write in ((WEIGHTS_FILE, lambda p: save_file(tensors, str(p))),
+    # Temporary names then rename: a crash leaves each file whole, and the save id tells a new one beside an old one.
+    for name, write in ((WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={_SAVE_ID: save_id})),
                         (CFG_FILE, lambda p: p.write_text(json.dumps(doc, indent=2)))):
         tmp = folder / f".{name}.tmp"
         write(tmp)
@@ -101,8 +109,9 @@ def _config_from_json(doc: dict, source: Path) -> SAEConfig:
 def load_sae(path: str | os.PathLike, *, device: str | torch.device | None = None):
     """The :class:`AttentionSAE` stored in SAELens-layout folder ``path``.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for
-    missing, unexpected or wrongly shaped tensors, each named.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an
+    unreadable file, missing, unexpected or wrongly shaped tensors, each
+    named, and for files from two different saves (an interrupted save).
 
     Examples
     --------
@@ -120,8 +129,18 @@ def load_sae(path: str | os.PathLike, *, device: str | torch.device | None = Non
         if not (folder / name).is_file():
             raise FileNotFoundError(f"path: expected an SAELens folder with {CFG_FILE} and {WEIGHTS_FILE}, "
                                     f"{name} is missing in {folder}")
-    cfg = _config_from_json(json.loads((folder / CFG_FILE).read_text()), folder)
-    tensors = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        doc = json.loads((folder / CFG_FILE).read_text())
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+            weights_id = (weights.metadata() or {}).get(_SAVE_ID)
+            tensors = {name: weights.get_tensor(name) for name in weights.keys()}
+    except (ValueError, SafetensorError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        name = WEIGHTS_FILE if isinstance(error, SafetensorError) else CFG_FILE
+        raise ValueError(f"{name}: could not read {folder / name} ({error})") from error
+    if weights_id is not None and weights_id != (doc.get(_OWN_KEY) or {}).get(_SAVE_ID):
+        raise ValueError(f"path: {CFG_FILE} and {WEIGHTS_FILE} in {folder} come from different saves "
+                         "(a save into this folder was interrupted); save the SAE again")
+    cfg = _config_from_json(doc, folder)
     scaling = tensors.pop("scaling_factor", None)
     if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
         raise ValueError(f"{WEIGHTS_FILE}: a non-trivial scaling_factor in {folder} is not supported")

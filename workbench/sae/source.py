@@ -69,6 +69,8 @@ class ActivationSource:
         self.acts = _as_token_major(acts)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.buffer_tokens = check_positive_int("buffer_tokens", buffer_tokens)
+        if self.buffer_tokens < self.batch_size:  # a buffer must hold a batch, else no batch ever comes
+            raise ValueError(f"buffer_tokens: expected at least batch_size={self.batch_size}, got {buffer_tokens}")
         self.seed = int(seed)
         self.device = torch.device(device)
         shape = self.acts.shape

@@ -34,11 +34,6 @@ class Standard(Architecture):
     decoder_init_norm = 1.0
 
     @classmethod
-    def check_config(cls, cfg) -> None:
-        if cfg.l1_coefficient is not None and not cfg.l1_coefficient >= 0:
-            raise ValueError(f"l1_coefficient: expected a number >= 0, got {cfg.l1_coefficient!r}")
-
-    @classmethod
     def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
         return pre.relu()
 

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import xarray as xr
 from workbench import __version__
 from workbench.sae._validate import (
     check_device,
+    check_folder,
     check_layer,
     check_positive_float,
     check_positive_int,
@@ -59,7 +61,11 @@ def _load_checkpoint(folder: Path, run: dict) -> dict | None:
     path = folder / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"checkpoint_dir: could not read {path} ({type(error).__name__}); "
+                         "use another folder or resume=False") from error
     if payload["run"] != run:
         changed = sorted(k for k in run if payload["run"].get(k) != run[k])
         raise ValueError(f"checkpoint_dir: {path} belongs to a run with different arguments {changed}; "
@@ -157,7 +163,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         raise ValueError(f"lr_decay: expected a fraction in [0, 1], got {lr_decay!r}")
     source = ActivationSource(acts, batch_size=batch_size, seed=seed, buffer_tokens=buffer_tokens, device=device)
     n_tokens = source.n_tokens if n_tokens is None else check_positive_int("n_tokens", n_tokens)
-    n_steps = max(1, n_tokens // source.batch_size)
+    if n_tokens < source.batch_size:
+        raise ValueError(f"n_tokens: expected at least batch_size={source.batch_size} tokens, got {n_tokens}")
+    n_steps = n_tokens // source.batch_size
     cfg = SAEConfig(**{"d_in": source.d_in, "d_sae": d_sae, "architecture": architecture, "k": k,
                        "l1_coefficient": l1_coefficient, **_provenance(acts), **config, "device": str(device)})
     check_trainable_dtype(cfg.dtype)
@@ -168,10 +176,13 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
     history: dict[str, torch.Tensor] = {}
     start = 0
+    acts_mean = source.mean()  # also tells a checkpoint of other activations (of the same shape) apart
     run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size,
            "n_steps": n_steps, "betas": list(betas), "dead_window": dead_window, "resample_every": resample_every,
-           "buffer_tokens": buffer_tokens, "max_grad_norm": max_grad_norm, "n_tokens_in_acts": source.n_tokens}
-    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+           "buffer_tokens": buffer_tokens, "max_grad_norm": max_grad_norm, "n_tokens_in_acts": source.n_tokens,
+           "acts_mean": acts_mean.tolist()}
+    # checked now, not at the first checkpoint after training
+    folder = check_folder("checkpoint_dir", checkpoint_dir) if checkpoint_dir is not None else None
     saved = _load_checkpoint(folder, run) if folder is not None and resume else None
     if saved is not None:
         sae.load_state_dict(saved["sae"])
@@ -182,7 +193,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         start = int(saved["step"])
     else:
         with torch.no_grad():  # start b_dec at the data mean: the first steps then fit structure, not offset
-            sae.b_dec.copy_(source.mean())
+            sae.b_dec.copy_(acts_mean)
 
     bar = tqdm(total=n_steps, initial=start, desc=f"training {architecture} SAE", unit="step",
                disable=not progress)
