@@ -14,6 +14,22 @@ import sys
 from pathlib import Path
 
 
+def _port(text: str) -> int:
+    """A TCP port number, for argparse: an int in [1, 65535]."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in [1, 65535], got {text!r}")
+    return port
+
+
+def _message(err: Exception) -> str:
+    """An error's text; a KeyError's own str() would add quotes."""
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Decomposition workbench")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("key", nargs="?")
     cache.add_argument("--cache", default=None)
     serve = sub.add_parser("serve", help="serve the dashboard (Panel) on this machine")
-    serve.add_argument("--port", type=int, default=5006)
+    serve.add_argument("--port", type=_port, default=5006)
     serve.add_argument("--address", default="127.0.0.1", help="interface to bind (default: localhost only)")
     serve.add_argument("--cache", default=None, help="cache folder (default: $WORKBENCH_CACHE or the user cache)")
     figures = sub.add_parser("figures", help="re-export paper figures from results the dashboard saved")
@@ -52,7 +68,7 @@ def run_figures(args: argparse.Namespace) -> int:
 
     try:
         written = export_results(args.results_dir, args.out_dir, tuple(args.formats))
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"workbench figures: {err}", file=sys.stderr)
         return 2
     for path in written:
@@ -100,19 +116,28 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n".join(list_models()))
         return 0
-    from workbench.hooks import HookCache
+    return run_cache(args)
 
-    cache = HookCache(args.cache)
-    if args.action == "list":
-        for entry in cache.list():
-            print(json.dumps(entry))
-    elif args.action == "info":
-        if not args.key:
-            print("workbench cache info: give a KEY (see 'workbench cache list')", file=sys.stderr)
-            return 2
-        print(json.dumps(cache.info(args.key), indent=1, default=str))
-    else:
-        print(f"removed {cache.clear(args.key)} stores")
+
+def run_cache(args: argparse.Namespace) -> int:
+    from workbench.hooks import HookCache
+    from workbench.hooks.store import StoreDamagedError
+
+    if args.action == "info" and not args.key:
+        print("workbench cache info: give a KEY (see 'workbench cache list')", file=sys.stderr)
+        return 2
+    try:
+        cache = HookCache(args.cache)
+        if args.action == "list":
+            for entry in cache.list():
+                print(json.dumps(entry))
+        elif args.action == "info":
+            print(json.dumps(cache.info(args.key), indent=1, default=str))
+        else:
+            print(f"removed {cache.clear(args.key)} stores")
+    except (KeyError, ValueError, StoreDamagedError, OSError) as err:
+        print(f"workbench cache {args.action}: {_message(err)}", file=sys.stderr)
+        return 2
     return 0
 
 

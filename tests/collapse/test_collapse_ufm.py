@@ -69,6 +69,11 @@ def test_gradient_descent_reaches_the_lbfgs_optimum():
         (dict(optimizer="adam"), ValueError, "optimizer: expected one of"),
         (dict(steps=0), ValueError, "steps: expected an int >= 1"),
         (dict(n_per_class=[3]), ValueError, "n_per_class"),
+        (dict(lr=0.0), ValueError, "lr: expected a positive finite number, got 0.0"),
+        (dict(lr=-1.0, optimizer="gd"), ValueError, "lr: expected a positive finite number"),
+        # zero initialisation sits on a saddle (every gradient is 0); NaN would return NaN features
+        (dict(init_scale=0.0), ValueError, "init_scale: expected a positive finite number"),
+        (dict(init_scale=float("nan")), ValueError, "init_scale: expected a positive finite number"),
     ],
 )
 def test_bad_input(kwargs, error, match):

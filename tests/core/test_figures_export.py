@@ -64,3 +64,39 @@ def test_bad_export_calls_get_clear_errors(figure, tmp_path):
     with pytest.raises(ValueError, match="scale"):
         export(figure, tmp_path / "fig.png", scale=0)
     assert list(tmp_path.iterdir()) == []  # no partial files left behind
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale=float("nan")), dict(scale=float("inf")), dict(width=0),
+                                    dict(width=-5), dict(height=float("nan")), dict(width=2.5)])
+def test_bad_sizes_are_rejected_before_writing(figure, tmp_path, kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"{name}: expected a positive"):
+        export(figure, tmp_path / "fig.png", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_overwrite_keeps_the_old_figure(figure, tmp_path, monkeypatch):
+    import kaleido
+
+    old = export(figure, tmp_path / "fig.svg")
+    before = old.read_bytes()
+
+    def crash_half_way(fig, path, **_):
+        with open(path, "wb") as f:
+            f.write(b"<svg trunc")
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(kaleido, "write_fig_sync", crash_half_way)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        export(figure, old)
+    assert old.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["fig.svg"]
+
+
+def test_a_folder_in_the_way_is_named_before_rendering(figure, tmp_path, monkeypatch):
+    import kaleido
+
+    (tmp_path / "fig.svg").mkdir()
+    monkeypatch.setattr(kaleido, "write_fig_sync", lambda *a, **k: pytest.fail("rendered for nothing"))
+    with pytest.raises(ValueError, match="path: expected a file, got the folder"):
+        export(figure, tmp_path / "fig.svg")
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.svg"]

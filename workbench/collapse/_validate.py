@@ -136,6 +136,13 @@ def check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_count(name: str, value: Any) -> int:
+    """A number of things (steps, epochs, a batch size): an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    return int(value)
+
+
 def check_counts(n_per_class: Any) -> np.ndarray:
     """Per-class sample counts: a sequence of at least two positive integers."""
     n = np.asarray(n_per_class)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 import workbench
 from workbench.device import one_cpu_thread, resolve_device
-from workbench.collapse._validate import check_choice, check_counts
+from workbench.collapse._validate import check_choice, check_count, check_counts, check_positive
 from workbench.collapse.layerwise import track
 
 
@@ -47,6 +47,10 @@ def _load(data: Any) -> tuple[torch.Tensor, torch.Tensor, str]:
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
     if y.dtype.is_floating_point:
         raise TypeError(f"data: expected integer labels, got dtype {y.dtype}")
+    if len(y) == 0:
+        raise ValueError("data: expected at least one sample, got none")
+    if int(y.min()) < 0:
+        raise ValueError(f"data: expected class labels >= 0, got {int(y.min())}")
     return x.flatten(1).float(), y.long(), name
 
 
@@ -181,8 +185,10 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     True
     """
     check_choice("loss", loss, ("mse", "ce"))
-    if epochs < 1 or record_every < 1:
-        raise ValueError(f"epochs, record_every: expected ints >= 1, got {epochs} and {record_every}")
+    epochs, record_every = check_count("epochs", epochs), check_count("record_every", record_every)
+    batch_size = check_count("batch_size", batch_size)
+    if lr is not None:
+        lr = check_positive("lr", lr)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     x, y, source = _load(data)

@@ -9,6 +9,7 @@ Dataset with a ``layer`` dim; :func:`track` stacks such results over epochs.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import xarray as xr
 from torch import nn
 
 from workbench.device import resolve_device
-from workbench.collapse._validate import as_classifier
+from workbench.collapse._validate import as_classifier, check_count
 from workbench.collapse.accumulator import NCAccumulator
 
 Classifiers = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
@@ -92,9 +93,14 @@ def _check_layers(model: Any, layers: Sequence[str] | None) -> list[str]:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch nn.Module or a TransformerLens model, got {type(model).__name__}")
         return default_layers(model)
+    if isinstance(layers, str):
+        raise TypeError(f"layers: expected a sequence of layer names, got the string {layers!r}; "
+                        f"write [{layers!r}] for one layer")
     layers = list(layers)
     if not layers:
         raise ValueError("layers: expected at least one layer name, got an empty list")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers: expected distinct names, got {layers}")
     if not hasattr(model, "run_with_cache"):
         known = dict(model.named_modules())
         missing = [name for name in layers if name not in known]
@@ -175,6 +181,7 @@ def layerwise(model: Any, data: Any, layers: Sequence[str] | None = None, *, cla
     """
     dev = resolve_device(device)
     names = _check_layers(model, layers)
+    batch_size = check_count("batch_size", batch_size)
     if isinstance(data, Iterator):
         data = list(data)  # a one-shot iterator cannot be read twice
     if not isinstance(data, (tuple, torch.utils.data.Dataset, Iterable)):
@@ -217,9 +224,11 @@ def layerwise(model: Any, data: Any, layers: Sequence[str] | None = None, *, cla
 
 def _n_classes(data: Any, n_classes: int | None) -> int:
     if n_classes is not None:
-        return int(n_classes)
+        return n_classes  # NCAccumulator checks it is an int >= 2
     if isinstance(data, tuple) and len(data) == 2:
         labels = data[1]
+        if len(labels) == 0:
+            raise ValueError("data: expected at least one sample, got none")
         top = labels.max() if isinstance(labels, torch.Tensor) else np.max(np.asarray(labels))
         return int(top) + 1
     raise ValueError("n_classes: expected an int when data is a Dataset or an iterable of batches "
@@ -276,6 +285,11 @@ class NCTracker:
 
     def __call__(self, epoch: int, **extra: float) -> xr.Dataset:
         """Measure at ``epoch``; keyword scalars (e.g. ``train_loss``) are stored alongside."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+            raise TypeError(f"epoch: expected an int, got {epoch!r}")
+        for key, value in extra.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{key}: expected a number, got {type(value).__name__}")
         if self.epochs_ and epoch <= self.epochs_[-1]:
             raise ValueError(f"epoch: expected a number after the last recorded epoch {self.epochs_[-1]}, got {epoch}")
         ds = layerwise(self.model, self.data, self.layers, **self.kwargs)

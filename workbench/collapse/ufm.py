@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 import workbench
 from workbench.device import one_cpu_thread, resolve_device
-from workbench.collapse._validate import check_choice, check_counts, check_depth, check_positive
+from workbench.collapse._validate import check_choice, check_count, check_counts, check_depth, check_positive
 
 LOSSES = ("mse", "ce")
 OPTIMIZERS = ("lbfgs", "gd")
@@ -107,8 +107,9 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
     k = counts.size
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < k:
         raise ValueError(f"dim: expected an int >= the number of classes ({k}), got {dim!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    steps = check_count("steps", steps)
+    lr = check_positive("lr", lr)
+    init_scale = check_positive("init_scale", init_scale)
     dev = resolve_device(device)
     gen = torch.Generator().manual_seed(int(seed))
     opts = dict(dtype=torch.float64)

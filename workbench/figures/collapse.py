@@ -43,6 +43,24 @@ def _require(ds: xr.Dataset, names: Sequence[str], dims: Sequence[str] = ()) -> 
         raise ValueError(f"ds: expected dims {list(dims)}, got {list(ds.dims)}")
 
 
+def _select(ds: xr.Dataset, dim: str, value: Any) -> xr.Dataset:
+    """``ds`` at ``value`` along ``dim`` (the last entry when None), naming the choices when it is not there."""
+    if value is None:
+        return ds.isel({dim: -1})
+    known = ds[dim].values.tolist()
+    if value not in known:
+        raise ValueError(f"{dim}: expected one of {known}, got {value!r}")
+    return ds.sel({dim: value})
+
+
+def _require_over(ds: xr.Dataset, names: Sequence[str], dim: str, arg: str) -> None:
+    """Each variable in ``names`` is one value per ``dim`` entry (after selecting a layer or epoch)."""
+    wrong = {n: ds[n].dims for n in names if ds[n].dims != (dim,)}
+    if wrong:
+        what = "variables" if arg == "metrics" else "a variable"
+        raise ValueError(f"{arg}: expected {what} over {(dim,)}, got {wrong}")
+
+
 def nc_vs_epoch(ds: xr.Dataset, metrics: Sequence[str] = ("nc1", "nc2_etf", "nc3", "nc4"),
                 layer: str | None = None) -> go.Figure:
     """NC metrics against epoch on a log y axis, one line per metric.
@@ -62,9 +80,13 @@ def nc_vs_epoch(ds: xr.Dataset, metrics: Sequence[str] = ("nc1", "nc2_etf", "nc3
     >>> nc_vs_epoch(ds, metrics=["nc1"]).layout.yaxis.type
     'log'
     """
+    if isinstance(metrics, str):
+        raise TypeError(f"metrics: expected a sequence of variable names, got the string {metrics!r}; "
+                        f"write [{metrics!r}] for one metric")
     _require(ds, metrics, ["epoch"])
     if "layer" in ds.dims:
-        ds = ds.sel(layer=layer) if layer is not None else ds.isel(layer=-1)
+        ds = _select(ds, "layer", layer)
+    _require_over(ds, metrics, "epoch", "metrics")
     fig = new_figure(xaxis_title="epoch", yaxis_title="metric", yaxis_type="log", width=SINGLE_COLUMN_PX)
     for i, name in enumerate(metrics):
         y = ds[name].values.astype(float)
@@ -89,7 +111,8 @@ def nc_vs_layer(ds: xr.Dataset, metric: str = "nc1", epoch: int | None = None) -
     """
     _require(ds, [metric], ["layer"])
     if "epoch" in ds.dims:
-        ds = ds.sel(epoch=epoch) if epoch is not None else ds.isel(epoch=-1)
+        ds = _select(ds, "epoch", epoch)
+    _require_over(ds, [metric], "layer", "metric")
     y = ds[metric].values.astype(float)
     depth = np.arange(1, y.size + 1)
     keep = np.isfinite(y) & (y > 0)
@@ -115,6 +138,9 @@ def _target_gram(ds: xr.Dataset, target: str | xr.Dataset) -> tuple[np.ndarray, 
         if target.sizes["class"] != k:
             raise ValueError(f"target: expected theory for {k} classes, got {target.sizes['class']}")
         gram, want = ds.gram_uncentred.values, np.diag(target.mean_norm.values ** 2)
+        if not want.any():
+            raise ValueError("target: every class collapses in this theory (all mean norms are 0), "
+                             "so it has no Gram shape to compare with")
         want = want / np.linalg.norm(want)
         name = "imbalanced theory"
     elif target == "etf":
@@ -142,6 +168,9 @@ def gram_heatmap(ds: xr.Dataset, target: str | xr.Dataset = "etf") -> go.Figure:
     2
     """
     _require(ds, ["gram", "gram_uncentred"], ["class"])
+    if ds.gram.dims != ("class", "other_class"):
+        raise ValueError(f"ds: expected gram over (class, other_class) for one layer (and epoch), got dims "
+                         f"{ds.gram.dims}; select one, e.g. ds.sel(layer=..., epoch=...)")
     observed, want, name = _target_gram(ds, target)
     cls = [str(c) for c in ds["class"].values]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("class means", name), horizontal_spacing=0.12)
@@ -178,6 +207,8 @@ def _layer_geometry(ds: xr.Dataset, W: Any) -> tuple[np.ndarray, np.ndarray | No
     rows = None if W is None else np.asarray(W, dtype=float)
     if rows is not None and rows.shape != means.shape:
         raise ValueError(f"W: expected shape {means.shape} (class, dim), got {rows.shape}")
+    if rows is not None and not (np.isfinite(rows).all() and rows.any()):
+        raise ValueError("W: expected finite rows that are not all zero (they are rescaled to the means' norm)")
     return means, rows
 
 

@@ -7,6 +7,8 @@ and MathJax off, so export works on air-gapped machines.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -98,8 +100,13 @@ def export(fig: go.Figure, path: str | os.PathLike, *, width: int | None = None,
         raise ValueError(f"path: expected a file ending in one of {['.' + f for f in FORMATS]}, got {str(path)!r}")
     if not path.parent.exists():
         raise ValueError(f"path: the folder {str(path.parent)!r} does not exist")
-    if scale <= 0:
-        raise ValueError(f"scale: expected a positive number, got {scale!r}")
+    if path.is_dir():
+        raise ValueError(f"path: expected a file, got the folder {str(path)!r}")
+    if not (isinstance(scale, numbers.Real) and 0 < scale < math.inf):
+        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+    for name, size in (("width", width), ("height", height)):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+            raise ValueError(f"{name}: expected a positive int (CSS pixels), got {size!r}")
 
     styled = apply_paper_style(go.Figure(fig))
     width = width or styled.layout.width or FULL_WIDTH_PX
