@@ -149,3 +149,20 @@ def test_bad_input_gets_clear_errors(attn_model, hook_cache):
     with pytest.raises(ValueError, match="dtype"):
         hook_cache.activations(attn_model, tokens, Z0, dtype="bfloat16")
     assert hook_cache.list() == []  # nothing half-made was left behind
+
+
+@pytest.mark.parametrize("writes", [False, True])
+def test_a_long_running_writer_is_not_swept_while_it_writes(tmp_path, writes):
+    """The age rule removes a temporary store only when no chunk was written for an hour (the writer is alive
+    here, so only the age decides); chunks land in subfolders, so the writer must refresh the folder itself."""
+    from workbench.hooks.store import StoreWriter, sweep_stale, write_region
+
+    writer = StoreWriter(tmp_path / "key.zarr", "x", ("seq", "d"), (4, 3), chunk=2)
+    two_hours_ago = time.time() - 7200
+    os.utime(writer.tmp, (two_hours_ago, two_hours_ago))
+    if writes:
+        writer.write(0, np.ones((2, 3), "float32"))
+        os.utime(writer.tmp, (two_hours_ago, two_hours_ago))
+        write_region(writer.array_path, 2, np.zeros((2, 3), "float32"))  # a cluster worker's chunk
+    assert sweep_stale(tmp_path) == (0 if writes else 1)
+    assert writer.tmp.exists() == writes

@@ -88,6 +88,7 @@ class StoreWriter:
     def write(self, start: int, values: np.ndarray) -> None:
         """Write ``values`` at ``[start:start + len(values)]`` along the first dim."""
         self._array[start:start + values.shape[0]] = values
+        _heartbeat(self.tmp)
 
     @property
     def array_path(self) -> Path:
@@ -156,8 +157,18 @@ def _quiet_about_manifest():
         yield
 
 
+def _heartbeat(tmp: Path) -> None:
+    """Mark a temporary store as written to now: chunks land in subfolders, which leave its own mtime alone."""
+    os.utime(tmp)
+
+
 def sweep_stale(root: Path, *, older_than: float = 3600.0) -> int:
-    """Remove temporary folders of writers that died (dead pid, or older than ``older_than`` s)."""
+    """Remove temporary folders of writers that died: a dead pid, or no chunk written for ``older_than`` s.
+
+    The age rule covers writers on other hosts (whose pid means nothing
+    here); every chunk a writer writes refreshes its folder's mtime, so a
+    live writer, however long its run, is never swept.
+    """
     removed = 0
     for tmp in root.glob(f"*{TMP_MARK}*"):
         pid_text = tmp.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
@@ -185,3 +196,4 @@ def write_region(array_path: Path, start: int, values: np.ndarray) -> None:
     never touch the same chunk.
     """
     zarr.open_array(array_path, mode="r+")[start:start + values.shape[0]] = values
+    _heartbeat(array_path.parent)
