@@ -160,3 +160,10 @@ def test_a_failed_second_pass_leaves_the_totals_as_they_were(rng, scatter):
     got = acc.result(W)
     for name in SCALARS:
         assert float(got[name]) == pytest.approx(float(want[name]), rel=1e-10, abs=1e-12), name
+
+
+def test_finite_features_whose_sums_overflow_are_named_as_such():
+    x = np.full((4, 3), 1e308)
+    with pytest.raises(ValueError, match=r"features: expected values whose sums fit in float64, .*\(largest "
+                                         r"magnitude 1e\+308\)"):
+        nc_metrics(x, np.array([0, 0, 1, 1]), device="cpu")

@@ -91,3 +91,13 @@ def test_low_rank_factors_rejects_ranks_beyond_the_matrix():
 def test_numpy_scalars_are_accepted(attn_model):
     kept = compress(attn_model, ratio=np.float32(0.5), method="svd").workbench_compression["params_kept"]
     assert kept == compress(attn_model, ratio=0.5, method="svd").workbench_compression["params_kept"]
+
+
+@pytest.mark.parametrize("values", [np.zeros(4), np.full(4, np.nan), np.zeros(0)])
+def test_esd_figure_of_a_spectrum_with_nothing_to_draw_says_so(values):
+    from workbench.figures.spectra import esd_figure
+
+    with pytest.raises(ValueError, match="spectrum: expected some finite positive singular values"):
+        esd_figure(xr.DataArray(values, dims="index"))
+    with pytest.raises(ValueError, match="bins: expected an int >= 1, got 0"):
+        esd_figure(xr.DataArray(np.arange(1.0, 5.0), dims="index"), bins=0)

@@ -54,6 +54,9 @@ class NonFiniteError(ValueError):
 def raise_non_finite(x: torch.Tensor, name: str = "features") -> None:
     """Raise the error for NaN or inf in ``x``, naming the first offending rows."""
     bad = torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()[:5].tolist()
+    if not bad:  # every value is finite, but a float64 sum of them is not
+        raise NonFiniteError(f"{name}: expected values whose sums fit in float64, got finite values so large that "
+                             f"the class sums overflow (largest magnitude {float(x.abs().max()):.3g})")
     raise NonFiniteError(f"{name}: expected finite values, got NaN or inf in rows {bad} (first few shown)")
 
 

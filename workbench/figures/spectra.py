@@ -40,7 +40,12 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
     if not isinstance(spectrum, xr.DataArray) or spectrum.dims != ("index",):
         raise ValueError(f"spectrum: expected one spectrum over 'index', got {getattr(spectrum, 'dims', type(spectrum))}")
     lam = spectrum.values.astype(np.float64) ** 2
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins: expected an int >= 1, got {bins!r}")
     lam = lam[np.isfinite(lam) & (lam > 0)]
+    if lam.size == 0:
+        raise ValueError("spectrum: expected some finite positive singular values to draw on log axes, got none "
+                         "(an all-zero, all-NaN or empty spectrum)")
     edges = np.logspace(np.log10(lam.min()), np.log10(lam.max()), bins + 1)
     density, _ = np.histogram(lam, bins=edges, density=True)
     centres = np.sqrt(edges[1:] * edges[:-1])
