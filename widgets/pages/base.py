@@ -101,6 +101,8 @@ class Page(param.Parameterized):
     running = param.Boolean(default=False, doc="A background job is running.")
     revision = param.Integer(default=0, doc="Bumped whenever the figures change.")
 
+    _choosing = False  # True while the page itself replaces a selector's options and value (see _choose)
+
     def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any):
         super().__init__(**params)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache()
@@ -114,6 +116,21 @@ class Page(param.Parameterized):
         self._memo_generation = 0
         self._prefetch_pending: tuple[int, dict] | None = None
         self._prefetch_threads: list[threading.Thread] = []
+
+    def _choose(self, name: str, options: list, value: Any) -> None:
+        """Replace selector ``name``'s options and value together, as the page's own choice.
+
+        The options go first and :attr:`_choosing` is True from then on: a served
+        Select resets a value missing from its new options to the first option,
+        and that reset must not reach the watchers as a user's choice. Watchers
+        that check :attr:`_choosing` leave the redraw to the caller.
+        """
+        self._choosing = True
+        try:
+            self.param[name].objects = list(options)  # a copy: param may add None to the list it is given
+            setattr(self, name, value)
+        finally:
+            self._choosing = False
 
     @classmethod
     def warm_up(cls, cache_dir: str | os.PathLike) -> None:

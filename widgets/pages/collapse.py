@@ -101,7 +101,6 @@ class CollapsePage(Page):
     live = param.Parameter(default=None, doc="Metrics recorded so far by the running run (growing over epoch), "
                                              "then its result; None before a run and after a cancelled one.")
 
-    _choosing = False  # True while the layer options and value are replaced together
 
     def __init__(self, cache_dir=None, **params: Any):
         super().__init__(cache_dir=cache_dir, **params)
@@ -132,12 +131,7 @@ class CollapsePage(Page):
         """Offer the layers of ``ds``, keeping the chosen one when it is among them (else the last)."""
         layers = [str(v) for v in ds.layer.values]
         keep = self.layer if self.layer in layers else layers[-1]
-        self._choosing = True
-        try:  # options before value: a served Select resets a value missing from its new options to the first
-            self.param.layer.objects = layers
-            self.layer = keep
-        finally:
-            self._choosing = False
+        self._choose("layer", layers, keep)
 
     def _show(self, ds: xr.Dataset) -> None:
         self.forget_figures()

@@ -79,7 +79,6 @@ class ConnectomePage(Page):
     traces = param.Parameter(default=None, doc="(animal, neuron, time) traces in use.")
     result = param.Parameter(default=None, doc="Dataset of dynamic_connectome for the traces and fit settings.")
 
-    _choosing = False  # True while the component options and value are replaced together
 
     def __init__(self, cache_dir=None, **params: Any):
         super().__init__(cache_dir=cache_dir, **params)
@@ -133,12 +132,7 @@ class ConnectomePage(Page):
         self.forget_figures()
         components = [int(c) for c in range(ds.sizes["component"])]
         keep = self.component if self.component in components else 0
-        self._choosing = True
-        try:  # options before value: a served Select resets a value missing from its new options to the first
-            self.param.component.objects = components
-            self.component = keep
-        finally:
-            self._choosing = False
+        self._choose("component", components, keep)
         self.result = ds
         self.revision += 1
         self.prefetch({key: build for component in components

@@ -91,7 +91,6 @@ class SAEPage(Page):
         self._live: tuple = ()  # (step, tokens, fvu, l0) of the held-out curve while an SAE trains
         self._shown, self._token = self.feature, self.token  # the last valid choices, which the figures show
         self._feature_chosen = "feature" in params  # else each SAE opens on its most active feature
-        self._quiet = False  # set while the page itself picks the SAE, which needs no reopening
         self._held = 0  # > 0 inside _one_redraw
         self.refresh()
         self._load_cached()
@@ -107,12 +106,7 @@ class SAEPage(Page):
         exists, else take the last."""
         names = saved_saes(self.folder)
         keep = next((name for name in (choose, self.sae) if name in names), names[-1] if names else None)
-        self._quiet = True
-        try:  # quiet from the options on: a served select resets a value missing from them to the first option
-            self.param.sae.objects = list(names)  # param may add None to the list it is given
-            self.sae = keep
-        finally:
-            self._quiet = False
+        self._choose("sae", names, keep)
         return names
 
     def train_settings(self) -> dict:
@@ -139,7 +133,7 @@ class SAEPage(Page):
 
     @param.depends("sae", watch=True)
     def _sae_changed(self) -> None:
-        if not self._quiet:
+        if not self._choosing:
             self.open()
 
     def open(self) -> Job | None:
