@@ -152,12 +152,15 @@ def test_bad_input_gets_clear_errors(attn_model, hook_cache):
 
 
 @pytest.mark.parametrize("writes", [False, True])
-def test_a_long_running_writer_is_not_swept_while_it_writes(tmp_path, writes):
-    """The age rule removes a temporary store only when no chunk was written for an hour (the writer is alive
-    here, so only the age decides); chunks land in subfolders, so the writer must refresh the folder itself."""
-    from workbench.hooks.store import StoreWriter, sweep_stale, write_region
+def test_a_writer_on_another_host_is_swept_only_after_an_hour_without_a_chunk(tmp_path, writes):
+    """A pid from another host means nothing here, so only the heartbeat decides; chunks land in
+    subfolders, so every write (local or a cluster worker's) must refresh the folder itself."""
+    import json
+
+    from workbench.hooks.store import WRITER, StoreWriter, sweep_stale, write_region
 
     writer = StoreWriter(tmp_path / "key.zarr", "x", ("seq", "d"), (4, 3), chunk=2)
+    (writer.tmp / WRITER).write_text(json.dumps({"pid": os.getpid(), "host": "another-node"}))
     two_hours_ago = time.time() - 7200
     os.utime(writer.tmp, (two_hours_ago, two_hours_ago))
     if writes:
@@ -166,3 +169,75 @@ def test_a_long_running_writer_is_not_swept_while_it_writes(tmp_path, writes):
         write_region(writer.array_path, 2, np.zeros((2, 3), "float32"))  # a cluster worker's chunk
     assert sweep_stale(tmp_path) == (0 if writes else 1)
     assert writer.tmp.exists() == writes
+
+
+def test_a_live_writer_on_this_host_is_never_swept_however_idle(tmp_path):
+    from workbench.hooks.store import StoreWriter, sweep_stale
+
+    writer = StoreWriter(tmp_path / "key.zarr", "x", ("seq", "d"), (4, 3), chunk=2)
+    os.utime(writer.tmp, (0, 0))
+    assert sweep_stale(tmp_path) == 0 and writer.tmp.exists()
+    with pytest.raises(ValueError, match="older_than"):
+        sweep_stale(tmp_path, older_than=0)
+
+
+def test_cache_clear_while_another_process_writes_lets_the_write_complete(attn_model, tmp_path):
+    """`workbench cache clear` used to sweep every temporary store (age 0): the writer died."""
+    root = tmp_path / "cache"
+    child = run_python(f"""
+        import sys, torch
+        from workbench.models import load_model
+        from workbench.hooks import HookCache
+        import workbench.hooks.store as store
+        real = store.StoreWriter.write
+        def write(self, start, values):
+            real(self, start, values)
+            if start == 0:
+                print("CHUNK", flush=True)
+                sys.stdin.readline()  # hold here until the parent has cleared the cache
+        store.StoreWriter.write = write
+        model = load_model("tiny-attn-2l", device="cpu")
+        tokens = torch.randint(1, model.cfg.d_vocab, (8, 16), generator=torch.Generator().manual_seed(0))
+        ds = HookCache({str(root)!r}).activations(model, tokens, "{Z0}", batch_size=2, progress=False)
+        print("FINISHED", float(abs(ds["{Z0}"]).sum()), flush=True)
+    """, stdin=subprocess.PIPE)
+    assert child.stdout.readline().startswith("CHUNK"), child.stderr.read()[-2000:]
+    assert len(list(root.glob("*.tmp-*"))) == 1
+    subprocess.run([sys.executable, "-m", "workbench.cli", "cache", "clear", "--cache", str(root)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True)
+    assert len(list(root.glob("*.tmp-*"))) == 1  # the live writer's folder is still there
+    out, err = child.communicate("go\n", timeout=120)
+    assert child.returncode == 0, err[-2000:]
+    assert "FINISHED" in out
+    assert [e["status"] for e in HookCache(root).list()] == ["ok"]
+
+
+def test_a_store_copied_under_another_key_is_refused(attn_model, hook_cache):
+    import shutil
+
+    first = hook_cache.activations(attn_model, random_tokens(attn_model, 4, 8, seed=1), Z0, progress=False)
+    tokens = random_tokens(attn_model, 4, 8, seed=2)
+    second = hook_cache.activations(attn_model, tokens, Z0, progress=False)
+    source, target = (hook_cache.path(ds.attrs["cache_keys"][0]) for ds in (first, second))
+    shutil.rmtree(target)
+    shutil.copytree(source, target)
+    with pytest.raises(StoreDamagedError, match="another key"):
+        hook_cache.activations(attn_model, tokens, Z0, progress=False)
+
+
+def test_a_chunk_deleted_with_its_manifest_entry_is_caught(attn_model, hook_cache):
+    """Deleting a chunk and its line in the manifest used to read back as NaN (zarr's fill value)."""
+    import json
+
+    from workbench.hooks.store import MANIFEST
+
+    tokens = random_tokens(attn_model, 8, 16)
+    key = hook_cache.activations(attn_model, tokens, Z0, batch_size=4, progress=False).attrs["cache_keys"][0]
+    chunk = _store_chunks(hook_cache, key)[1]
+    manifest_path = hook_cache.path(key) / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["files"][chunk.relative_to(hook_cache.path(key)).as_posix()]
+    manifest_path.write_text(json.dumps(manifest))
+    chunk.unlink()
+    with pytest.raises(StoreDamagedError, match="checksum"):
+        hook_cache.activations(attn_model, tokens, Z0, progress=False)

@@ -363,7 +363,8 @@ class HookCache:
     def clear(self, key: str | None = None, *, model_id: str | None = None, hook: str | None = None) -> int:
         """Remove stores: one ``key``, or all matching ``model_id``/``hook``, or everything.
 
-        Returns the number of stores removed (stale temporary folders are swept too).
+        Returns the number of stores removed. Clearing everything also sweeps
+        the temporary folders of writers that are gone (never a live one).
         """
         if key is not None:
             targets = [self.path(key)]
@@ -381,7 +382,7 @@ class HookCache:
                 shutil.rmtree(doomed, ignore_errors=True)
                 removed += 1
         if key is None and model_id is None and hook is None:
-            sweep_stale(self.root, older_than=0)
+            sweep_stale(self.root)
         return removed
 
 

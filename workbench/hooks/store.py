@@ -2,9 +2,11 @@
 
 A store is complete only when its manifest (every file with its size) has
 been written and the folder renamed to its final name; a killed writer
-leaves only a ``*.tmp-*`` folder that is never read and is swept later.
-Chunks carry a CRC32C checksum (a zarr v3 codec), so a damaged chunk fails
-on read; :func:`verify_store` catches missing, truncated or extra files
+leaves only a ``*.tmp-*`` folder that is never read and is swept once its
+writer is gone. Chunks carry a CRC32C checksum (a zarr v3 codec), so a
+damaged chunk fails on read; the manifest names its store and carries a
+checksum of itself, so :func:`verify_store` catches missing, truncated or
+extra files, an edited manifest, and a store copied under another key,
 before a store is used.
 
 Examples
@@ -22,9 +24,11 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -37,7 +41,9 @@ import zarr
 from zarr.codecs import Crc32cCodec
 
 MANIFEST = "workbench-manifest.json"
+WRITER = "workbench-writer.json"  # in a temporary store only: who writes it (pid, host)
 TMP_MARK = ".tmp-"
+STALE_AFTER = 3600.0  # seconds without a chunk after which a writer on another host counts as gone
 
 
 class StoreDamagedError(RuntimeError):
@@ -54,8 +60,13 @@ def _compressors():
 def _file_sizes(root: Path) -> dict[str, int]:
     return {
         p.relative_to(root).as_posix(): p.stat().st_size
-        for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST
+        for p in sorted(root.rglob("*")) if p.is_file() and p.name not in (MANIFEST, WRITER)
     }
+
+
+def _manifest_checksum(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class StoreWriter:
@@ -83,6 +94,7 @@ class StoreWriter:
         )
         template.to_zarr(self.tmp, mode="w-", compute=False, consolidated=False, zarr_format=3,
                          encoding={name: {"chunks": chunks, "compressors": _compressors()}})
+        (self.tmp / WRITER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         self._array = zarr.open_array(self.tmp / name, mode="r+")
 
     def write(self, start: int, values: np.ndarray) -> None:
@@ -102,7 +114,9 @@ class StoreWriter:
         """Record attrs and the manifest, then rename into place (atomic)."""
         group = zarr.open_group(self.tmp, mode="r+")
         group.attrs.update(attrs or {})
-        manifest = {"files": _file_sizes(self.tmp), "created": time.time()}
+        (self.tmp / WRITER).unlink(missing_ok=True)
+        manifest = {"files": _file_sizes(self.tmp), "created": time.time(), "name": self.final.name}
+        manifest["checksum"] = _manifest_checksum(manifest)
         (self.tmp / MANIFEST).write_text(json.dumps(manifest))
         try:
             os.rename(self.tmp, self.final)
@@ -124,9 +138,16 @@ def verify_store(path: Path) -> None:
     if not manifest_path.is_file():
         raise StoreDamagedError(f"cached store {path} has no manifest: it is incomplete or damaged")
     try:
-        expected = json.loads(manifest_path.read_text())["files"]
-    except (json.JSONDecodeError, KeyError) as err:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise StoreDamagedError(f"cached store {path}: manifest is unreadable ({err})") from err
+    if manifest.get("checksum") != _manifest_checksum(manifest):
+        raise StoreDamagedError(f"cached store {path}: its manifest fails its checksum (edited, or "
+                                "written by an earlier workbench that kept none); clear it to recompute")
+    if manifest.get("name") != path.name:
+        raise StoreDamagedError(f"cached store {path} was written as {manifest.get('name')!r}: "
+                                "a store copied or renamed under another key is never served")
     actual = _file_sizes(path)
     missing = sorted(set(expected) - set(actual))
     resized = sorted(f for f in expected if f in actual and actual[f] != expected[f])
@@ -162,21 +183,48 @@ def _heartbeat(tmp: Path) -> None:
     os.utime(tmp)
 
 
-def sweep_stale(root: Path, *, older_than: float = 3600.0) -> int:
-    """Remove temporary folders of writers that died: a dead pid, or no chunk written for ``older_than`` s.
+def sweep_stale(root: Path, *, older_than: float = STALE_AFTER) -> int:
+    """Remove temporary folders of writers that are gone; returns how many.
 
-    The age rule covers writers on other hosts (whose pid means nothing
-    here); every chunk a writer writes refreshes its folder's mtime, so a
-    live writer, however long its run, is never swept.
+    A writer on this host is gone when its process is (its pid and host are
+    recorded in the folder). A writer on another host, whose pid means
+    nothing here, is gone when no chunk was written for ``older_than``
+    seconds: every chunk refreshes the folder's mtime, its heartbeat. A
+    live writer, however long its run, is never swept, so ``cache clear``
+    cannot kill a job running in another process.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> w = StoreWriter(root / "x.zarr", "act", ("seq",), (4,), chunk=2)
+    >>> sweep_stale(root), w.tmp.exists()   # its writer (this process) is alive
+    (0, True)
     """
+    if not older_than > 0:
+        raise ValueError(f"older_than: expected a positive number of seconds, got {older_than!r}")
     removed = 0
     for tmp in root.glob(f"*{TMP_MARK}*"):
-        pid_text = tmp.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
-        alive = pid_text.isdigit() and _pid_alive(int(pid_text))
-        if not alive or time.time() - tmp.stat().st_mtime > older_than:
+        if _writer_gone(tmp, older_than):
             shutil.rmtree(tmp, ignore_errors=True)
             removed += 1
     return removed
+
+
+def _writer_gone(tmp: Path, older_than: float) -> bool:
+    try:
+        writer = json.loads((tmp / WRITER).read_text())
+        pid, host = int(writer["pid"]), str(writer["host"])
+    except (OSError, ValueError, KeyError, TypeError):  # killed before it wrote its record, or a foreign folder
+        pid_text = tmp.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
+        pid, host = (int(pid_text) if pid_text.isdigit() else -1), socket.gethostname()
+    try:
+        idle = time.time() - tmp.stat().st_mtime
+    except FileNotFoundError:  # finished (renamed) or removed meanwhile
+        return False
+    if host == socket.gethostname():
+        return pid <= 0 or not _pid_alive(pid)
+    return idle > older_than
 
 
 def _pid_alive(pid: int) -> bool:
