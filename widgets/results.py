@@ -3,7 +3,10 @@
 One zarr store per (page, parameters): the key is the sha256 of the canonical
 JSON of the parameters and the workbench version, so a changed setting or a
 new release never returns a stale result. Stores are written under a
-temporary name and renamed, so a half-written result is never read back.
+temporary name of their own (pid and a random part) and renamed, so a
+half-written result is never read back; a key's result never changes once
+written, so when two sessions save the same key the first complete store
+stays and the other is dropped: there is no moment without a result.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-import time
+import uuid
 from pathlib import Path
 
 import xarray as xr
@@ -73,14 +76,21 @@ class ResultStore:
             return ds.load()
 
     def save(self, key: str, ds: xr.Dataset) -> Path:
-        """Write ``ds`` atomically (temporary name, then rename) and return its path."""
+        """Write ``ds`` atomically (temporary name, then rename) and return its path.
+
+        Safe under concurrent saves of one key, from threads or processes: every
+        save succeeds, and readers see either no result or a complete one.
+        """
         path = self.path(key)
-        tmp = path.with_name(f".{path.name}.tmp-{time.time_ns()}")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
         try:
-            ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)  # v3 warns on string coords
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            ds.to_zarr(tmp, mode="w-", consolidated=False, zarr_format=2)  # v3 warns on string coords
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                if not path.is_dir():
+                    raise
+                # the same key was saved meanwhile: an equal result, complete, which readers may hold open
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path

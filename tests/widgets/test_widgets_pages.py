@@ -212,3 +212,31 @@ def test_serve_defaults_bind_localhost():
 
     args = build_parser().parse_args(["serve"])
     assert (args.address, args.port, args.cache) == ("127.0.0.1", 5006, None)
+
+
+def test_concurrent_saves_of_one_key_all_succeed_and_readers_never_miss_it(tmp_path):
+    """Fixed temporary names and delete-then-replace made 3 of 30 concurrent saves fail, with a
+    moment where the result was missing; now every save succeeds and the result never disappears."""
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = ResultStore(tmp_path)
+    key = result_key("demo", {"a": 1})
+    ds = xr.Dataset({"x": ("i", np.arange(1000.0))})
+    store.save(key, ds)
+    missing = []
+
+    def read_repeatedly() -> None:
+        for _ in range(200):
+            if store.load(key) is None:
+                missing.append(1)
+
+    with ThreadPoolExecutor(8) as pool:
+        reader = pool.submit(read_repeatedly)
+        saves = [pool.submit(store.save, key, ds) for _ in range(30)]
+        assert all(f.result() == store.path(key) for f in saves)
+        reader.result()
+    with multiprocessing.get_context("spawn").Pool(4) as processes:
+        assert processes.starmap(ResultStore(tmp_path).save, [(key, ds)] * 12) == [store.path(key)] * 12
+    assert missing == [] and store.load(key).x.values.sum() == ds.x.values.sum()
+    assert not list(store.root.glob(".*tmp*"))
