@@ -16,6 +16,8 @@ import panel as pn
 import plotly.graph_objects as go
 import xarray as xr
 
+from widgets.access import (PASSWORD_VARIABLE, DataFolders, allowed_hosts, is_loopback, login_options,
+                            refuse_other_hosts)
 from widgets.pages.base import default_cache
 from widgets.pages.collapse import CollapsePage, collapse_figures
 from widgets.pages.connectome import ConnectomePage, connectome_figures
@@ -32,7 +34,8 @@ RESULT_FIGURES: dict[str, Callable[[xr.Dataset], dict[str, go.Figure]]] = {
     "sae": sae_figures, "spectra": spectra_figures}
 
 
-def routes(cache_dir: str | os.PathLike | None = None) -> dict[str, Callable[[], pn.template.BaseTemplate]]:
+def routes(cache_dir: str | os.PathLike | None = None,
+           data_dirs: list[str | os.PathLike] | None = None) -> dict[str, Callable[[], pn.template.BaseTemplate]]:
     """``{slug: factory}`` for :func:`panel.serve`; each session gets fresh page state.
 
     Examples
@@ -41,17 +44,23 @@ def routes(cache_dir: str | os.PathLike | None = None) -> dict[str, Callable[[],
     ['collapse', 'connectome', 'overview', 'sae', 'spectra']
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache()
+    folders = DataFolders(data_dirs)
     titles = {slug: page.title for slug, page in PAGES.items()}
-    return {slug: (lambda page=page: site(page(cache_dir=root), titles)) for slug, page in PAGES.items()}
+    return {slug: (lambda page=page: site(page(cache_dir=root, data_folders=folders), titles))
+            for slug, page in PAGES.items()}
 
 
 def serve(port: int = 5006, address: str = "127.0.0.1", cache_dir: str | os.PathLike | None = None,
-          start: bool = True):
+          start: bool = True, *, data_dirs: list[str | os.PathLike] | None = None, allow_remote: bool = False,
+          hosts: tuple[str, ...] = (), login: bool | None = None):
     """Serve the dashboard at ``http://address:port/overview`` (blocks while ``start``).
 
     Bokeh and Panel serve every JS/CSS resource (plotly.js included) from this
     server, never from a CDN, so the dashboard works without network access.
-    No browser is opened.
+    No browser is opened. On loopback no login is asked; any other address
+    needs ``allow_remote`` and then every page is behind a login whose
+    password is ``$WORKBENCH_PASSWORD`` or a token printed once. Requests
+    naming another host (DNS rebinding) get 403 either way.
 
     Parameters
     ----------
@@ -62,11 +71,29 @@ def serve(port: int = 5006, address: str = "127.0.0.1", cache_dir: str | os.Path
         Hook cache and dashboard results; default ``$WORKBENCH_CACHE`` or the user cache.
     start : bool
         Run the server loop (False returns the configured server, for tests).
+    data_dirs : list of paths, optional
+        The only folders whose files the pages read (see :class:`widgets.access.DataFolders`).
+    allow_remote : bool
+        Required for an address other machines can reach.
+    hosts : tuple of str
+        Host names visitors use besides the address and loopback names (e.g. the machine's DNS name).
+    login : bool, optional
+        Ask for a login; default: only off loopback. Turn it on for loopback
+        too on a machine other people log in to (a cluster's login node).
 
     Returns
     -------
     bokeh.server.server.Server
     """
+    remote = not is_loopback(address)
+    if remote and not allow_remote:
+        raise ValueError(f"address: {address!r} is reachable from other machines, which would expose every page, "
+                         "your files' folders and training jobs to them; pass --allow-remote to serve it there "
+                         "behind a login")
+    if remote and login is False:
+        raise ValueError("login: a server other machines can reach always asks for a login")
+    login = remote if login is None else login
+    folders = DataFolders(data_dirs)
     import workbench.collapse  # noqa: F401  (imported now so that no visitor waits for torch to load)
     import workbench.connectome  # noqa: F401
     import workbench.sae  # noqa: F401
@@ -77,10 +104,26 @@ def serve(port: int = 5006, address: str = "127.0.0.1", cache_dir: str | os.Path
         page.warm_up(root)  # slow shared work (loading models...) starts now, not on a visitor's request
     os.environ["BOKEH_RESOURCES"] = "server"  # read by Bokeh when it builds each page's resource links
     pn.extension("plotly")
-    origins = [f"{host}:{port}" for host in {address, "localhost", "127.0.0.1"}]
+    allowed = allowed_hosts(address, hosts)
+    origins = [f"{host}:{port}" for host in sorted(allowed) if ":" not in host]  # Bokeh takes no IPv6 literal
+    auth, generated = login_options() if login else ({}, None)
+    if remote:
+        print(f"WARNING: serving on {address}, reachable from other machines; every page asks for a login. "
+              f"Pages read files only in: {', '.join(str(r) for r in folders.roots)}", flush=True)
+    if generated:
+        print(f"Password (shown once; set ${PASSWORD_VARIABLE} to choose one): {generated}", flush=True)
     print(f"Decomposition Workbench dashboard: http://{address}:{port}/overview", flush=True)
-    return pn.serve(routes(cache_dir), port=port, address=address, websocket_origin=origins, show=False,
-                    start=start, title={slug: page.title for slug, page in PAGES.items()}, verbose=False)
+    server = pn.serve(routes(cache_dir, folders.roots), port=port, address=address, websocket_origin=origins,
+                      show=False, start=False, title={slug: page.title for slug, page in PAGES.items()},
+                      verbose=False, **auth)
+    refuse_other_hosts(server, allowed)
+    if start:
+        server.start()
+        try:
+            server.io_loop.start()
+        except RuntimeError:  # a loop already running (Panel's own serve tolerates this the same way)
+            pass
+    return server
 
 
 def export_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike,

@@ -48,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=5006)
     serve.add_argument("--address", default="127.0.0.1", help="interface to bind (default: localhost only)")
     serve.add_argument("--cache", default=None, help="cache folder (default: $WORKBENCH_CACHE or the user cache)")
+    serve.add_argument("--data-dir", action="append", dest="data_dirs", default=None, metavar="DIR",
+                       help="a folder whose recordings the pages may read (repeatable; default: the bundled "
+                            "data and the current folder); nothing outside them is read")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow an --address other machines can reach; every page then asks for a login "
+                            "(password: $WORKBENCH_PASSWORD, or a token printed once)")
+    serve.add_argument("--login", action="store_true",
+                       help="ask for a login on loopback too (a machine other people log in to)")
+    serve.add_argument("--host", action="append", dest="hosts", default=[], metavar="NAME",
+                       help="a host name visitors use to reach the server (repeatable); requests naming "
+                            "any other host are refused")
     figures = sub.add_parser("figures", help="re-export paper figures from results the dashboard saved")
     figures.add_argument("results_dir", help="cache folder the dashboard used (--cache of 'workbench serve')")
     figures.add_argument("out_dir")
@@ -59,7 +70,13 @@ def run_serve(args: argparse.Namespace) -> int:
     # widgets imports panel/bokeh: only this command pays for it
     from widgets.app import serve
 
-    serve(port=args.port, address=args.address, cache_dir=args.cache)
+    try:
+        serve(port=args.port, address=args.address, cache_dir=args.cache, data_dirs=args.data_dirs,
+              allow_remote=args.allow_remote, hosts=tuple(args.hosts),
+              login=True if args.login else None)
+    except ValueError as err:
+        print(f"workbench serve: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -23,6 +23,7 @@ import panel as pn
 import param
 import plotly.graph_objects as go
 
+from widgets.access import DataFolders
 from widgets.jobs import Cancelled, Job
 from widgets.results import ResultStore
 
@@ -90,6 +91,8 @@ class Page(param.Parameterized):
     ----------
     cache_dir : path, optional
         Where results and exports go; default :func:`default_cache`.
+    data_folders : widgets.access.DataFolders, optional
+        The only folders whose files the page reads; default :class:`~widgets.access.DataFolders`'s.
     """
 
     title: ClassVar[str] = "page"
@@ -103,9 +106,11 @@ class Page(param.Parameterized):
 
     _choosing = False  # True while the page itself replaces a selector's options and value (see _choose)
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any):
+    def __init__(self, cache_dir: str | os.PathLike | None = None, data_folders: DataFolders | None = None,
+                 **params: Any):
         super().__init__(**params)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache()
+        self.data_folders = data_folders if data_folders is not None else DataFolders()
         self.store = ResultStore(self.cache_dir)
         self._job: Job | None = None
         self._on_result: Callable[[Any], None] | None = None
