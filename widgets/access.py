@@ -25,6 +25,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -135,6 +136,7 @@ class DataFolders:
         if not roots:
             raise ValueError("data_dirs: expected at least one folder")
         self.roots = [Path(root).expanduser().resolve() for root in roots]
+        self._listed: dict[tuple, tuple[float, list[str]]] = {}
         for root in self.roots:
             if not root.is_dir():
                 raise ValueError(f"data_dirs: expected existing folders, {str(root)!r} is not one")
@@ -161,20 +163,33 @@ class DataFolders:
             raise OutsideDataFolders(f"path: outside the data folders ({', '.join(str(r) for r in self.roots)})")
         return resolved
 
-    def files(self, suffixes: Iterable[str], *, limit: int = 500) -> list[str]:
-        """Up to ``limit`` recordings under the data folders with one of ``suffixes`` (for a file picker).
+    def files(self, suffixes: Iterable[str], *, folder_markers: Iterable[str] = (), limit: int = 500,
+              depth: int = 4) -> list[str]:
+        """Up to ``limit`` recordings under the data folders, at most ``depth`` levels down (for a file picker).
 
-        Folders ending in a suffix (``.zarr``) count as files and are not entered.
+        A recording is a file or folder (``.zarr``) ending in one of
+        ``suffixes``, or a folder holding a file named in ``folder_markers``
+        (Suite2p's ``F.npy``, say). The list is kept for a minute, since every
+        visitor's page asks for it.
         """
-        suffixes = tuple(s.lower() for s in suffixes)
+        suffixes, folder_markers = tuple(s.lower() for s in suffixes), set(folder_markers)
+        cache_key = (suffixes, tuple(sorted(folder_markers)), limit, depth)
+        cached = self._listed.get(cache_key)
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
         found: list[str] = []
-        for root in self.roots:
+        outermost = [r for r in self.roots if not any(r != o and r.is_relative_to(o) for o in self.roots)]
+        for root in dict.fromkeys(outermost):
             for folder, dirs, names in os.walk(root):
+                level = len(Path(folder).relative_to(root).parts)
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules"))
-                for name in sorted(names) + [d for d in dirs if d.lower().endswith(suffixes)]:
-                    if name.lower().endswith(suffixes):
-                        found.append(str(Path(folder) / name))
-                        if len(found) >= limit:
-                            return found
-                dirs[:] = [d for d in dirs if not d.lower().endswith(suffixes)]
-        return found
+                if folder_markers & set(names):
+                    found.append(folder)
+                    dirs[:] = []
+                    continue
+                found += [str(Path(folder) / n) for n in sorted(names) + dirs if n.lower().endswith(suffixes)]
+                dirs[:] = [d for d in dirs if not d.lower().endswith(suffixes)] if level < depth else []
+                if len(found) >= limit:
+                    break
+        self._listed[cache_key] = (time.monotonic(), found[:limit])
+        return found[:limit]

@@ -33,6 +33,7 @@ def test_paths_inside_the_data_folders_resolve(folders):
     assert data_folders.resolve("worm/rec.npz") == tmp / "data" / "worm" / "rec.npz"
     assert data_folders.resolve(str(tmp / "data" / "worm" / "./rec.npz")) == tmp / "data" / "worm" / "rec.npz"
     assert data_folders.files([".npz"]) == [str(tmp / "data" / "worm" / "rec.npz")]
+    assert data_folders.files([".nc"], folder_markers=["rec.npz"]) == [str(tmp / "data" / "worm")]
 
 
 @pytest.mark.parametrize("escape", ["../secret.json", "worm/../../secret.json", "{tmp}/secret.json",

@@ -117,7 +117,7 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     tab.locator(".wb-path input").fill("/no/such/recording.nc")
     tab.locator(".wb-path input").press("Enter")
     tab.locator(".wb-load button").click()
-    tab.locator(".wb-message").get_by_text("path: expected an existing file or folder").wait_for(timeout=30_000)
+    tab.locator(".wb-message").get_by_text("path: outside the data folders").wait_for(timeout=30_000)
     _finish(tab, server, "connectome")
 
 

@@ -147,14 +147,76 @@ def test_connectome_run_fits_the_rank_sweep_and_browses_components(connectome_pa
 
 
 def test_connectome_missing_file_is_a_message_not_an_exception(connectome_page, tmp_path):
+    from widgets.access import DataFolders
     from widgets.pages.connectome import ConnectomePage
 
-    page = ConnectomePage(cache_dir=tmp_path, source="file", path=str(tmp_path / "missing.nc"))
-    assert page.traces is None and page.message.startswith("path: expected an existing file")
+    page = ConnectomePage(cache_dir=tmp_path, data_folders=DataFolders([tmp_path]), source="file",
+                          path=str(tmp_path / "missing.nc"))
+    assert page.wait().traces is None and page.message == "path: no file or folder 'missing.nc' in the data folders"
     page.path = ""
     page.load()
     assert page.message == "path: expected a recording file or folder, got an empty path"
     assert page.run() is None and page.message.startswith("traces:")
+
+
+def _file_page(tmp_path, path: str):
+    from widgets.access import DataFolders
+    from widgets.pages.connectome import ConnectomePage
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    return ConnectomePage(cache_dir=tmp_path / "cache", data_folders=DataFolders([data]), source="file",
+                          path=path.format(data=data, tmp=tmp_path))
+
+
+@pytest.mark.parametrize("path", ["{tmp}/secret.json", "{tmp}/absent.nc", "{data}/../secret.json", "/etc/hostname"])
+def test_connectome_reads_nothing_outside_the_data_folders_and_says_the_same_for_all(tmp_path, path):
+    (tmp_path / "secret.json").write_text('{"api_key": 1, "password": 2}')
+    page = _file_page(tmp_path, path).wait()
+    assert page.traces is None and page.message == f"path: outside the data folders ({tmp_path / 'data'})"
+
+
+def test_connectome_format_errors_quote_no_contents(tmp_path):
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "keys.npz", api_key=np.zeros(2), password=np.ones(2))
+    message = _file_page(tmp_path, "{data}/keys.npz").wait().message
+    assert message.startswith("path: 'keys.npz' is not a recording") and "api_key" not in message \
+        and "password" not in message
+
+
+def test_connectome_a_fifo_or_a_slow_file_never_blocks_the_caller(tmp_path, monkeypatch):
+    """A FIFO used to block the server's event loop (every visitor) for as long as nobody wrote to it."""
+    import os
+    import time
+
+    import workbench.connectome
+    from widgets.pages.connectome import ConnectomePage
+
+    (tmp_path / "data").mkdir()
+    os.mkfifo(tmp_path / "data" / "pipe.nc")
+    page = _file_page(tmp_path, "{data}/pipe.nc")
+    assert page.wait(10).message == "path: 'pipe.nc' is neither a regular file nor a folder"
+
+    real = workbench.connectome.load_traces
+    monkeypatch.setattr(workbench.connectome, "load_traces", lambda path: (time.sleep(3), real(path))[1])
+    bundled = str(workbench.connectome.__file__).rsplit("/workbench/", 1)[0] + "/data/connectome/suite2p_plane0"
+    started = time.perf_counter()
+    slow = ConnectomePage(cache_dir=tmp_path / "cache", source="file", path=bundled)  # starts reading
+    assert time.perf_counter() - started < 1 and slow.running  # the read goes on in the job
+    other = ConnectomePage(cache_dir=tmp_path / "cache")  # another visitor meanwhile
+    assert other.traces is not None and time.perf_counter() - started < 2.5 and slow.running
+    assert slow.wait(30).traces is not None and slow.message == ""
+
+
+def test_connectome_picker_lists_the_bundled_recordings_and_loads_one(tmp_path):
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path)
+    worm = next(p for p in page.param.recording.objects if p.endswith("atanas2023_worm"))
+    assert any(p.endswith("suite2p_plane0") for p in page.param.recording.objects)
+    page.recording = worm
+    assert page.wait(60).message == "" and page.source == "file" and page.path == worm
+    assert page.traces.sizes["animal"] == 1 and page.traces.sizes["neuron"] > 50
 
 
 def test_connectome_rank_above_the_smallest_mode_is_a_message(tmp_path):

@@ -7,13 +7,12 @@ Examples
 >>> page.traces.dims
 ('animal', 'neuron', 'time')
 >>> page.path, page.source = "/no/such/file.nc", "file"
->>> page.load() is None, page.message.startswith("path:")
-(True, True)
+>>> page.load().wait(30) is not None, page.wait().message
+(True, 'path: outside the data folders (...)')
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Hashable
 
 import numpy as np
@@ -27,6 +26,30 @@ from widgets.pages.base import Page
 from widgets.results import result_key
 
 SYNTHETIC = ("n_neurons", "n_animals", "n_time", "n_motifs", "seed")
+RECORDING_SUFFIXES = (".mat", ".nc", ".nc4", ".netcdf", ".h5", ".zarr", ".npz")  # files and folders the picker lists
+RECORDING_FOLDERS = ("F.npy", "time_trace.json")  # Suite2p and WormWideWeb folders hold one of these
+
+
+def read_recording(folders, text: str) -> tuple[xr.DataArray, dict]:
+    """The traces of the recording at ``text`` inside ``folders`` (a DataFolders), and what identifies them.
+
+    Runs in a job, never on the server's event loop. Only regular files and
+    folders are opened (a FIFO would block the reader for good), and a file
+    that is not a recording gets a message that quotes none of its contents.
+    """
+    from workbench.connectome import load_traces
+
+    path = folders.resolve(text)
+    if not path.exists():
+        raise ValueError(f"path: no file or folder {path.name!r} in the data folders")
+    if not (path.is_file() or path.is_dir()):
+        raise ValueError(f"path: {path.name!r} is neither a regular file nor a folder")
+    try:
+        traces = load_traces(path)
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise ValueError(f"path: {path.name!r} is not a recording the workbench reads (.mat, .json, .nc, .zarr, "
+                         ".npz, a Suite2p or WormWideWeb folder; see workbench.connectome.load_traces)") from err
+    return traces, {"path": str(path), "mtime_ns": path.stat().st_mtime_ns}
 FIT = ("rank_min", "rank_max", "n_restarts", "max_iter")
 
 
@@ -64,7 +87,10 @@ class ConnectomePage(Page):
     slug = "connectome"
 
     source = param.Selector(default="synthetic", objects=["synthetic", "file"])
-    path = param.String(default="", doc="Recording file or folder (see workbench.connectome.load_traces).")
+    path = param.String(default="", doc="Recording file or folder inside the data folders "
+                                        "(see workbench.connectome.load_traces).")
+    recording = param.Selector(default="", objects=[""], doc="A recording found in the data folders; "
+                                                             "choosing one loads it.")
     n_neurons = param.Integer(default=16, bounds=(4, 200))
     n_animals = param.Integer(default=3, bounds=(1, 20))
     n_time = param.Integer(default=240, bounds=(40, 5000))
@@ -82,31 +108,47 @@ class ConnectomePage(Page):
 
     def __init__(self, cache_dir=None, **params: Any):
         super().__init__(cache_dir=cache_dir, **params)
+        self._traces_id: dict = {}
+        recordings = self.data_folders.files(RECORDING_SUFFIXES, folder_markers=RECORDING_FOLDERS)
+        self._choose("recording", ["", *recordings], "")
         self.load()
 
-    def _data_id(self) -> dict:
-        if self.source == "synthetic":
-            return {name: getattr(self, name) for name in SYNTHETIC}
-        stamp = os.path.getmtime(self.path) if os.path.exists(self.path) else None
-        return {"path": os.path.abspath(self.path), "mtime": stamp}
+    @param.depends("recording", watch=True)
+    def _recording_chosen(self) -> None:
+        if self.recording and not self._choosing:
+            self.param.update(source="file", path=self.recording)
+            self.load()
 
     def _key(self) -> str:
-        return result_key(self.slug, {**self._data_id(), **{name: getattr(self, name) for name in FIT}})
+        return result_key(self.slug, {**self._traces_id, **{name: getattr(self, name) for name in FIT}})
 
-    def load(self) -> xr.DataArray | None:
-        """Read or generate the traces; bad input (a missing file...) becomes the page message."""
-        from workbench.connectome import load_traces, synthetic
+    def load(self) -> xr.DataArray | Job | None:
+        """Generate synthetic traces now, or read the recording at ``path`` in a background job.
 
-        def read() -> xr.DataArray:
-            if self.source == "synthetic":
-                return synthetic(self.n_neurons, self.n_animals, self.n_time, self.n_motifs, seed=self.seed).traces
-            if not self.path.strip():
-                raise ValueError("path: expected a recording file or folder, got an empty path")
-            return load_traces(self.path.strip())
+        A file is read only inside the data folders, and never on the
+        server's event loop: returns the job (``page.wait()`` delivers it in
+        scripts). Bad input (a path outside, not a recording...) becomes the
+        page message.
+        """
+        from workbench.connectome import synthetic
 
-        traces = self.attempt(read)
-        if traces is None:
-            return None
+        if self.source == "file":
+            folders, text = self.data_folders, self.path
+            if not text.strip():
+                self.message = "path: expected a recording file or folder, got an empty path"
+                return None
+            return self.start(lambda job: read_recording(folders, text), "load recording",
+                              lambda loaded: self._use(*loaded))
+        settings = {name: getattr(self, name) for name in SYNTHETIC}
+        traces = self.attempt(lambda: synthetic(self.n_neurons, self.n_animals, self.n_time, self.n_motifs,
+                                                seed=self.seed).traces)
+        if traces is not None:
+            self._use(traces, settings)
+        return traces
+
+    def _use(self, traces: xr.DataArray, traces_id: dict) -> None:
+        """Show ``traces`` (identified by ``traces_id`` in result keys) and their stored result if any."""
+        self._traces_id = traces_id
         self.forget_figures()
         self.traces, self.result = traces, None
         self.param.animal.bounds = (0, traces.sizes["animal"] - 1)
@@ -116,7 +158,6 @@ class ConnectomePage(Page):
             self._show(cached)
         self.status = f"{traces.sizes['animal']} animals x {traces.sizes['neuron']} neurons x {traces.sizes['time']} frames"
         self.revision += 1
-        return traces
 
     @param.depends("source", *SYNTHETIC, watch=True)
     def _data_changed(self) -> None:
@@ -205,7 +246,7 @@ class ConnectomePage(Page):
         run = pn.widgets.Button(label="Run rank sweep + NTF", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
-        data = pn.Param(self.param, parameters=["source", "path", *SYNTHETIC], show_name=False,
+        data = pn.Param(self.param, parameters=["source", "recording", "path", *SYNTHETIC], show_name=False,
                         widgets={"path": {"css_classes": ["wb-path"]}, "source": {"css_classes": ["wb-source"]}})
         fit = pn.Param(self.param, parameters=[*FIT, "animal", "component"], show_name=False,
                        widgets={"component": {"css_classes": ["wb-component"]}})
