@@ -57,3 +57,17 @@ def test_numpy_int_batch_size_is_accepted(attn_model, hook_cache):
     ds = hook_cache.activations(attn_model, tokens, Z0, batch_size=np.int64(2), progress=False)
     assert ds[Z0].chunks[0] == (2, 2, 1)
     np.testing.assert_allclose(ds[Z0].values, reference(attn_model, tokens, Z0), rtol=1e-5, atol=1e-5)
+
+
+def test_hook_dims_without_a_config_names_the_argument():
+    from workbench.hooks.dims import hook_dims
+
+    with pytest.raises(TypeError, match=r"cfg: expected a model config with n_heads, d_head, d_model, d_vocab"):
+        hook_dims("blocks.0.attn.hook_z", (2, 3, 4, 5), None)
+
+
+def test_a_lone_surrogate_in_a_prompt_is_named_not_a_tokenizer_type_error(attn_model):
+    from workbench.models import tokenize
+
+    with pytest.raises(ValueError, match=r"texts: text 1 is not valid Unicode: '\\ud83d' at character 3"):
+        tokenize(attn_model, ["ok", "abc\ud83d"], seq_len=8)

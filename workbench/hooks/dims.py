@@ -22,6 +22,9 @@ def hook_dims(hook: str, shape: tuple[int, ...], cfg) -> tuple[str, ...]:
     matches (``d_model``, ``d_mlp``, ``d_head``, ``d_vocab``); anything else
     is ``dim_<i>`` so that nothing is mislabelled.
     """
+    missing = [n for n in ("n_heads", "d_head", "d_model", "d_vocab") if not hasattr(cfg, n)]
+    if missing:
+        raise TypeError(f"cfg: expected a model config with {', '.join(missing)} (model.cfg), got {cfg!r}")
     if hook.endswith(_ATTENTION_MAP_SUFFIXES) and len(shape) == 4:
         return ("seq", "head", "dest", "src")
     dims = ["seq", "pos"][: len(shape)]

@@ -74,6 +74,12 @@ def tokenize(model, texts: str | list[str], seq_len: int, *, prepend_bos: bool =
         texts = [texts]
     if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("texts: expected a string or a non-empty list of strings")
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate, e.g. half of an emoji cut by slicing
+            raise ValueError(f"texts: text {i} is not valid Unicode: {text[err.start:err.end]!r} at character "
+                             f"{err.start} is a lone surrogate") from None
     if not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"seq_len: expected a positive int, got {seq_len!r}")
     tokenizer = getattr(model, "tokenizer", None)
