@@ -49,6 +49,7 @@ class Job:
         self.error: BaseException | None = None
         self.started = time.perf_counter()
         self.seconds: float | None = None
+        self.followers = 0  # pages showing this job (see widgets.pages.base.Page.start)
         self._cancel = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(work,), name=f"workbench-{name}", daemon=True)

@@ -95,6 +95,16 @@ class ResultStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
 
+    def discard(self, key: str) -> None:
+        """Remove the result ``key`` if stored (renamed away first, so no reader sees half of it)."""
+        path = self.path(key)
+        doomed = path.with_name(f".{path.name}.discard-{os.getpid()}-{uuid.uuid4().hex}")
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def keys(self, kind: str | None = None) -> list[str]:
         """Keys of the stored results, optionally only those of one page ``kind``."""
         return sorted(p.name[:-5] for p in self.root.glob("*.zarr")

@@ -302,3 +302,20 @@ def test_concurrent_saves_of_one_key_all_succeed_and_readers_never_miss_it(tmp_p
         assert processes.starmap(ResultStore(tmp_path).save, [(key, ds)] * 12) == [store.path(key)] * 12
     assert missing == [] and store.load(key).x.values.sum() == ds.x.values.sum()
     assert not list(store.root.glob(".*tmp*"))
+
+
+def test_two_sessions_with_identical_settings_follow_one_job(tmp_path):
+    """Two visitors running the same settings used to start two jobs writing one result; now the second
+    follows the first (same job, live curves and result), and cancelling in one leaves it running for the other."""
+    from widgets.pages.collapse import CollapsePage
+
+    settings = dict(n_classes=3, epochs=30, width=16, depth=1, record_every=10)
+    first, second, third = (CollapsePage(cache_dir=tmp_path, **settings) for _ in range(3))
+    job = first.run()
+    assert second.run() is job and job.followers == 2
+    other = CollapsePage(cache_dir=tmp_path, **{**settings, "seed": 1}).run()
+    assert other is not job  # other settings: a job of their own
+    second.cancel()
+    assert not second.running and not job.cancelled and first.running
+    assert first.wait(120).result is not None and not job.cancelled
+    assert third.run() is None and third.result is not None  # finished: read from the store, no job

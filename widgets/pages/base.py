@@ -30,6 +30,11 @@ from widgets.results import ResultStore
 # Exceptions a user can cause with bad input; anything else is a bug and keeps its traceback type in the message.
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError)
 
+# Jobs that compute a keyed result, shared by every session that asks for the same key while one runs:
+# two visitors training identical settings follow one job instead of racing to write one folder.
+_SHARED_JOBS: dict[str, Job] = {}
+_SHARED_LOCK = threading.Lock()
+
 
 def readable(err: BaseException) -> str:
     """One line a user can act on, for any exception raised by the analysis.
@@ -293,21 +298,35 @@ class Page(param.Parameterized):
         self.message = ""
         return value
 
-    def start(self, work: Callable[[Job], Any], name: str, on_result: Callable[[Any], None]) -> Job | None:
+    def start(self, work: Callable[[Job], Any], name: str, on_result: Callable[[Any], None], *,
+              share: str | None = None) -> Job | None:
         """Run ``work`` in a background :class:`~widgets.jobs.Job`; ``on_result`` gets its value.
 
         Only one job runs per page: a second start while one runs is refused
         with a message. ``on_result`` runs in :meth:`poll`, i.e. on the event
-        loop when served, so it may change widgets.
+        loop when served, so it may change widgets. With ``share`` (the
+        result's key), a page asking for a key whose job already runs in any
+        session follows that job, its progress and its result, instead of
+        starting a second one.
         """
         if self.running:
             self.message = f"{name}: wait for '{self._job.name}' to finish or cancel it"
             return None
         self.message, self.progress, self.running = "", 0, True
         self._on_result, self._partial = on_result, None
-        self._job = Job(work, name=name)
-        self.status = self._job.message
-        return self._job
+        with _SHARED_LOCK:
+            for done in [k for k, job in _SHARED_JOBS.items() if job.done or job.cancelled]:
+                del _SHARED_JOBS[done]
+            shared = f"{self.cache_dir}:{share}" if share is not None else None
+            job = _SHARED_JOBS.get(shared) if shared is not None else None
+            if job is None:
+                job = Job(work, name=name)
+                if shared is not None:
+                    _SHARED_JOBS[shared] = job
+            job.followers += 1
+        self._job = job
+        self.status = job.message
+        return job
 
     def poll(self) -> bool:
         """Copy job progress into the parameters; deliver partial and finished results. True while running.
@@ -349,10 +368,19 @@ class Page(param.Parameterized):
         return False
 
     def cancel(self) -> None:
-        """Ask the running job to stop at its next check."""
-        if self._job is not None and self.running:
-            self._job.cancel()
-            self.status = f"{self._job.name}: cancelling"
+        """Ask the running job to stop at its next check; a job other sessions follow too goes on for them."""
+        job = self._job
+        if job is None or not self.running:
+            return
+        with _SHARED_LOCK:
+            job.followers -= 1
+            others = job.followers > 0
+        if others:
+            self.running, self.progress = False, 0
+            self.status = f"{job.name}: cancelled here (another session still follows it)"
+        else:
+            job.cancel()
+            self.status = f"{job.name}: cancelling"
 
     def wait(self, timeout: float = 120.0) -> "Page":
         """Block until no job runs, including those a finished job starts, polling after each (tests and scripts).

@@ -202,7 +202,7 @@ class CollapsePage(Page):
             self.live = ds
             self._show(ds)
 
-        job = self.start(work, "neural-collapse run", done)
+        job = self.start(work, "neural-collapse run", done, share=key)
         if job is not None:
             self.live = None  # the last run's curves are not this one's
         return job

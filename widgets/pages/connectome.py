@@ -225,7 +225,7 @@ class ConnectomePage(Page):
             self.store.save(key, ds)
             return ds
 
-        return self.start(work, "rank sweep and NTF", self._show)
+        return self.start(work, "rank sweep and NTF", self._show, share=key)
 
     def figures(self) -> dict[str, go.Figure]:
         """Traces heatmap; once fitted, the rank sweep, component panel and community graph."""

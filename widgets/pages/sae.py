@@ -188,7 +188,7 @@ class SAEPage(Page):
             self.refresh(choose=folder.name)
             self._show(ds)
 
-        job = self.start(work, f"training {folder.name}", done)
+        job = self.start(work, f"training {folder.name}", done, share=str(folder))
         if job is not None:
             self._live = ()
         return job

@@ -186,11 +186,18 @@ class SpectraPage(Page):
         return {"model": self.model, **{name: getattr(self, name) for name in SETTINGS}, "ratios": list(RATIOS),
                 "compression": list(COMPRESSION), "curves": list(CURVES)}
 
-    def _key(self) -> str:
-        return result_key(self.slug, self.settings())
+    def _key(self, stage: str = "compressed") -> str:
+        """The result key of the spectra alone (``stage="spectra"``) or with the compression curves added.
+
+        Two keys, since a stored result never changes: the spectra are kept as
+        soon as they exist, and replaced by the full result once it is stored.
+        """
+        return result_key(self.slug, {**self.settings(), **({"stage": stage} if stage != "compressed" else {})})
 
     def _load_cached(self) -> bool:
         ds = self.store.load(self._key())
+        if ds is None:
+            ds = self.store.load(self._key("spectra"))
         if ds is not None:
             self._show(ds)
         return ds is not None
@@ -220,7 +227,7 @@ class SpectraPage(Page):
 
     def compute(self) -> Job | None:
         """Spectra and rank metrics of every matrix, head and circuit; then :meth:`compress`."""
-        name, key = self.model, self._key()
+        name, key = self.model, self._key("spectra")
 
         def work(job: Job) -> xr.Dataset:
             job.report(None, f"loading {name}")
@@ -233,11 +240,11 @@ class SpectraPage(Page):
             return ds
 
         def done(ds: xr.Dataset) -> None:
-            if key == self._key():  # the user may have picked another model meanwhile
+            if key == self._key("spectra"):  # the user may have picked another model meanwhile
                 self._show(ds)
                 self.compress()
 
-        return self.start(work, f"spectra of {name}", done)
+        return self.start(work, f"spectra of {name}", done, share=key)
 
     def compress(self) -> Job | None:
         """Truncation curves of every linear map and the compression frontier, added to the result."""
@@ -245,6 +252,7 @@ class SpectraPage(Page):
             self.message = "model: compute the spectra first"
             return None
         name, key, spectra = self.model, self._key(), self.result
+        spectra_key = self._key("spectra")
         n_seq, seq_len = self.n_seq, self.seq_len
 
         def work(job: Job) -> xr.Dataset:
@@ -270,13 +278,14 @@ class SpectraPage(Page):
             ds = xr.merge([spectra, curves, frontier], combine_attrs="override")
             ds = ds.assign_attrs(baseline_loss=sweep.attrs["baseline_loss"], n_tokens=sweep.attrs["n_tokens"])
             self.store.save(key, ds)
+            self.store.discard(spectra_key)  # superseded: the full result holds the spectra too
             return ds
 
         def done(ds: xr.Dataset) -> None:
             if key == self._key():
                 self._show(ds)
 
-        return self.start(work, f"truncation and compression of {name}", done)
+        return self.start(work, f"truncation and compression of {name}", done, share=key)
 
     def wait(self, timeout: float = 300.0) -> "SpectraPage":
         """:meth:`Page.wait`, allowing for the spectra and compression of a model (tests and scripts)."""
