@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -104,29 +100,11 @@ def _request(url: str, *, host: str | None = None, data: dict | None = None, coo
 
 @pytest.fixture(scope="module")
 def login_server(tmp_path_factory):
-    from tests.widgets.test_widgets_browser import _free_port
+    from tests.widgets.test_widgets_browser import served
 
-    port = _free_port()
-    cache = tmp_path_factory.mktemp("login")
-    log = open(cache / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--login", "--port", str(port),
-                             "--cache", str(cache)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "WORKBENCH_PASSWORD": PASSWORD})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/login", timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"workbench serve did not come up: {(cache / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield url, port
-    proc.terminate()
-    proc.wait(20)
-    log.close()
+    with served(tmp_path_factory.mktemp("login"), "--login", env={"WORKBENCH_PASSWORD": PASSWORD},
+                ready="/login") as (url, _):
+        yield url, int(url.rsplit(":", 1)[1])
 
 
 def test_other_host_headers_get_403(login_server):

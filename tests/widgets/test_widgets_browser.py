@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -26,28 +27,37 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def served(cache: Path, *args: str, env: dict | None = None, ready: str = "/overview"):
+    """Run ``workbench serve`` with ``args`` on a free loopback port until the block ends; yields (url, process)."""
     port = _free_port()
-    cache = tmp_path_factory.mktemp("served")
     log = open(cache / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--cache", str(cache)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--cache", str(cache),
+                             *args], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 120
     while True:
         try:
-            urllib.request.urlopen(f"{url}/overview", timeout=5)
+            urllib.request.urlopen(url + ready, timeout=5)
             break
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 pytest.fail(f"workbench serve did not come up: {(cache / 'serve.log').read_text()[-2000:]}")
             time.sleep(0.5)
-    yield url, proc
-    proc.terminate()
-    proc.wait(20)
-    log.close()
+    try:
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with served(tmp_path_factory.mktemp("served")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
