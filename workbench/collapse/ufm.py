@@ -207,7 +207,7 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
                     H, layers, b = fresh(*best[1:4])
                     for on in switches:
                         switch_class(H, layers, slice(ends[cls], ends[cls + 1]), cls, on, scale, h_norm)
-                    result = run(H, layers, b, max(ESCAPE_STEPS, steps // 10))  # a short look first
+                    result = run(H, layers, b, min(steps, max(ESCAPE_STEPS, steps // 10)))  # a short look first
                     if better(result):
                         result = run(*result[1:4])
                     if better(result):
