@@ -179,8 +179,8 @@ def check_dense_size(name: str, arrays: dict[str, tuple[int, ...]], itemsize: in
     free = available_memory()
     if needed > free:
         parts = ", ".join(f"{what} {' x '.join(str(s) for s in shape)}" for what, shape in arrays.items())
-        raise ValueError(f"{name}: the dense output ({parts}, float{8 * itemsize}) needs {needed / 2**30:.3g} GiB, "
-                         f"more than the {free / 2**30:.3g} GiB of memory available")
+        raise ValueError(f"{name}: the dense output ({parts}, float{8 * itemsize}) needs {needed / 2**30:,.1f} GiB, "
+                         f"more than the {free / 2**30:,.1f} GiB of memory available")
 
 
 def check_depth(depth: Any) -> int:
