@@ -102,3 +102,19 @@ def test_nc5_mean_absolute_cosine_with_the_ood_mean():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_nc_metrics_reports_the_same_gnc2_and_unc3(rng):
+    from workbench.collapse import nc_metrics
+
+    x = rng.normal(size=(240, 6)) + np.repeat(rng.normal(scale=2, size=(4, 6)), 60, axis=0)
+    y = np.repeat(np.arange(4), 60)
+    W = rng.normal(size=(4, 6))
+    for global_mean in ("class_means", "samples"):
+        nc = nc_metrics(x, y, W, global_mean=global_mean, device="cpu")
+        mu_g = nc.class_means.values.mean(0) if global_mean == "class_means" else x.mean(0)
+        gnc2 = hyperspherical_uniformity(nc.class_means, global_mean=mu_g, device="cpu")
+        unc3 = uniform_duality(nc.class_means, W, global_mean=mu_g, device="cpu")
+        assert float(nc.gnc2_log) == pytest.approx(float(gnc2.gnc2), rel=1e-10)
+        assert float(nc.unc3) == pytest.approx(float(unc3.unc3), rel=1e-10)
+    assert np.isnan(float(nc_metrics(x, y, device="cpu").unc3))
