@@ -6,6 +6,13 @@ decay on every layer and on the features (Mixon et al.; Dang et al. 2023).
 Its optimum is known in closed form for MSE
 (:func:`~workbench.collapse.imbalanced_geometry`), which makes it the test bed
 for the metrics and the reference point for real networks.
+
+For depth M >= 2 the objective has spurious local minima (the zero point,
+classes wrongly switched off or sharing a direction) where the gradient
+vanishes, so "converged" proves nothing: :func:`train_ufm` searches from
+balanced starts with restarts and per-class escapes
+(:mod:`workbench.collapse._ufm_solver`), then checks the bias-free MSE result
+against the closed form and warns (:class:`UFMOptimumWarning`) when it misses.
 """
 
 from __future__ import annotations
