@@ -94,7 +94,8 @@ def metrics_from_moments(counts: np.ndarray, means: np.ndarray, projected_scatte
         w_norm = np.linalg.norm(W, axis=1)
         w_dot = np.einsum("kd,kd->k", W, means)
         values["nc2_equinorm_w"] = _equinorm(w_norm)
-        duality = np.einsum("kd,kd->k", W, centred) / (w_norm * norms)  # uniform_duality's cosines
+        with np.errstate(invalid="ignore", divide="ignore"):  # a vanished class or row: NaN
+            duality = np.einsum("kd,kd->k", W, centred) / (w_norm * norms)  # uniform_duality's cosines
         values["unc3"] = float(duality.std() / abs(duality.mean())) if duality.mean() != 0 else np.nan
         if nc3 == "papyan":
             values["nc3"] = float(np.linalg.norm(W / np.linalg.norm(W) - centred / np.linalg.norm(centred)) ** 2)
