@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["workbench.collapse", "workbench.collapse.accumulator", "workbench.collapse.experiment",
+MODULES = ["workbench.collapse", "workbench.collapse.accumulator", "workbench.collapse.experiment", "workbench.collapse.extended",
            "workbench.collapse.layerwise", "workbench.collapse.metrics", "workbench.collapse.theory",
            "workbench.collapse.ufm", "workbench.figures.collapse"]
 

@@ -6,6 +6,7 @@ Every public entry point converts its inputs here once, so the error messages
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -147,15 +148,39 @@ def check_count(name: str, value: Any) -> int:
 
 
 def check_counts(n_per_class: Any) -> np.ndarray:
-    """Per-class sample counts: a sequence of at least two positive integers."""
-    n = np.asarray(n_per_class)
+    """Per-class sample counts: a sequence of at least two positive integers (integral floats accepted)."""
+    n = np.asarray(_raw(n_per_class))
     if n.ndim != 1 or n.size < 2:
         raise ValueError(f"n_per_class: expected a 1-D sequence of >= 2 class counts, got shape {n.shape}")
-    if not np.issubdtype(n.dtype, np.integer):
+    if np.issubdtype(n.dtype, np.floating):
+        if not np.isfinite(n).all() or (n != np.round(n)).any():
+            raise TypeError(f"n_per_class: expected integer counts (integral floats such as 300.0 are accepted), "
+                            f"got {n.tolist()}")
+    elif np.issubdtype(n.dtype, np.bool_) or not np.issubdtype(n.dtype, np.integer):
         raise TypeError(f"n_per_class: expected integer counts, got dtype {n.dtype}")
     if (n < 1).any():
         raise ValueError(f"n_per_class: expected counts >= 1, got {n.tolist()}")
+    if n.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"n_per_class: expected counts that fit in int64, got {n.tolist()}")
     return n.astype(np.int64)
+
+
+def available_memory() -> int:
+    """Bytes of memory free for a new array (physical pages available, as the OS reports them)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # no sysconf: assume a generous 64 GiB
+        return 64 * 2**30
+
+
+def check_dense_size(name: str, arrays: dict[str, tuple[int, ...]], itemsize: int = 8) -> None:
+    """Refuse, with the size, dense float arrays that together would not fit in the memory available now."""
+    needed = sum(int(np.prod(np.asarray(shape, dtype=np.float64))) * itemsize for shape in arrays.values())
+    free = available_memory()
+    if needed > free:
+        parts = ", ".join(f"{what} {' x '.join(str(s) for s in shape)}" for what, shape in arrays.items())
+        raise ValueError(f"{name}: the dense output ({parts}, float{8 * itemsize}) needs {needed / 2**30:,.1f} GiB, "
+                         f"more than the {free / 2**30:,.1f} GiB of memory available")
 
 
 def check_depth(depth: Any) -> int:

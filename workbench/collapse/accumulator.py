@@ -32,6 +32,7 @@ from workbench.collapse._validate import (
     as_features,
     as_labels,
     check_choice,
+    check_dense_size,
     check_problem_size,
     raise_non_finite,
     rows_numbered_in,
@@ -167,6 +168,10 @@ class NCAccumulator:
         self.n_classes = int(n_classes)
         self.dim = int(dim)
         self.scatter = check_choice("scatter", scatter, SCATTER_MODES)
+        k, d = self.n_classes, self.dim
+        # the result holds ~8 class-by-class float64 matrices (Grams, projected scatter, eigenvectors)
+        check_dense_size("n_classes", {"class x class matrices (about 8)": (8, k, k), "class means": (k, d),
+                                       **({"scatter": (d, d)} if scatter == "full" else {})})
         self.device = resolve_device(device)
         opts = dict(dtype=torch.float64, device=self.device)
         self.counts_ = torch.zeros(self.n_classes, **opts)

@@ -82,6 +82,9 @@ def metrics_from_moments(counts: np.ndarray, means: np.ndarray, projected_scatte
         "nc2_of": _normalised_distance(gram_u, of_gram(k)),
         "nc3": np.nan,
         "nc4": np.nan,
+        # GNC2 with the log kernel, from the cosines: ||u_i - u_j||^2 = 2 - 2 cos (see hyperspherical_uniformity)
+        "gnc2_log": float(np.mean(-0.5 * np.log(np.maximum(2.0 - 2.0 * off, 0.0)))) if k > 1 else np.nan,
+        "unc3": np.nan,
         "sigma_w_trace": float(scatter_trace / total),
         "sigma_b_trace": float(np.trace(sigma_b)),
     }
@@ -91,6 +94,9 @@ def metrics_from_moments(counts: np.ndarray, means: np.ndarray, projected_scatte
         w_norm = np.linalg.norm(W, axis=1)
         w_dot = np.einsum("kd,kd->k", W, means)
         values["nc2_equinorm_w"] = _equinorm(w_norm)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a vanished class or row: NaN
+            duality = np.einsum("kd,kd->k", W, centred) / (w_norm * norms)  # uniform_duality's cosines
+        values["unc3"] = float(duality.std() / abs(duality.mean())) if duality.mean() != 0 else np.nan
         if nc3 == "papyan":
             values["nc3"] = float(np.linalg.norm(W / np.linalg.norm(W) - centred / np.linalg.norm(centred)) ** 2)
         elif nc3 == "zhu_etf":

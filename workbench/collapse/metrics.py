@@ -43,8 +43,13 @@ def nc_metrics(features: Any, labels: Any, W: Any = None, b: Any = None, *, glob
       and the OF target.
     * ``nc4``: fraction of samples where argmax_k (w_k.h + b_k) differs from the
       nearest class mean.
+    * ``gnc2_log``: hyperspherical uniformity of the centred means with the log
+      kernel, and ``unc3``: uniform duality, as from
+      :func:`~workbench.collapse.hyperspherical_uniformity` and
+      :func:`~workbench.collapse.uniform_duality` (both from the K x K Gram,
+      so they cost nothing on the features).
 
-    ``nc2_equinorm_w``, ``nc3`` and ``nc4`` are NaN without ``W``.
+    ``nc2_equinorm_w``, ``nc3``, ``nc4`` and ``unc3`` are NaN without ``W``.
 
     The features are read twice (see :class:`~workbench.collapse.NCAccumulator`
     with ``scatter="projected"``): once for the class means, once for the

@@ -6,10 +6,18 @@ decay on every layer and on the features (Mixon et al.; Dang et al. 2023).
 Its optimum is known in closed form for MSE
 (:func:`~workbench.collapse.imbalanced_geometry`), which makes it the test bed
 for the metrics and the reference point for real networks.
+
+For depth M >= 2 the objective has spurious local minima (the zero point,
+classes wrongly switched off or sharing a direction) where the gradient
+vanishes, so "converged" proves nothing: :func:`train_ufm` searches from
+balanced starts with restarts and per-class escapes
+(:mod:`workbench.collapse._ufm_solver`), then checks the bias-free MSE result
+against the closed form and warns (:class:`UFMOptimumWarning`) when it misses.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -19,42 +27,76 @@ from tqdm.auto import tqdm
 
 import workbench
 from workbench.device import one_cpu_thread, resolve_device
-from workbench.collapse._validate import check_choice, check_count, check_counts, check_depth, check_positive
+from workbench.collapse._ufm_solver import (
+    ESCAPE_GAIN,
+    ESCAPE_STEPS,
+    ESCAPES,
+    balanced_start,
+    class_is_on,
+    layer_scale,
+    minimise,
+    objective,
+    switch_class,
+)
+from workbench.collapse._validate import (
+    check_choice,
+    check_count,
+    check_counts,
+    check_dense_size,
+    check_depth,
+    check_positive,
+)
+from workbench.collapse.theory import imbalanced_geometry
 
 LOSSES = ("mse", "ce")
 OPTIMIZERS = ("lbfgs", "gd")
 
 
-def _objective(H, layers, bias, labels, onehot, loss, lam_w, lam_h):
-    logits = H.T
-    for w in layers:
-        logits = logits @ w.T
-    if bias is not None:
-        logits = logits + bias
-    n = H.shape[1]
-    if loss == "mse":
-        fit = 0.5 * ((logits - onehot) ** 2).sum() / n
-    else:
-        fit = torch.nn.functional.cross_entropy(logits, labels)
-    decay = 0.5 * lam_w * sum((w**2).sum() for w in layers) + 0.5 * lam_h * (H**2).sum()
-    return fit + decay
+class UFMOptimumWarning(RuntimeWarning):
+    """:func:`train_ufm` ended above the closed-form global optimum: its geometry is not the optimum's."""
+
+
+def _closed_form_objective(counts: np.ndarray, m: int, lam_w: float, lam_h: float, loss: str,
+                           bias: bool) -> tuple[float, str]:
+    """The global optimum's objective where a closed form exists (bias-free MSE), else NaN and why not."""
+    if loss != "mse" or bias:
+        setting = "cross-entropy loss" if loss != "mse" else "a bias"
+        return np.nan, f"none: no closed form for {setting} (imbalanced_geometry covers the bias-free MSE UFM)"
+    return float(imbalanced_geometry(counts, lam_w, lam_h, m).objective), "imbalanced_geometry (Dang et al. 2023)"
 
 
 def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: float = 5e-4,
               lambda_H: float = 5e-4, loss: str = "mse", bias: bool = False, steps: int = 3000, seed: int = 0, *,
-              optimizer: str = "lbfgs", lr: float = 1.0, init_scale: float = 0.3, tol: float = 1e-14,
+              optimizer: str = "lbfgs", lr: float = 1.0, init_scale: float = 1.0, n_starts: int = 2,
+              escape: bool = True, tol: float = 1e-14, theory_rtol: float = 1e-6,
               device: str | torch.device | None = None, progress: bool = False) -> xr.Dataset:
-    """Minimise the (deep linear) unconstrained-feature model in float64.
+    """Minimise the (deep linear) unconstrained-feature model in float64, to its global optimum.
 
     The objective is ``fit(W_M ... W_1 H + b, Y) + (lambda_W/2) sum_m ||W_m||^2
     + (lambda_H/2) ||H||^2`` with ``fit`` either ``(1/2N)||.||_F^2`` against
     one-hot targets (``"mse"``) or the mean cross-entropy (``"ce"``); the bias,
     when present, is not decayed.
 
+    For depth M >= 2 the zero point and every point with some classes wrongly
+    switched off (or on) are local minima with a vanishing gradient, so a
+    converged optimiser proves nothing. Each of ``n_starts`` starts is
+    balanced (every layer ``s`` times an orthogonal map, ``s`` set by the
+    counts and decays so that every class starts away from the zero basin);
+    the best is then improved by escapes that switch each class off or on and
+    re-optimise, kept only when the objective falls (see
+    :mod:`workbench.collapse._ufm_solver`).
+
+    For the bias-free MSE model the result is compared with the closed-form
+    optimum (:func:`~workbench.collapse.imbalanced_geometry`): when the final
+    objective differs from it by more than ``theory_rtol`` (relative), a
+    :class:`UFMOptimumWarning` names both. Other settings have no closed form;
+    the result says so in ``attrs["theory"]`` and ``theory_objective`` is NaN.
+
     Parameters
     ----------
     n_per_class : sequence of int
         Samples per class; the labels are ``0,...,0,1,...`` in blocks.
+        Integral floats (``300.0``) are accepted.
     dim : int
         Feature and hidden width (at least the number of classes, so the
         orthogonal-frame optimum exists).
@@ -66,22 +108,29 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
     bias : bool
         Add an undecayed bias to the last layer.
     steps : int
-        Iterations of the optimiser.
+        Iterations of the optimiser, per start and per escape.
     seed : int
-        Seed of the random initialisation.
+        Seed of the random starts and escapes.
     optimizer : {"lbfgs", "gd"}
         L-BFGS with a strong-Wolfe line search (default: reaches the optimum to
         ~1e-10 in a few thousand steps) or plain gradient descent with step ``lr``.
     lr : float
         Step size (L-BFGS scales its first step by it).
     init_scale : float
-        Standard deviation of the initial entries (times 1/sqrt(dim) for the layers).
+        Multiplies the balanced start's layer scale ``s`` and feature norms.
+    n_starts : int
+        Independent balanced starts; the lowest objective is kept.
+    escape : bool
+        Try switching each class off/on from the best start (see above).
     tol : float
         L-BFGS stops when the largest gradient entry falls below it.
+    theory_rtol : float
+        Largest relative difference from the closed-form objective accepted
+        without a :class:`UFMOptimumWarning`.
     device : str or torch.device, optional
         Default CUDA when available, else CPU.
     progress : bool
-        Show a progress bar.
+        Show a progress bar over starts and escapes.
 
     Returns
     -------
@@ -89,14 +138,24 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
         ``features`` (sample, dim) with the ``label`` of each sample,
         ``classifier`` (class, dim) = the rows of the product W_M ... W_1,
         ``bias`` (class), ``layer_weight_sq_norm`` (layer), scalars
-        ``objective`` and ``grad_max`` (the largest gradient entry at the end),
-        and ``objective_trace`` (step).
+        ``objective``, ``grad_max`` (the largest gradient entry at the end),
+        ``theory_objective`` (NaN without a closed form) and
+        ``objective_gap`` (relative excess over it), and ``objective_trace``
+        (step) of the run that produced the result. ``attrs`` name the
+        ``theory``, the ``best_start`` and the number of ``escapes`` kept.
 
     Examples
     --------
     >>> ds = train_ufm([20, 10], dim=3, depth=1, lambda_W=1e-2, lambda_H=1e-2, steps=300, device="cpu")
     >>> ds.features.dims, ds.classifier.shape
     (('sample', 'dim'), (2, 3))
+
+    The issue's depth-3 case, where a small random start ends at the zero point
+    (objective 0.5), now reaches the closed form; its third class vanishes:
+
+    >>> ds = train_ufm([20, 10, 2], dim=5, depth=3, lambda_W=0.02, lambda_H=0.02, device="cpu")
+    >>> round(float(ds.objective), 6), round(float(ds.theory_objective), 6)
+    (0.183333, 0.183333)
     """
     counts = check_counts(n_per_class)
     m = check_depth(depth)
@@ -108,45 +167,74 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < k:
         raise ValueError(f"dim: expected an int >= the number of classes ({k}), got {dim!r}")
     steps = check_count("steps", steps)
+    n_starts = check_count("n_starts", n_starts)
     lr = check_positive("lr", lr)
     init_scale = check_positive("init_scale", init_scale)
+    theory_rtol = check_positive("theory_rtol", theory_rtol)
+    n = int(counts.sum())
+    check_dense_size("dim", {"features (sample, dim)": (n, dim), "layers (depth, dim, dim)": (m, dim, dim)})
     dev = resolve_device(device)
     gen = torch.Generator().manual_seed(int(seed))
-    opts = dict(dtype=torch.float64)
-    n = int(counts.sum())
     labels = torch.repeat_interleave(torch.arange(k), torch.from_numpy(counts)).to(dev)
     onehot = torch.nn.functional.one_hot(labels, k).to(torch.float64)
-    H = (init_scale * torch.randn(dim, n, generator=gen, **opts)).to(dev).requires_grad_()
-    shapes = [(dim, dim)] * (m - 1) + [(k, dim)]
-    layers = [(init_scale * torch.randn(*s, generator=gen, **opts) / np.sqrt(dim)).to(dev).requires_grad_()
-              for s in shapes]
-    b = torch.zeros(k, device=dev, **opts).requires_grad_() if bias else None
-    params = [H, *layers] + ([b] if bias else [])
-    trace: list[float] = []
+    scale, h_norm = layer_scale(counts, m, lam_w, lam_h)
+    scale, h_norm = init_scale * scale, init_scale * h_norm
+    ends = np.concatenate([[0], np.cumsum(counts)])
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        value = _objective(H, layers, b, labels, onehot, loss, lam_w, lam_h)
-        value.backward()
-        trace.append(float(value.detach()))
-        return value
+    def run(H, layers, b, budget=steps):
+        params = [H, *layers] + ([b] if bias else [])
+        trace: list[float] = []
+        value = minimise(params, lambda: objective(H, layers, b, labels, onehot, loss, lam_w, lam_h),
+                         optimizer, budget, lr, tol, trace)
+        bar.update(1)
+        return value, H, layers, b, trace
 
-    bar = tqdm(total=steps, disable=not progress, desc=f"UFM depth {m}")
+    def better(result) -> bool:
+        return result[0] < best[0] - ESCAPE_GAIN * abs(best[0])
+
+    def fresh(H, layers, b):
+        return (H.detach().clone().requires_grad_(), [w.detach().clone().requires_grad_() for w in layers],
+                None if b is None else b.detach().clone().requires_grad_())
+
+    bar = tqdm(total=n_starts + (k if escape else 0), disable=not progress, desc=f"UFM depth {m}")
     with one_cpu_thread(dev):
-        if optimizer == "lbfgs":
-            opt = torch.optim.LBFGS(params, lr=lr, max_iter=steps, max_eval=2 * steps, tolerance_grad=tol,
-                                    tolerance_change=0.0, history_size=20, line_search_fn="strong_wolfe")
-            opt.step(closure)
-            bar.update(steps)
-        else:
-            opt = torch.optim.SGD(params, lr=lr)
-            for _ in range(steps):
-                opt.step(closure)
-                bar.update(1)
+        best, best_start = None, 0
+        for start in range(n_starts):
+            H0, layers0 = balanced_start(counts, dim, m, scale, h_norm, gen)
+            b0 = torch.zeros(k, dtype=torch.float64) if bias else None
+            result = run(*fresh(H0.to(dev), [w.to(dev) for w in layers0], None if b0 is None else b0.to(dev)))
+            if best is None or result[0] < best[0]:
+                best, best_start = result, start
+        escapes = 0
+        improved = escape
+        while improved and escapes < 2 * k:
+            improved = False
+            for cls in range(k):
+                for switches in ESCAPES[class_is_on(best[2], cls)]:
+                    H, layers, b = fresh(*best[1:4])
+                    for on in switches:
+                        switch_class(H, layers, slice(ends[cls], ends[cls + 1]), cls, on, scale, h_norm)
+                    result = run(H, layers, b, min(steps, max(ESCAPE_STEPS, steps // 10)))  # a short look first
+                    if better(result):
+                        result = run(*result[1:4])
+                    if better(result):
+                        best, improved, escapes = result, True, escapes + 1
     bar.close()
 
-    final = closure()
+    _, H, layers, b, trace = best
+    H, layers, b = fresh(H, layers, b)
+    params = [H, *layers] + ([b] if bias else [])
+    final = objective(H, layers, b, labels, onehot, loss, lam_w, lam_h)
+    final.backward()
     grad_max = max(float(p.grad.abs().max()) for p in params)
+    theory_objective, theory = _closed_form_objective(counts, m, lam_w, lam_h, loss, bias)
+    final = final.detach()
+    gap = (float(final) - theory_objective) / theory_objective
+    if abs(gap) > theory_rtol:
+        warnings.warn(f"train_ufm: objective {float(final):.10g} differs from the closed-form optimum "
+                      f"{theory_objective:.10g} (imbalanced_geometry) by {gap:.3g} relative, more than "
+                      f"theory_rtol={theory_rtol:g}: the returned geometry is not the global optimum's "
+                      f"(more steps, n_starts or another init_scale may help)", UFMOptimumWarning, stacklevel=2)
     with torch.no_grad():
         product = layers[0].detach()
         for w in layers[1:]:
@@ -159,13 +247,16 @@ def train_ufm(n_per_class: Sequence[int], dim: int, depth: int = 1, lambda_W: fl
             "layer_weight_sq_norm": ("layer", np.array([float((w.detach() ** 2).sum()) for w in layers])),
             "objective": ((), float(final.detach())),
             "grad_max": ((), grad_max),
+            "theory_objective": ((), theory_objective),
+            "objective_gap": ((), gap),
             "objective_trace": ("step", np.array(trace)),
         },
         coords={"label": ("sample", labels.cpu().numpy()), "class": np.arange(k), "dim": np.arange(dim),
                 "layer": np.arange(1, m + 1)},
         attrs={"n_per_class": counts.tolist(), "depth": m, "lambda_W": lam_w, "lambda_H": lam_h, "loss": loss,
                "bias": int(bias), "optimizer": optimizer, "steps": int(steps), "seed": int(seed),
-               "workbench_version": workbench.__version__},
+               "n_starts": n_starts, "best_start": best_start, "escapes": escapes, "theory": theory,
+               "theory_rtol": theory_rtol, "workbench_version": workbench.__version__},
     )
 
 
@@ -190,16 +281,25 @@ def minority_cosine(classifier: xr.DataArray | np.ndarray, minority: Sequence[in
 
 def minority_collapse(ratios: Sequence[float], *, n_majority: int = 64, k_majority: int = 2, k_minority: int = 2,
                       lambda_W: float = 5e-3, lambda_H: float = 5e-3, loss: str = "ce", depth: int = 1,
-                      steps: int = 2000, seed: int = 0, device: str | torch.device | None = None) -> xr.Dataset:
+                      steps: int = 2000, seed: int = 0, theory_rtol: float = 1e-6,
+                      device: str | torch.device | None = None) -> xr.Dataset:
     """Minority cosine of the UFM optimum as the imbalance ratio grows (Fang et al. 2021).
 
-    For each ratio R the UFM has ``k_majority`` classes of ``n_majority``
-    samples and ``k_minority`` classes of ``max(1, round(n_majority / R))``.
+    For each ratio R the UFM (:func:`train_ufm`, width ``K + 2``) has
+    ``k_majority`` classes of ``n_majority`` samples and ``k_minority`` classes
+    of ``max(1, round(n_majority / R))``. With ``loss="mse"`` every optimum is
+    checked against the closed form (:func:`~workbench.collapse.imbalanced_geometry`)
+    and a ``ValueError`` is raised, naming both objectives, when it is more
+    than ``theory_rtol`` (relative) above it: a cosine read off a wrong
+    optimum would report a minority collapse that is not there, or hide one.
+    Cross-entropy has no closed form (``attrs["theory"]`` says so). Where the
+    minority classes vanish (MSE at large R) their cosine is undefined (NaN).
 
     Returns
     -------
     xarray.Dataset
-        ``minority_cosine`` and ``n_minority`` over ``ratio``.
+        ``minority_cosine``, ``n_minority``, ``objective`` and
+        ``theory_objective`` (NaN without a closed form) over ``ratio``.
 
     Examples
     --------
@@ -210,15 +310,31 @@ def minority_collapse(ratios: Sequence[float], *, n_majority: int = 64, k_majori
     ratios = np.asarray(ratios, dtype=np.float64)
     if ratios.ndim != 1 or ratios.size == 0 or (ratios < 1).any():
         raise ValueError(f"ratios: expected a 1-D sequence of imbalance ratios >= 1, got {ratios.tolist()}")
-    cosines, minorities = [], []
+    theory_rtol = check_positive("theory_rtol", theory_rtol)
+    cosines, minorities, objectives, theories = [], [], [], []
     minority = list(range(k_majority, k_majority + k_minority))
     for ratio in ratios:
         n_min = max(1, int(round(n_majority / ratio)))
-        ufm = train_ufm([n_majority] * k_majority + [n_min] * k_minority, k_majority + k_minority + 2, depth,
-                        lambda_W, lambda_H, loss=loss, steps=steps, seed=seed, device=device)
-        cosines.append(minority_cosine(ufm.classifier, minority))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UFMOptimumWarning)  # refused below, with the ratio
+            ufm = train_ufm([n_majority] * k_majority + [n_min] * k_minority, k_majority + k_minority + 2, depth,
+                            lambda_W, lambda_H, loss=loss, steps=steps, seed=seed, theory_rtol=theory_rtol,
+                            device=device)
+        if abs(float(ufm.objective_gap)) > theory_rtol:
+            raise ValueError(f"minority_collapse: at ratio {ratio:g} the UFM objective {float(ufm.objective):.10g} "
+                             f"differs from the closed-form optimum {float(ufm.theory_objective):.10g} "
+                             f"(imbalanced_geometry) by {float(ufm.objective_gap):.3g} relative, more than "
+                             f"theory_rtol={theory_rtol:g}: its minority cosine would describe a wrong optimum "
+                             f"(raise steps or theory_rtol)")
+        with np.errstate(invalid="ignore", divide="ignore"):  # vanished classes: NaN cosine
+            cosines.append(minority_cosine(ufm.classifier, minority))
         minorities.append(n_min)
-    return xr.Dataset({"minority_cosine": ("ratio", np.array(cosines)), "n_minority": ("ratio", np.array(minorities))},
+        objectives.append(float(ufm.objective))
+        theories.append(float(ufm.theory_objective))
+    return xr.Dataset({"minority_cosine": ("ratio", np.array(cosines)), "n_minority": ("ratio", np.array(minorities)),
+                       "objective": ("ratio", np.array(objectives)),
+                       "theory_objective": ("ratio", np.array(theories))},
                       coords={"ratio": ratios},
                       attrs={"n_majority": n_majority, "k_majority": k_majority, "k_minority": k_minority,
-                             "lambda_W": lambda_W, "lambda_H": lambda_H, "loss": loss, "depth": depth})
+                             "lambda_W": lambda_W, "lambda_H": lambda_H, "loss": loss, "depth": depth,
+                             "theory": ufm.attrs["theory"], "theory_rtol": theory_rtol})
