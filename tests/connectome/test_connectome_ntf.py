@@ -103,13 +103,13 @@ def test_rank_sweep_suggests_planted_rank(make_planted):
     assert sweep.attrs["suggested_rank"] == 3
     assert (np.diff(sweep["error"].values) <= 1e-6).all()
     assert sweep["stability"].sel(rank=3) >= 0.95
-    assert sweep.attrs["stable"] == 1
+    assert sweep.attrs["stable"] == 1 and sweep.attrs["rule"] == "heldout_plateau"
 
 
 def test_rank_sweep_warns_when_no_rank_is_stable():
     """Pure noise has no reproducible structure above rank 1: the fallback is flagged, not silent."""
     x = np.random.default_rng(0).random((12, 10, 6))
-    with pytest.warns(UserWarning, match="no rank reached restart stability"):
+    with pytest.warns(UserWarning, match="no rank reached stability"):
         sweep = rank_sweep(x, [3, 4], n_restarts=6, threshold=0.999, progress=False, device="cpu")
     assert sweep.attrs["stable"] == 0 and sweep.attrs["suggested_rank"] == 3
 

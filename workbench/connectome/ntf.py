@@ -142,7 +142,8 @@ def max_cp_rank(shape) -> int:
     return min(I * J, I * K, J * K)
 
 
-def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
+def tensor_values(tensor, mask=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tensor as a float numpy array and its mask as a bool array (or None), checked as :func:`ntf` does."""
     if isinstance(tensor, xr.DataArray):
         values = tensor.values
     elif isinstance(tensor, torch.Tensor):
@@ -165,6 +166,11 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
         mask = np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask)
         if mask.shape != values.shape or mask.dtype != bool:
             raise ValueError(f"mask: expected a bool array of shape {values.shape}, got {mask.dtype} {mask.shape}")
+    return values, mask
+
+
+def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
+    values, mask = tensor_values(tensor, mask)
     if not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank: expected a positive integer, got {rank!r}")
     if rank > max_cp_rank(values.shape):
