@@ -130,3 +130,17 @@ def test_bad_input(kwargs, match):
         ntf(device="cpu", **kwargs)
     with pytest.raises(TypeError, match="tensor"):
         ntf([[1.0]], 1)
+
+
+def test_the_best_restart_is_returned(planted):
+    """error, factors and weights are those of the restart with the lowest error, not any other."""
+    res = ntf(planted[0], 4, n_restarts=6, seed=2, device="cpu", max_iter=40)
+    best = int(np.argmin(res.errors.values))
+    assert res.error == res.errors.values.min()
+    assert np.ptp(res.errors.values) > 0  # the restarts differ, so picking another one would show
+    weights, factors = res.restarts[best]
+    np.testing.assert_array_equal(res.weights.values, weights)
+    for f, g in zip(res.factors, factors):
+        np.testing.assert_array_equal(f.values, g)
+    recon = res.reconstruct().values
+    assert abs(np.linalg.norm(planted[0] - recon) / np.linalg.norm(planted[0]) - res.error) < 1e-4

@@ -68,7 +68,15 @@ _BETA0, _GROW, _GROW_CAP, _SHRINK = 0.5, 1.1, 1.05, 1.5
 
 
 def khatri_rao(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """(b, J, R), (b, K, R) -> (b, J*K, R) with k fastest, matching ``X0``'s columns."""
+    """(b, J, R), (b, K, R) -> (b, J*K, R) with k fastest, matching ``X0``'s columns.
+
+    Examples
+    --------
+    >>> import torch
+    >>> B, C = torch.tensor([[[1.0], [2.0]]]), torch.tensor([[[3.0], [4.0], [5.0]]])
+    >>> khatri_rao(B, C)[0, :, 0].tolist()
+    [3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+    """
     b, J, R = B.shape
     return (B[:, :, None, :] * C[:, None, :, :]).reshape(b, J * C.shape[1], R)
 
@@ -212,7 +220,16 @@ def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B:
 
 
 def model_norm_sq(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """``||[[A, B, C]]||^2`` per restart from the grams, accumulated in float64 (see the module docstring)."""
+    """``||[[A, B, C]]||^2`` per restart from the grams, accumulated in float64 (see the module docstring).
+
+    Examples
+    --------
+    >>> import torch
+    >>> A, B, C = (torch.rand(1, n, 2) for n in (4, 3, 2))
+    >>> explicit = torch.einsum("bir,bjr,bkr->bijk", A, B, C).double().square().sum()
+    >>> bool(torch.isclose(model_norm_sq(A, B, C)[0], explicit, rtol=1e-5))
+    True
+    """
     return (gram(A.double()) * gram(B.double()) * gram(C.double())).sum((1, 2))
 
 
