@@ -49,7 +49,7 @@ def test_graph_sweep_similarity(result):
     chosen = sweep.attrs["suggested_rank"]
     assert chosen == 2  # x is an exact rank-2 tensor
     assert {s.x0 for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1} == {chosen}
-    assert fig.layout.annotations[-1].text == f"chosen: {chosen}"
+    assert fig.layout.annotations[-1].text.strip() == f"chosen: {chosen}"
     with pytest.raises(TypeError, match="sweep"):
         rank_sweep_plot(result)  # no sweep was run for this result
     with pytest.raises(TypeError, match="result"):

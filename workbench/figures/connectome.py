@@ -99,7 +99,7 @@ def rank_sweep_plot(sweep: xr.Dataset) -> go.Figure:
     ...                    attrs={"suggested_rank": 2, "rule": "heldout_plateau"})
     >>> fig = rank_sweep_plot(sweep)
     >>> [t.name for t in fig.data], fig.layout.annotations[-1].text
-    (['training error', 'held-out error', 'stability'], 'chosen: 2')
+    (['training error', 'held-out error', 'stability'], ' chosen: 2')
     """
     curves = _sweep_variables(sweep)
     prefix = "sweep_" if "sweep_error" in sweep else ""
@@ -127,8 +127,8 @@ def rank_sweep_plot(sweep: xr.Dataset) -> go.Figure:
     if chosen is not None:
         for col in (1, 2):
             fig.add_vline(x=int(chosen), line_dash="dot", line_color=PALETTE[2], row=1, col=col)
-        fig.add_annotation(x=int(chosen), y=1.0, xref="x2", yref="paper", text=f"chosen: {int(chosen)}",
-                           showarrow=False, yanchor="bottom", font=dict(color=PALETTE[2]))
+        fig.add_annotation(x=int(chosen), y=0.97, xref="x", yref="y domain", text=f" chosen: {int(chosen)}",
+                           showarrow=False, xanchor="left", yanchor="top", font=dict(color=PALETTE[2]))
     fig.update_xaxes(title_text="rank (components)", dtick=1)
     fig.update_yaxes(title_text="relative error (||X - model|| / ||X||)", row=1, col=1)
     fig.update_yaxes(title_text="worst-component congruence", range=[0, 1.05], row=1, col=2)
