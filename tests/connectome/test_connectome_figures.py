@@ -25,14 +25,33 @@ def test_component_panel(result):
 
 
 def test_graph_sweep_similarity(result):
-    assert community_graph(result, 0).data[1].marker.color is not None
-    assert restart_similarity_plot(result).data[0].z.shape == (3, 3)
+    """Each figure draws the numbers it is given: colours = communities, heatmap = FMS, curves = the sweep."""
+    import numpy as np
+
+    from workbench.connectome.pairs import pairs_to_matrix
+    from workbench.figures.template import PALETTE
+
+    graph = community_graph(result, 0, top_fraction=0.1)
+    labels = result["community"][0].values
+    assert list(graph.data[1].marker.color) == [PALETTE[int(lab) % len(PALETTE)] for lab in labels]
+    matrix = pairs_to_matrix(result["pair_factor"][:, 0]).values
+    weights = matrix[np.triu_indices(labels.size, k=1)]
+    n_edges = max(1, int(0.1 * weights.size))
+    assert len(graph.data[0].x) == 3 * n_edges  # each edge is (start, end, None)
+    np.testing.assert_array_equal(restart_similarity_plot(result).data[0].z, result["restart_similarity"].values)
     x = result["pair_factor"].values[:, :, None] * result["time_factor"].values.T[None]
-    sweep = rank_sweep(x, [1, 2], n_restarts=2, progress=False, device="cpu")
+    sweep = rank_sweep(x, [1, 2, 3], n_restarts=3, progress=False, device="cpu")
     fig = rank_sweep_plot(sweep)
-    assert len(fig.data) == 2 and fig.layout.template is not None
+    by_name = {t.name: t for t in fig.data}
+    np.testing.assert_allclose(by_name["training error"].y, sweep["error"].values)
+    np.testing.assert_allclose(by_name["held-out error"].y, sweep["heldout_error"].values)
+    np.testing.assert_allclose(by_name["stability"].y, sweep["stability"].values)
+    chosen = sweep.attrs["suggested_rank"]
+    assert chosen == 2  # x is an exact rank-2 tensor
+    assert {s.x0 for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1} == {chosen}
+    assert fig.layout.annotations[-1].text.strip() == f"chosen: {chosen}"
     with pytest.raises(TypeError, match="sweep"):
-        rank_sweep_plot(result)
+        rank_sweep_plot(result)  # no sweep was run for this result
     with pytest.raises(TypeError, match="result"):
         component_panel(ntf(x, 1, n_restarts=1, device="cpu"), 0)
     assert TEMPLATE_NAME

@@ -34,3 +34,15 @@ def test_orthogonal_components_score_zero():
     b = [np.eye(3)[:, 1:2], np.eye(3)[:, :1]]
     assert factor_match_score(a, b) == 0.0
     assert congruence(a, b).shape == (1, 1)
+
+
+def test_sign_flips_do_not_matter():
+    """Cosines enter as |cos| (documented): a term negated in one mode still matches with congruence 1."""
+    rng = np.random.default_rng(1)
+    f = [rng.normal(size=(6, 3)), rng.normal(size=(5, 3)), rng.normal(size=(4, 3))]
+    g = [f[0] * [1, -1, 1], f[1], f[2] * [-1, 1, 1]]  # terms 0 and 1 each flipped in a single mode
+    score, perm = factor_match_score(f, g, return_permutation=True)
+    assert abs(score - 1) < 1e-12 and perm.tolist() == [0, 1, 2]
+    a = [np.array([[1.0], [1.0]]), np.array([[1.0], [0.0]])]
+    b = [np.array([[-1.0], [-1.0]]), np.array([[1.0], [0.0]])]
+    assert abs(congruence(a, b)[0, 0] - 1) < 1e-12

@@ -43,16 +43,22 @@ def test_error_matches_explicit_reconstruction(fit, planted):
 
 
 def test_reported_error_never_increases_and_input_is_untouched(planted):
-    """Extrapolated steps that end worse are discarded: the error per restart is monotone."""
+    """Extrapolated steps that end worse are discarded: the error per restart is monotone (up to rounding).
+
+    A plain HALS step is accepted even when rounding makes its error look a
+    little higher (refusing it froze restarts), so in float32 the history may
+    rise at the level of the error's precision; in float64 it may not rise.
+    """
     x = np.ascontiguousarray(planted[0], dtype=np.float32)  # shared with torch without a copy
     before = x.copy()
-    history = []
-    res = ntf(x, 4, n_restarts=6, seed=1, device="cpu", max_iter=60, tol=0,
-              callback=lambda it, err: history.append(err.copy()))
-    history = np.array(history)
-    assert history.shape == (60, 6)
-    assert (np.diff(history, axis=0) <= 1e-7).all()
-    np.testing.assert_allclose(res.errors.values, history[-1], rtol=1e-5)
+    for dtype, slack in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
+        history = []
+        res = ntf(x, 4, n_restarts=6, seed=1, device="cpu", max_iter=60, tol=0, dtype=dtype,
+                  callback=lambda it, err: history.append(err.copy()))
+        history = np.array(history)
+        assert history.shape == (60, 6)
+        assert (np.diff(history, axis=0) <= slack * history[1:]).all()
+        np.testing.assert_allclose(res.errors.values, history[-1], rtol=1e-5)
     np.testing.assert_array_equal(x, before)
 
 
@@ -97,13 +103,13 @@ def test_rank_sweep_suggests_planted_rank(make_planted):
     assert sweep.attrs["suggested_rank"] == 3
     assert (np.diff(sweep["error"].values) <= 1e-6).all()
     assert sweep["stability"].sel(rank=3) >= 0.95
-    assert sweep.attrs["stable"] == 1
+    assert sweep.attrs["stable"] == 1 and sweep.attrs["rule"] == "heldout_plateau"
 
 
 def test_rank_sweep_warns_when_no_rank_is_stable():
     """Pure noise has no reproducible structure above rank 1: the fallback is flagged, not silent."""
     x = np.random.default_rng(0).random((12, 10, 6))
-    with pytest.warns(UserWarning, match="no rank reached restart stability"):
+    with pytest.warns(UserWarning, match="no rank reached stability"):
         sweep = rank_sweep(x, [3, 4], n_restarts=6, threshold=0.999, progress=False, device="cpu")
     assert sweep.attrs["stable"] == 0 and sweep.attrs["suggested_rank"] == 3
 
@@ -112,7 +118,7 @@ def test_rank_sweep_warns_when_no_rank_is_stable():
     "kwargs, match",
     [
         (dict(tensor=-np.ones((4, 4, 4)), rank=2), "non-negative"),
-        (dict(tensor=np.ones((4, 4, 3)), rank=4), "smallest mode"),
+        (dict(tensor=np.ones((4, 1, 1)), rank=2), r"min\(IJ, IK, JK\) = 1"),
         (dict(tensor=np.full((4, 4, 4), np.nan), rank=2), "observed"),
         (dict(tensor=np.ones((4, 4)), rank=1), "3-way"),
         (dict(tensor=np.ones((4, 4, 4)), rank=2, mask=np.ones((4, 4, 3), bool)), "mask"),
@@ -124,3 +130,17 @@ def test_bad_input(kwargs, match):
         ntf(device="cpu", **kwargs)
     with pytest.raises(TypeError, match="tensor"):
         ntf([[1.0]], 1)
+
+
+def test_the_best_restart_is_returned(planted):
+    """error, factors and weights are those of the restart with the lowest error, not any other."""
+    res = ntf(planted[0], 4, n_restarts=6, seed=2, device="cpu", max_iter=40)
+    best = int(np.argmin(res.errors.values))
+    assert res.error == res.errors.values.min()
+    assert np.ptp(res.errors.values) > 0  # the restarts differ, so picking another one would show
+    weights, factors = res.restarts[best]
+    np.testing.assert_array_equal(res.weights.values, weights)
+    for f, g in zip(res.factors, factors):
+        np.testing.assert_array_equal(f.values, g)
+    recon = res.reconstruct().values
+    assert abs(np.linalg.norm(planted[0] - recon) / np.linalg.norm(planted[0]) - res.error) < 1e-4

@@ -58,3 +58,11 @@ def test_missing_neurons_and_rank_sweep():
     assert out.attrs["rank"] == out.sizes["component"]
     assert "sweep_stability" in out and (out["pair_factor"] >= 0).all()
     assert not out["pair_factor"].isnull().any()
+
+
+def test_rank_sweep_picks_the_planted_number_of_motifs(data):
+    out = dynamic_connectome(data.traces, rank=None, ranks=[2, 3, 4], n_restarts=4, device="cpu")
+    assert out.attrs["rank"] == N_MOTIFS == out.sizes["component"], out.attrs["sweep_reason"]
+    assert out.attrs["sweep_suggested_rank"] == N_MOTIFS
+    assert out["sweep_stability"].sel(rank=N_MOTIFS) >= 0.9 > out["sweep_stability"].sel(rank=N_MOTIFS + 1)
+    assert out["sweep_heldout_error"].dims == ("rank",)

@@ -58,9 +58,7 @@ def _figure_builders(ds: xr.Dataset, component: int) -> dict[str, tuple[Hashable
     from workbench.figures.connectome import community_graph, component_panel, rank_sweep_plot
 
     def sweep() -> go.Figure:
-        data = xr.Dataset({"error": ds["sweep_error"], "stability": ds["sweep_stability"]},
-                          attrs={"suggested_rank": ds.attrs["rank"]})
-        return rank_sweep_plot(data)
+        return rank_sweep_plot(ds)
 
     return {"rank_sweep": (("rank_sweep",), sweep),
             "component": (("component", component), lambda: component_panel(ds, component)),
@@ -97,7 +95,7 @@ class ConnectomePage(Page):
     n_motifs = param.Integer(default=2, bounds=(1, 6))
     seed = param.Integer(default=0)
     rank_min = param.Integer(default=1, bounds=(1, 20))
-    rank_max = param.Integer(default=3, bounds=(1, 20), doc="At most the smallest mode of the affinity tensor.")
+    rank_max = param.Integer(default=3, bounds=(1, 20), doc="Largest rank tried; no mode size bounds it (one animal is fine).")
     n_restarts = param.Integer(default=3, bounds=(2, 20))
     max_iter = param.Integer(default=60, bounds=(5, 2000))
     animal = param.Integer(default=0, bounds=(0, None), doc="Animal whose traces are shown.")
@@ -202,20 +200,23 @@ class ConnectomePage(Page):
 
         def work(job: Job) -> xr.Dataset:
             from workbench.connectome import affinity, dynamic_connectome
+            from workbench.connectome.ntf import max_cp_rank
 
-            limit = min(affinity(traces).shape)
+            limit = max_cp_rank(affinity(traces).shape)
             if ranks[-1] > limit:
-                raise ValueError(f"rank_max: expected at most {limit} (the smallest mode of the pair x time x animal "
+                raise ValueError(f"rank_max: expected at most {limit} (min(IJ, IK, JK) of the pair x time x animal "
                                  f"tensor), got {ranks[-1]}")
-            n_fits, fit, last = len(ranks) + 1, -1, np.inf
+            n_fits, fit, last = 2 * len(ranks) + 1, -1, np.inf  # per rank a fit and a held-out fit, then the final
 
             def step(iteration: int, errors: np.ndarray) -> bool:
                 nonlocal fit, last
                 if iteration <= last:  # iterations restart at 1: the next rank's fit began
                     fit += 1
                 last = iteration
-                stage = f"rank {ranks[fit]}" if fit < len(ranks) else "final fit"
-                job.report((fit + iteration / max_iter) / n_fits,
+                part = min(fit, n_fits - 1)
+                stage = (f"rank {ranks[part // 2]} ({'all entries' if part % 2 == 0 else 'held-out fit'})"
+                         if part < n_fits - 1 else "final fit")
+                job.report(min(1.0, (part + iteration / max_iter) / n_fits),
                            f"{stage}: iteration {iteration}, error {float(errors.min()):.4f}")
                 return job.cancelled
 

@@ -125,7 +125,25 @@ class NTFResult:
         return xr.Dataset(data, attrs={"error": self.error, "n_iter": self.n_iter, "stability": self.stability})
 
 
-def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
+def max_cp_rank(shape) -> int:
+    """``min(IJ, IK, JK)``: no 3-way tensor of this shape has a larger CP rank.
+
+    The ``K`` slices ``X[:, :, k]`` (I x J) each have ``I`` rows, so ``X`` is
+    a sum of at most ``IK`` rank-one tensors ``e_i o x_ik o e_k``; likewise
+    ``IJ`` and ``JK``. A single mode bounds nothing: a ``pair x time x 1``
+    tensor is a matrix whose CP rank can reach ``min(pair, time)``.
+
+    Examples
+    --------
+    >>> max_cp_rank((300, 150, 1))
+    150
+    """
+    I, J, K = (int(n) for n in shape)
+    return min(I * J, I * K, J * K)
+
+
+def tensor_values(tensor, mask=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tensor as a float numpy array and its mask as a bool array (or None), checked as :func:`ntf` does."""
     if isinstance(tensor, xr.DataArray):
         values = tensor.values
     elif isinstance(tensor, torch.Tensor):
@@ -148,10 +166,16 @@ def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
         mask = np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask)
         if mask.shape != values.shape or mask.dtype != bool:
             raise ValueError(f"mask: expected a bool array of shape {values.shape}, got {mask.dtype} {mask.shape}")
+    return values, mask
+
+
+def _validate(tensor, rank, mask, n_restarts, max_iter, tol, n_inner, dtype):
+    values, mask = tensor_values(tensor, mask)
     if not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank: expected a positive integer, got {rank!r}")
-    if rank > min(values.shape):
-        raise ValueError(f"rank: expected at most the smallest mode size {min(values.shape)} (shape {values.shape}), got {rank}")
+    if rank > max_cp_rank(values.shape):
+        raise ValueError(f"rank: expected at most min(IJ, IK, JK) = {max_cp_rank(values.shape)}, the largest CP rank "
+                         f"a tensor of shape {values.shape} can have, got {rank}")
     if not isinstance(n_restarts, (int, np.integer)) or n_restarts < 1:
         raise ValueError(f"n_restarts: expected a positive integer, got {n_restarts!r}")
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
@@ -281,7 +305,14 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
         E.g. the (pair, time, animal) output of :func:`affinity`. NaN entries
         are missing.
     rank : int
-        Number of rank-one components; at most the smallest mode size.
+        Number of rank-one components. A mode size does not bound it (a
+        ``pair x time x 1`` tensor is a matrix and its non-negative CP is
+        NMF, with rank up to ``min(pair, time)``); the only hard bound is
+        ``min(IJ, IK, JK)`` (:func:`max_cp_rank`). Above the smallest mode,
+        and whenever one mode has size 1 (one animal), the factors are not
+        unique by Kruskal's condition alone: whether they are reproducible
+        rests on the agreement of the restarts (``similarity``, and
+        :func:`workbench.connectome.rank_sweep`'s stability).
     n_restarts : int
         Random initialisations, fitted together as one batch.
     mask : bool array, optional
@@ -294,8 +325,10 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
         Stop after ``max_iter`` outer iterations; each restart stops earlier
         once its relative error changes by at most ``tol`` (relative) in an
         iteration (once half have stopped, the rest run as a smaller batch).
-        In float32 the error itself is known to about 1e-6 relative, so a
-        ``tol`` below ~1e-5 needs ``dtype=torch.float64``.
+        In float32 the error itself is known to about 3e-5 relative at a 4%
+        fit (the precision scales as 1 / error^2: the squared error is a
+        small difference of numbers near ``||X||^2``), so a tight ``tol`` on a
+        close fit needs ``dtype=torch.float64``.
     n_inner : int
         HALS sweeps per factor update (reuse of each MTTKRP).
     compress : "auto", int or None

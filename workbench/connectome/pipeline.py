@@ -11,6 +11,10 @@ from workbench.connectome.ntf import ntf
 from workbench.connectome.rank import rank_sweep
 
 
+#: Per-rank results of :func:`rank_sweep` kept (as ``sweep_<name>``) in the output of :func:`dynamic_connectome`.
+SWEEP_VARIABLES = ("error", "stability", "stability_low", "stability_high", "heldout_error", "heldout_spread")
+
+
 def _stimulus_response(time_factor: xr.DataArray, attrs: dict) -> xr.DataArray | None:
     """Mean time loading inside each stimulus window, per component."""
     names = attrs.get("stim_names")
@@ -44,7 +48,10 @@ def dynamic_connectome(traces, rank: int | None = None, *, ranks=range(2, 9), n_
     rank : int, optional
         Number of components; default: the suggested rank of a sweep over ``ranks``.
     ranks : iterable of int
-        Ranks tried when ``rank`` is None (capped by the smallest tensor mode).
+        Ranks tried when ``rank`` is None. No mode size caps them: one
+        recording (an animal mode of size 1) can take any rank up to
+        ``min(pair, time)``, and its components are then only as unique as
+        the restarts' agreement says (``sweep_stability``).
     n_restarts : int
     method, window, smooth : see :func:`affinity`
     community_method : {"wsbm", "leiden"}
@@ -59,8 +66,10 @@ def dynamic_connectome(traces, rank: int | None = None, *, ranks=range(2, 9), n_
         ``pair_factor`` (pair, component), ``time_factor`` (time, component),
         ``animal_factor`` (animal, component), ``weights`` (component),
         ``community`` (component, neuron), ``restart_similarity``, the rank
-        sweep (``sweep_error``/``sweep_stability`` over ``rank``) when one
-        was run, and ``stimulus_response`` (stimulus, component: mean time
+        sweep when one was run (``sweep_error``, ``sweep_heldout_error``,
+        ``sweep_stability``... over ``rank``; its ``attrs`` as
+        ``sweep_suggested_rank``, ``sweep_rule``, ``sweep_reason``...), and
+        ``stimulus_response`` (stimulus, component: mean time
         loading inside each stimulus window) when the traces carry windows.
 
     Examples
@@ -78,10 +87,7 @@ def dynamic_connectome(traces, rank: int | None = None, *, ranks=range(2, 9), n_
     tensor = affinity(traces, method=method, window=window, smooth=smooth)
     sweep = None
     if rank is None:
-        usable = [r for r in ranks if r <= min(tensor.shape)]
-        if not usable:
-            raise ValueError(f"ranks: expected ranks up to the smallest mode size {min(tensor.shape)}, got {list(ranks)}")
-        sweep = rank_sweep(tensor, usable, n_restarts=n_restarts, seed=seed, device=device, progress=progress,
+        sweep = rank_sweep(tensor, ranks, n_restarts=n_restarts, seed=seed, device=device, progress=progress,
                            **ntf_kwargs)
         rank = int(sweep.attrs["suggested_rank"])
     result = ntf(tensor, rank, n_restarts=n_restarts, seed=seed, device=device, progress=progress, **ntf_kwargs)
@@ -102,9 +108,10 @@ def dynamic_connectome(traces, rank: int | None = None, *, ranks=range(2, 9), n_
     if response is not None:
         data["stimulus_response"] = response
     if sweep is not None:
-        data["sweep_error"] = sweep["error"]
-        data["sweep_stability"] = sweep["stability"]
+        data.update({f"sweep_{name}": sweep[name] for name in SWEEP_VARIABLES})
     attrs = {k: v for k, v in traces.attrs.items() if isinstance(v, (str, int, float, list))}
+    if sweep is not None:
+        attrs.update({f"sweep_{k}": v for k, v in sweep.attrs.items()})
     attrs.update(rank=int(rank), error=result.error, stability=result.stability, affinity_method=method,
                  window=int(window), smooth=float(smooth), seed=int(seed))
     return xr.Dataset(data, attrs=attrs)

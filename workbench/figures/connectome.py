@@ -68,31 +68,72 @@ def component_panel(result: xr.Dataset, component: int = 0) -> go.Figure:
     return apply_paper_style(fig, width=FULL_WIDTH_PX, height=260)
 
 
+def _sweep_variables(sweep: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The per-rank curves of a ``rank_sweep`` Dataset, or of a ``dynamic_connectome`` one (``sweep_*``)."""
+    if not isinstance(sweep, xr.Dataset):
+        raise TypeError(f"sweep: expected the xr.Dataset of rank_sweep or dynamic_connectome, got {type(sweep).__name__}")
+    prefix = "sweep_" if "sweep_error" in sweep else ""
+    needed = ("error", "heldout_error", "stability")
+    missing = [prefix + n for n in needed if prefix + n not in sweep]
+    if missing:
+        raise TypeError(f"sweep: expected the xr.Dataset of rank_sweep (with {list(needed)}), missing {missing}")
+    names = (*needed, "heldout_spread", "stability_low", "stability_high")
+    return {n: sweep[prefix + n] for n in names if prefix + n in sweep}
+
+
 def rank_sweep_plot(sweep: xr.Dataset) -> go.Figure:
-    """Relative error and restart stability against rank, suggested rank marked.
+    """Training and held-out error (left) and restart stability (right) against rank, chosen rank marked.
+
+    Parameters
+    ----------
+    sweep : xr.Dataset
+        Output of :func:`workbench.connectome.rank_sweep`, or of
+        :func:`workbench.connectome.dynamic_connectome` run with ``rank=None``
+        (its ``sweep_*`` variables and ``rank`` attribute).
 
     Examples
     --------
-    >>> import numpy as np, xarray as xr
-    >>> sweep = xr.Dataset({"error": ("rank", [0.5, 0.3]), "stability": ("rank", [1.0, 0.9])},
-    ...                    coords={"rank": [1, 2]}, attrs={"suggested_rank": 2})
-    >>> len(rank_sweep_plot(sweep).data)
-    2
+    >>> import xarray as xr
+    >>> sweep = xr.Dataset({"error": ("rank", [0.5, 0.3, 0.29]), "heldout_error": ("rank", [0.52, 0.31, 0.32]),
+    ...                     "stability": ("rank", [1.0, 0.98, 0.3])}, coords={"rank": [1, 2, 3]},
+    ...                    attrs={"suggested_rank": 2, "rule": "heldout_plateau"})
+    >>> fig = rank_sweep_plot(sweep)
+    >>> [t.name for t in fig.data], fig.layout.annotations[-1].text
+    (['training error', 'held-out error', 'stability'], ' chosen: 2')
     """
-    if not isinstance(sweep, xr.Dataset) or not {"error", "stability"} <= set(sweep.data_vars):
-        raise TypeError("sweep: expected the xr.Dataset of rank_sweep (with 'error' and 'stability')")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    ranks = sweep["rank"].values
-    fig.add_trace(go.Scatter(x=ranks, y=sweep["error"].values, mode="lines+markers", name="relative error",
-                             line=dict(color=PALETTE[0])), secondary_y=False)
-    fig.add_trace(go.Scatter(x=ranks, y=sweep["stability"].values, mode="lines+markers", name="stability (FMS)",
-                             line=dict(color=PALETTE[3])), secondary_y=True)
-    if "suggested_rank" in sweep.attrs:
-        fig.add_vline(x=sweep.attrs["suggested_rank"], line_dash="dot", line_color="gray")
-    fig.update_xaxes(title_text="rank")
-    fig.update_yaxes(title_text="relative error", secondary_y=False)
-    fig.update_yaxes(title_text="stability", range=[0, 1.05], secondary_y=True)
-    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=240)
+    curves = _sweep_variables(sweep)
+    prefix = "sweep_" if "sweep_error" in sweep else ""
+    chosen = sweep.attrs.get(prefix + "suggested_rank", sweep.attrs.get("rank"))
+    threshold = sweep.attrs.get(prefix + "threshold")
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16,
+                        subplot_titles=("reconstruction error", "restart stability"))
+    ranks = curves["error"]["rank"].values
+    fig.add_trace(go.Scatter(x=ranks, y=curves["error"].values, mode="lines+markers", name="training error",
+                             line=dict(color=PALETTE[0])), row=1, col=1)
+    spread = curves.get("heldout_spread")
+    fig.add_trace(go.Scatter(x=ranks, y=curves["heldout_error"].values, mode="lines+markers", name="held-out error",
+                             line=dict(color=PALETTE[1], dash="dash"),
+                             error_y=dict(type="data", array=spread.values / 2, visible=True) if spread is not None
+                             else None), row=1, col=1)
+    low, high = curves.get("stability_low"), curves.get("stability_high")
+    stability = curves["stability"].values
+    error_y = None
+    if low is not None and high is not None:
+        error_y = dict(type="data", symmetric=False, array=high.values - stability, arrayminus=stability - low.values)
+    fig.add_trace(go.Scatter(x=ranks, y=stability, mode="lines+markers", name="stability", error_y=error_y,
+                             line=dict(color=PALETTE[3])), row=1, col=2)
+    if threshold is not None:
+        fig.add_hline(y=float(threshold), line_dash="dot", line_color="gray", row=1, col=2)
+    if chosen is not None:
+        for col in (1, 2):
+            fig.add_vline(x=int(chosen), line_dash="dot", line_color=PALETTE[2], row=1, col=col)
+        fig.add_annotation(x=int(chosen), y=0.97, xref="x", yref="y domain", text=f" chosen: {int(chosen)}",
+                           showarrow=False, xanchor="left", yanchor="top", font=dict(color=PALETTE[2]))
+    fig.update_xaxes(title_text="rank (components)", dtick=1)
+    fig.update_yaxes(title_text="relative error (||X - model|| / ||X||)", row=1, col=1)
+    fig.update_yaxes(title_text="worst-component congruence", range=[0, 1.05], row=1, col=2)
+    fig.update_layout(legend=dict(orientation="h", y=-0.3))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=280)
 
 
 def community_graph(result: xr.Dataset, component: int = 0, *, top_fraction: float = 0.1) -> go.Figure:
