@@ -232,6 +232,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         if callback is not None:
             callback(step + 1, sae)
     bar.close()
+    with torch.no_grad():  # the batches after the last step: the same on a resumed run
+        arch.finish(sae, (batch.to(sae.W_enc.dtype) for batch in batches))
     if getattr(arch, "ranks_by_decoder_norm", False):
         from workbench.sae.topk import fold_decoder_norms
 
