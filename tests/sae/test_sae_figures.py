@@ -70,3 +70,13 @@ def test_dashboard_shows_the_chosen_sequence_else_where_the_feature_peaks(random
             shown(seq=bad)
     with pytest.raises(ValueError, match="seq: expected None when no dfa is given, got 2"):
         feature_dashboard(top, feature, head_share=share, seq=2)
+
+
+def test_frontier_shows_undefined_ce_recovered_as_gaps():
+    """evaluate gives NaN where ablating the layer barely moves the loss: a gap, and the legend says n/a."""
+    ev = xr.Dataset({"l0": (("layer", "k"), [[4.0, 8.0, 16.0], [4.0, 8.0, 16.0]]),
+                     "ce_loss_recovered": (("layer", "k"), [[np.nan] * 3, [0.7, np.nan, 0.9]])},
+                    coords={"layer": [0, 1], "k": [4, 8, 16]})
+    fig = l0_ce_frontier(ev)
+    assert [t.name for t in fig.data] == ["layer 0 (n/a)", "layer 1"]
+    assert np.isnan(fig.data[1].y[1]) and list(fig.data[1].y[::2]) == [0.7, 0.9] and not fig.data[1].connectgaps

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sae_helpers import constant_sae, identity_sae, z_cat
-from workbench.sae import AttentionSAE, SAEConfig, dfa, evaluate, head_attribution
+from workbench.sae import AttentionSAE, CELossRecoveredWarning, SAEConfig, dfa, evaluate, head_attribution
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,53 @@ def test_ce_values_match_a_hand_computation(random_model, tokens):
         logits = random_model(tokens)
     ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 64), tokens[:, 1:].reshape(-1))
     assert float(ev["ce_clean"]) == pytest.approx(float(ce), abs=1e-5)
+
+
+def _ce_with_hook(model, tokens, layer, replace):
+    """Next-token CE per prediction with ``blocks.{layer}.attn.hook_z`` replaced, computed directly."""
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", replace)])
+    return float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 64), tokens[:, 1:].reshape(-1)))
+
+
+def test_mean_ablation_baseline_by_hand(random_model, tokens):
+    """Mean ablation sets hook_z to its mean over every evaluation token; both baselines side by side."""
+    z = z_cat(random_model, tokens, 1).double()
+    mean = z.reshape(-1, 32).mean(0)
+    by_hand = _ce_with_hook(random_model, tokens, 1, lambda h, hook: mean.float().reshape(2, 16).expand_as(h))
+    zero = _ce_with_hook(random_model, tokens, 1, lambda h, hook: torch.zeros_like(h))
+    ev = evaluate(identity_sae(32), random_model, tokens, layer=1, batch_size=4, baseline="mean")
+    assert float(ev["ce_mean_ablation"]) == pytest.approx(by_hand, abs=1e-5)
+    assert float(ev["ce_zero_ablation"]) == pytest.approx(zero, abs=1e-5)
+    assert abs(by_hand - zero) > 0.02  # the two baselines differ here, so a swap is seen
+    assert float(ev["ce_loss_recovered_mean"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(ev["ce_loss_recovered_zero"]) == pytest.approx(1.0, abs=1e-5)
+    assert ev.attrs["baseline"] == "mean" and float(ev["kl_sae"]) == pytest.approx(0.0, abs=1e-6)
+    # the mean predictor as an SAE recovers nothing against the mean baseline, and the ratio against zero
+    ev = evaluate(constant_sae(32, mean.float()), random_model, tokens, layer=1, batch_size=4, baseline="mean")
+    assert float(ev["ce_loss_recovered"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(ev["ce_loss_recovered"]) == float(ev["ce_loss_recovered_mean"])
+    assert float(ev["kl_sae"]) == pytest.approx(float(ev["kl_mean_ablation"]), abs=1e-6)
+    ce = {name: float(ev[f"ce_{name}"]) for name in ("clean", "sae", "zero_ablation")}
+    expected = (ce["zero_ablation"] - ce["sae"]) / (ce["zero_ablation"] - ce["clean"])
+    assert float(ev["ce_loss_recovered_zero"]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_ce_loss_recovered_is_nan_when_the_ablation_barely_matters(random_model, tokens):
+    """Layer 0 of the random model: ablation moves the loss by ~0.02 nats; a ratio of such gaps is noise."""
+    sae = identity_sae(32)
+    ev = evaluate(sae, random_model, tokens, layer=0, batch_size=4, ce_tolerance=1e-3)
+    gap = float(ev["ce_zero_ablation"] - ev["ce_clean"])
+    assert 1e-3 < abs(gap) < 0.1 and float(ev["ce_loss_recovered"]) == pytest.approx(1.0, abs=1e-4)
+    with pytest.warns(CELossRecoveredWarning, match=r"zero-ablated and clean losses differ by .* ce_tolerance=0.1"):
+        ev = evaluate(sae, random_model, tokens, layer=0, batch_size=4, ce_tolerance=0.1)
+    assert np.isnan(float(ev["ce_loss_recovered"])) and np.isnan(float(ev["ce_loss_recovered_zero"]))
+    assert float(ev["ce_delta"]) == pytest.approx(0.0, abs=1e-5)  # the other figures stay
+    for bad in (-0.1, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match="ce_tolerance: expected a finite number >= 0"):
+            evaluate(sae, random_model, tokens, layer=0, ce_tolerance=bad)
+    with pytest.raises(ValueError, match=r"baseline: expected one of \('zero', 'mean'\), got 'median'"):
+        evaluate(sae, random_model, tokens, layer=0, baseline="median")
 
 
 def test_head_attribution_by_hand():
