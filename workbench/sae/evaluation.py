@@ -67,7 +67,7 @@ def _recovered(ce_clean: float, ce_sae: float, ce_ablated: float, baseline: str,
         warnings.warn(f"ce_loss_recovered: the {baseline}-ablated and clean losses differ by {gap:.3g} nats per "
                       f"token, less than ce_tolerance={tolerance:g}, so the ratio would be noise; it is NaN. "
                       f"Compare ce_delta and kl_sae instead, or evaluate on more tokens or another layer.",
-                      CELossRecoveredWarning, stacklevel=3)
+                      CELossRecoveredWarning, stacklevel=4)  # _recovered, evaluate, torch.no_grad's wrapper
         return math.nan
     return (ce_ablated - ce_sae) / gap
 
@@ -217,8 +217,10 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
     mse = sums["sq_err"] / n_tok
     ev = 1.0 - mse / variance if variance > 0 else float("nan")
     ce = {name: sums[name] / n_pred for name in ("ce_clean", "ce_sae", "ce_zero_ablation", "ce_mean_ablation")}
-    recovered = {f"ce_loss_recovered_{name}": _recovered(ce["ce_clean"], ce["ce_sae"], ce[f"ce_{name}_ablation"],
-                                                         name, ce_tolerance) for name in BASELINES}
+    recovered = {}
+    for name in BASELINES:  # a loop, not a comprehension, so the warning's stacklevel reaches the caller
+        recovered[f"ce_loss_recovered_{name}"] = _recovered(ce["ce_clean"], ce["ce_sae"], ce[f"ce_{name}_ablation"],
+                                                            name, ce_tolerance)
     frequency = (fired / n_tok).numpy()
     live = frequency[frequency > 0]
     edges = np.linspace(LOG10_FLOOR, 0.0, n_bins + 1)
