@@ -228,7 +228,8 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
     scalars = {"l0": sums["l0"] / n_tok, "explained_variance": ev, "fvu": 1.0 - ev, **ce,
                "ce_loss_recovered": recovered[f"ce_loss_recovered_{baseline}"], **recovered,
                "ce_delta": ce["ce_sae"] - ce["ce_clean"], "kl_sae": sums["kl_sae"] / n_tok,
-               "kl_zero_ablation": sums["kl_zero_ablation"] / n_tok, "kl_mean_ablation": sums["kl_mean_ablation"] / n_tok,
+               "kl_zero_ablation": sums["kl_zero_ablation"] / n_tok,
+               "kl_mean_ablation": sums["kl_mean_ablation"] / n_tok,
                "dead_fraction": float((frequency == 0).mean())}
     return xr.Dataset(
         {**{name: ((), value) for name, value in scalars.items()},
