@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,16 +12,18 @@ import xarray as xr
 from sae_helpers import z_cat
 from workbench.figures.sae import (feature_dashboard, feature_examples_html, firing_histogram, head_family_matrix,
                                    l0_ce_frontier)
-from workbench.sae import (AttentionSAE, SAEConfig, dfa, evaluate, feature_families, head_attribution,
-                           top_activations)
+from workbench.sae import (AttentionSAE, CELossRecoveredWarning, SAEConfig, dfa, evaluate, feature_families,
+                           head_attribution, top_activations)
 
 
 @pytest.fixture(scope="module")
 def results(random_model):
     tokens = torch.randint(1, 64, (4, 16), generator=torch.Generator().manual_seed(0))
     sae = AttentionSAE(SAEConfig(d_in=32, d_sae=24, k=4), seed=1)
-    evals = xr.concat([xr.concat([evaluate(sae, random_model, tokens, layer)[["l0", "ce_loss_recovered"]]
-                                  for _ in range(2)], dim="k") for layer in (0, 1)], dim="layer")
+    with warnings.catch_warnings():  # layer 0 of the random model moves the loss < 0.01 nats: NaN, drawn as a gap
+        warnings.simplefilter("ignore", CELossRecoveredWarning)
+        evals = xr.concat([xr.concat([evaluate(sae, random_model, tokens, layer)[["l0", "ce_loss_recovered"]]
+                                      for _ in range(2)], dim="k") for layer in (0, 1)], dim="layer")
     return {"top": top_activations(sae, random_model, tokens, 1, [2, 5], k=4),
             "share": head_attribution(sae, 2), "dfa": dfa(sae, random_model, tokens[:1], 1, [2, 5]),
             "evals": evals.assign_coords(layer=[0, 1], k=[4, 8]),
@@ -70,3 +74,13 @@ def test_dashboard_shows_the_chosen_sequence_else_where_the_feature_peaks(random
             shown(seq=bad)
     with pytest.raises(ValueError, match="seq: expected None when no dfa is given, got 2"):
         feature_dashboard(top, feature, head_share=share, seq=2)
+
+
+def test_frontier_shows_undefined_ce_recovered_as_gaps():
+    """evaluate gives NaN where ablating the layer barely moves the loss: a gap, and the legend says n/a."""
+    ev = xr.Dataset({"l0": (("layer", "k"), [[4.0, 8.0, 16.0], [4.0, 8.0, 16.0]]),
+                     "ce_loss_recovered": (("layer", "k"), [[np.nan] * 3, [0.7, np.nan, 0.9]])},
+                    coords={"layer": [0, 1], "k": [4, 8, 16]})
+    fig = l0_ce_frontier(ev)
+    assert [t.name for t in fig.data] == ["layer 0 (n/a)", "layer 1"]
+    assert np.isnan(fig.data[1].y[1]) and list(fig.data[1].y[::2]) == [0.7, 0.9] and not fig.data[1].connectgaps

@@ -24,7 +24,7 @@ def _stop_at(step_to_fail: int):
     return callback
 
 
-@pytest.mark.parametrize("architecture", ["topk", "standard"])
+@pytest.mark.parametrize("architecture", ["topk", "standard", "batchtopk"])  # batchtopk: its end-of-run threshold
 def test_interrupted_run_resumes_without_loss(tmp_path, architecture):
     acts = torch.randn(1000, 16)
     kw = {**KW, "architecture": architecture, "resample_every": 5, "dead_window": 256}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -247,7 +248,9 @@ class SAEPage(Page):
                 self._set_prompt(unpack_prompt(ds))
             else:
                 self.run_prompt()
-            self.status = (f"{ds.attrs['sae']}: CE loss recovered {ds.attrs['ce_loss_recovered']:.2f}, explained "
+            recovered = ds.attrs["ce_loss_recovered"]  # NaN when ablating the layer barely moves the loss
+            recovered = "n/a (ablation barely moves the loss)" if math.isnan(recovered) else f"{recovered:.2f}"
+            self.status = (f"{ds.attrs['sae']}: CE loss recovered {recovered}, explained "
                            f"variance {ds.attrs['explained_variance']:.2f}, L0 {ds.attrs['l0']:.1f}, "
                            f"dead {100 * ds.attrs['dead_fraction']:.0f}%")
 

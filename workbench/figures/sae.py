@@ -173,6 +173,8 @@ def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
     evaluations : xr.Dataset
         :func:`workbench.sae.evaluate` results concatenated along ``layer`` and
         a sweep dim (``k``, ``l1_coefficient``...), with ``l0`` and ``ce_loss_recovered``.
+        NaN values (the ratio is undefined) leave gaps; a layer with no
+        defined value says so in the legend.
 
     Examples
     --------
@@ -188,8 +190,12 @@ def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
     for i, layer in enumerate(layers):
         ev = evaluations.sel(layer=layer) if layer is not None else evaluations
         order = np.argsort(ev["l0"].values.ravel())
-        fig.add_trace(go.Scatter(x=ev["l0"].values.ravel()[order], y=ev["ce_loss_recovered"].values.ravel()[order],
-                                 mode="lines+markers", name=f"layer {layer}" if layer is not None else "SAE",
+        recovered = ev["ce_loss_recovered"].values.ravel()[order]
+        name = f"layer {layer}" if layer is not None else "SAE"
+        if np.isnan(recovered).all():  # evaluate gives NaN where ablating the layer barely moves the loss
+            name += " (n/a)"
+        fig.add_trace(go.Scatter(x=ev["l0"].values.ravel()[order], y=recovered,
+                                 mode="lines+markers", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
     fig.update_xaxes(title_text="L0 (active latents per token)", type="log")
     fig.update_yaxes(title_text="CE loss recovered")

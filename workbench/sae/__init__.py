@@ -58,7 +58,7 @@ from workbench.sae.browse import (
 )
 from workbench.sae.config import SAEConfig
 from workbench.sae.downstream import finetune_downstream
-from workbench.sae.evaluation import evaluate, hook_z_name
+from workbench.sae.evaluation import CELossRecoveredWarning, evaluate, hook_z_name
 from workbench.sae.features import feature_families, top_activations
 from workbench.sae.history import (
     held_out_curve,
@@ -79,6 +79,7 @@ __all__ = [
     "ActivationSource",
     "Architecture",
     "AttentionSAE",
+    "CELossRecoveredWarning",
     "SAEConfig",
     "analysis_tokens",
     "architectures",

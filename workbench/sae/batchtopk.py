@@ -3,10 +3,13 @@
 Tokens that need more latents get more, at the same mean L0. As in TopK,
 latents are ranked by ``pre * ||W_dec[i]||`` (what each adds to ``x_hat``).
 At inference a batch is not available, so latents fire where that exceeds one
-global ``threshold``: a running average of the smallest ranking value kept
-during training (saved as a per-latent ``threshold`` tensor, the JumpReLU
-layout SAELens also uses; :func:`~workbench.sae.train` folds the decoder
-norms in at the end, so the saved SAE compares ``pre`` itself).
+global ``threshold``: during training a running average of the smallest
+ranking value kept per batch; after the last step it is re-estimated with
+the final weights on :data:`CALIBRATION_BATCHES` further batches (the running
+average lags the weights: on a planted dictionary with k = 8 it gave an
+inference L0 of 58 after 50 steps, 31 after 100 and 9.0 after 300). It is saved as a per-latent ``threshold`` tensor,
+the JumpReLU layout SAELens also uses; :func:`~workbench.sae.train` folds the
+decoder norms in at the end, so the saved SAE compares ``pre`` itself.
 
 Examples
 --------
@@ -26,6 +29,17 @@ from workbench.sae.topk import auxk_loss, centred, check_k, decoder_norms
 
 #: Weight of the newest batch in the running threshold.
 THRESHOLD_MOMENTUM = 0.01
+#: Batches after the last step on which the inference threshold is estimated with the final weights.
+CALIBRATION_BATCHES = 8
+
+
+def _batch_topk(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_in, acts, kept ranking values, their flat indices)``: the ``k * batch`` largest of the batch."""
+    x_in = centred(sae, x)
+    acts = (x_in @ sae.W_enc + sae.b_enc).relu()
+    ranking = (acts.detach() * decoder_norms(sae)).flatten()
+    vals, idx = ranking.topk(min(sae.cfg.k * x.shape[0], ranking.numel()), sorted=False)
+    return x_in, acts, vals, idx
 
 
 @register("batchtopk")
@@ -50,19 +64,29 @@ class BatchTopK(Architecture):
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
-        x_in = centred(sae, x)
-        acts = (x_in @ sae.W_enc + sae.b_enc).relu()
+        x_in, acts, vals, idx = _batch_topk(sae, x)
         flat = acts.flatten()
-        ranking = (acts.detach() * decoder_norms(sae)).flatten()
-        vals, idx = ranking.topk(min(sae.cfg.k * x.shape[0], flat.numel()), sorted=False)
         f = torch.zeros_like(flat).scatter(0, idx, flat[idx]).view_as(acts)
         x_hat = f @ sae.W_dec + sae.b_dec
         mse = (x_hat - x).pow(2).sum(-1).mean()
         aux = auxk_loss(sae, x_in, (x - x_hat).detach(), dead)
         positive = vals[vals > 0]
         if positive.numel():
-            with torch.no_grad():
-                sae.threshold.lerp_(positive.min().expand_as(sae.threshold), THRESHOLD_MOMENTUM)
+            with torch.no_grad():  # the first batch sets it (no pull towards the initial 0), later ones move it
+                weight = torch.where(sae.threshold > 0, THRESHOLD_MOMENTUM, 1.0).to(sae.threshold.dtype)
+                sae.threshold.lerp_(positive.min().expand_as(sae.threshold), weight)
         active = f > 0
         return TrainingStep(loss=mse + sae.cfg.aux_coefficient * aux, x_hat=x_hat, fired=active.any(0),
                             l0=active.sum(-1).float().mean(), terms={"mse": mse, "aux": aux})
+
+    @classmethod
+    def finish(cls, sae, batches) -> None:
+        """Set the inference threshold to the mean smallest kept value over further batches, final weights."""
+        smallest = []
+        for _ in range(CALIBRATION_BATCHES):
+            _, _, vals, _ = _batch_topk(sae, next(batches))
+            positive = vals[vals > 0]
+            if positive.numel():
+                smallest.append(positive.min())
+        if smallest:
+            sae.threshold.fill_(float(torch.stack(smallest).mean()))

@@ -3,8 +3,12 @@
 Reconstruction: L0, explained variance ``1 - E||x - x_hat||^2 / E||x - E x||^2``
 (numerator and denominator averaged separately, so the mean predictor scores
 exactly 0) and FVU. Downstream: cross-entropy with the clean hook, with the
-SAE's reconstruction, and with the hook zero-ablated; CE loss recovered
-``(CE_zero - CE_sae) / (CE_zero - CE_clean)``; KL(clean || SAE). Dead
+SAE's reconstruction, and with the hook zero-ablated or mean-ablated (set to
+its mean over the evaluation tokens); CE loss recovered
+``(CE_abl - CE_sae) / (CE_abl - CE_clean)`` for both baselines, side by side
+(zero ablation is the paper's and the default); KL(clean || SAE). When the
+ablation barely moves the loss (``|CE_abl - CE_clean| < ce_tolerance``) the
+ratio is noise: it is NaN, with a :class:`CELossRecoveredWarning`. Dead
 latents never fire over the evaluation tokens.
 
 Examples
@@ -22,6 +26,8 @@ True
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -33,6 +39,37 @@ from workbench.sae._validate import check_layer, check_positive_int, check_sae_m
 
 #: Floor of the log10 firing-frequency histogram (dead latents are reported separately).
 LOG10_FLOOR = -8.0
+#: Ablation baselines of CE loss recovered: the hook set to zero, or to its mean over the evaluation tokens.
+BASELINES = ("zero", "mean")
+#: Default ``ce_tolerance`` (nats per token): 0.355 was once reported where the three losses differed by 0.003.
+CE_TOLERANCE = 0.01
+
+
+class CELossRecoveredWarning(UserWarning):
+    """CE loss recovered is NaN: ablating the hook moves the loss by less than ``ce_tolerance``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _recovered(3.0, 3.001, 3.002, "zero", 0.01)
+    nan
+    >>> caught[0].category.__name__
+    'CELossRecoveredWarning'
+    """
+
+
+def _recovered(ce_clean: float, ce_sae: float, ce_ablated: float, baseline: str, tolerance: float) -> float:
+    """``(CE_abl - CE_sae) / (CE_abl - CE_clean)``, NaN with a warning when the denominator is below ``tolerance``."""
+    gap = ce_ablated - ce_clean
+    if abs(gap) < tolerance or gap == 0:
+        warnings.warn(f"ce_loss_recovered: the {baseline}-ablated and clean losses differ by {gap:.3g} nats per "
+                      f"token, less than ce_tolerance={tolerance:g}, so the ratio would be noise; it is NaN. "
+                      f"Compare ce_delta and kl_sae instead, or evaluate on more tokens or another layer.",
+                      CELossRecoveredWarning, stacklevel=4)  # _recovered, evaluate, torch.no_grad's wrapper
+        return math.nan
+    return (ce_ablated - ce_sae) / gap
 
 
 def hook_z_name(layer: int) -> str:
@@ -65,8 +102,15 @@ def _next_token_ce(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="sum")
 
 
+def _ce_and_kl(logits: torch.Tensor, tokens: torch.Tensor, log_clean: torch.Tensor) -> tuple[float, float]:
+    """Summed next-token CE of ``logits`` and summed KL(clean || logits) over every position."""
+    kl = (log_clean.exp() * (log_clean - logits.float().log_softmax(-1))).sum()
+    return _next_token_ce(logits, tokens).item(), kl.item()
+
+
 @torch.no_grad()
-def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 16, n_bins: int = 40) -> xr.Dataset:
+def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 16, n_bins: int = 40,
+             baseline: str = "zero", ce_tolerance: float = CE_TOLERANCE) -> xr.Dataset:
     """Reconstruction and downstream-loss metrics of ``sae`` at ``blocks.{layer}.attn.hook_z``.
 
     Parameters
@@ -80,15 +124,26 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
         Sequences per forward pass.
     n_bins : int
         Bins of the log10 firing-frequency histogram.
+    baseline : {"zero", "mean"}
+        Which ablation ``ce_loss_recovered`` is measured against: the hook
+        zeroed (the paper's, default) or set to its mean over ``tokens``
+        (every sequence and position). Both are reported side by side.
+    ce_tolerance : float
+        When ``|CE_abl - CE_clean|`` is below this (nats per token) the
+        ablation barely matters and CE loss recovered for that baseline is
+        NaN, with a :class:`CELossRecoveredWarning`.
 
     Returns
     -------
     xr.Dataset
         Scalars ``l0``, ``explained_variance``, ``fvu``, ``ce_clean``,
-        ``ce_sae``, ``ce_zero_ablation``, ``ce_loss_recovered``, ``ce_delta``
+        ``ce_sae``, ``ce_zero_ablation``, ``ce_mean_ablation``,
+        ``ce_loss_recovered`` (against ``baseline``),
+        ``ce_loss_recovered_zero``, ``ce_loss_recovered_mean``, ``ce_delta``
         (``ce_sae - ce_clean``), ``kl_sae``, ``kl_zero_ablation``,
-        ``dead_fraction``; ``firing_frequency`` (feature) and
-        ``firing_histogram`` (log10_frequency) over the live latents.
+        ``kl_mean_ablation``, ``dead_fraction``; ``firing_frequency``
+        (feature) and ``firing_histogram`` (log10_frequency) over the live
+        latents. ``attrs["baseline"]`` and ``attrs["ce_tolerance"]``.
 
     Examples
     --------
@@ -107,10 +162,14 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
     tokens = _check_tokens(model, tokens)
     batch_size = check_positive_int("batch_size", batch_size)
     n_bins = check_positive_int("n_bins", n_bins)
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline: expected one of {BASELINES}, got {baseline!r}")
+    if isinstance(ce_tolerance, bool) or not isinstance(ce_tolerance, numbers.Real) or not 0 <= ce_tolerance < math.inf:
+        raise ValueError(f"ce_tolerance: expected a finite number >= 0 (nats per token), got {ce_tolerance!r}")
     hook = hook_z_name(layer)
     d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
-    sums = dict.fromkeys(("ce_clean", "ce_sae", "ce_zero_ablation", "kl_sae", "kl_zero_ablation", "sq_err", "l0"),
-                         0.0)
+    sums = dict.fromkeys(("ce_clean", "ce_sae", "ce_zero_ablation", "ce_mean_ablation", "kl_sae", "kl_zero_ablation",
+                          "kl_mean_ablation", "sq_err", "l0"), 0.0)
     sum_x = torch.zeros(d_in, dtype=torch.float64)
     sum_x2 = torch.zeros(d_in, dtype=torch.float64)
     fired = torch.zeros(d_sae, dtype=torch.float64)
@@ -129,11 +188,11 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
         spliced = model.run_with_hooks(batch, fwd_hooks=[(hook, reconstruct)]).float()
         zeroed = model.run_with_hooks(batch, fwd_hooks=[(hook, lambda z, hook: torch.zeros_like(z))]).float()
         log_clean = clean.log_softmax(-1)
-        for name, logits in (("clean", clean), ("sae", spliced), ("zero_ablation", zeroed)):
-            sums[f"ce_{name}"] += _next_token_ce(logits, batch).item()
-            if name != "clean":
-                kl = (log_clean.exp() * (log_clean - logits.log_softmax(-1))).sum()
-                sums[f"kl_{name}"] += kl.item()
+        sums["ce_clean"] += _next_token_ce(clean, batch).item()
+        for name, logits in (("sae", spliced), ("zero_ablation", zeroed)):
+            ce, kl = _ce_and_kl(logits, batch, log_clean)
+            sums[f"ce_{name}"] += ce
+            sums[f"kl_{name}"] += kl
         x, f = seen["x"].reshape(-1, d_in), seen["f"].reshape(-1, d_sae)
         x_hat = sae.decode(f.to(sae.device)).double().cpu()
         sums["sq_err"] += (x - x_hat).pow(2).sum().item()
@@ -143,20 +202,34 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
         fired += (f > 0).sum(0).double()
         n_tok += x.shape[0]
         n_pred += batch[:, 1:].numel()
+    # Mean ablation needs the mean over every evaluation token first: a second pass.
+    mean_z = (sum_x / n_tok).float().to(next(model.parameters()).device)
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start:start + batch_size]
+        log_clean = model(batch).float().log_softmax(-1)
+        averaged = model.run_with_hooks(
+            batch, fwd_hooks=[(hook, lambda z, hook: mean_z.to(z.dtype).reshape(z.shape[2:]).expand_as(z).clone())])
+        ce, kl = _ce_and_kl(averaged, batch, log_clean)
+        sums["ce_mean_ablation"] += ce
+        sums["kl_mean_ablation"] += kl
     # Total variance about the mean, from the two moments; both terms are per-token averages.
     variance = float((sum_x2 / n_tok - (sum_x / n_tok).pow(2)).sum())
     mse = sums["sq_err"] / n_tok
     ev = 1.0 - mse / variance if variance > 0 else float("nan")
-    ce = {name: sums[name] / n_pred for name in ("ce_clean", "ce_sae", "ce_zero_ablation")}
-    gap = ce["ce_zero_ablation"] - ce["ce_clean"]
+    ce = {name: sums[name] / n_pred for name in ("ce_clean", "ce_sae", "ce_zero_ablation", "ce_mean_ablation")}
+    recovered = {}
+    for name in BASELINES:  # a loop, not a comprehension, so the warning's stacklevel reaches the caller
+        recovered[f"ce_loss_recovered_{name}"] = _recovered(ce["ce_clean"], ce["ce_sae"], ce[f"ce_{name}_ablation"],
+                                                            name, ce_tolerance)
     frequency = (fired / n_tok).numpy()
     live = frequency[frequency > 0]
     edges = np.linspace(LOG10_FLOOR, 0.0, n_bins + 1)
     counts, _ = np.histogram(np.log10(np.clip(live, 10 ** LOG10_FLOOR, 1.0)), bins=edges)
     scalars = {"l0": sums["l0"] / n_tok, "explained_variance": ev, "fvu": 1.0 - ev, **ce,
-               "ce_loss_recovered": (ce["ce_zero_ablation"] - ce["ce_sae"]) / gap if gap != 0 else math.nan,
+               "ce_loss_recovered": recovered[f"ce_loss_recovered_{baseline}"], **recovered,
                "ce_delta": ce["ce_sae"] - ce["ce_clean"], "kl_sae": sums["kl_sae"] / n_tok,
                "kl_zero_ablation": sums["kl_zero_ablation"] / n_tok,
+               "kl_mean_ablation": sums["kl_mean_ablation"] / n_tok,
                "dead_fraction": float((frequency == 0).mean())}
     return xr.Dataset(
         {**{name: ((), value) for name, value in scalars.items()},
@@ -164,6 +237,7 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
          "firing_histogram": ("log10_frequency", counts)},
         coords={"feature": np.arange(d_sae), "log10_frequency": 0.5 * (edges[1:] + edges[:-1])},
         attrs={"layer": layer, "hook_name": hook, "n_tokens": n_tok, "architecture": sae.cfg.architecture,
+               "baseline": baseline, "ce_tolerance": float(ce_tolerance),
                "model_id": str(getattr(model, "workbench_id", model.cfg.model_name)),
                "workbench_version": __version__},
     )

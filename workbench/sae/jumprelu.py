@@ -96,13 +96,17 @@ class JumpReLU(Architecture):
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
-        z = (centred(sae, x) @ sae.W_enc + sae.b_enc).relu()
+        # The straight-through kernel is taken on the pre-activation itself, as in the paper and SAELens:
+        # on ReLU(pre), every negative pre sits at 0, inside the kernel window whenever theta < bandwidth / 2,
+        # and the threshold gradient counted every one of them.
+        # With theta > 0, pre * (pre > theta) is ReLU(pre) * (ReLU(pre) > theta): the forward is unchanged.
+        pre = centred(sae, x) @ sae.W_enc + sae.b_enc
         threshold = sae.log_threshold.exp()
         bandwidth = sae.cfg.jumprelu_bandwidth
-        f = _JumpReLU.apply(z, threshold, bandwidth)
+        f = _JumpReLU.apply(pre, threshold, bandwidth)
         x_hat = f @ sae.W_dec + sae.b_dec
         mse = (x_hat - x).pow(2).sum(-1).mean()
-        l0 = _Step.apply(z, threshold, bandwidth).sum(-1).mean()
+        l0 = _Step.apply(pre, threshold, bandwidth).sum(-1).mean()
         coefficient = sae.cfg.l1_coefficient if sae.cfg.l1_coefficient is not None else 1.0
         active = f > 0
         return TrainingStep(loss=mse + coefficient * l0, x_hat=x_hat, fired=active.any(0),

@@ -3,8 +3,9 @@
 An :class:`Architecture` says how pre-activations become latents at inference
 (``activate``), what the training loss is (``training_loss``), which extra
 tensors it owns (``extra_tensors``, e.g. JumpReLU's ``threshold``) and what
-happens after an optimiser step (``after_step``). :class:`AttentionSAE`
-delegates to the architecture named in its config.
+happens after an optimiser step (``after_step``) and after training
+(``finish``). :class:`AttentionSAE` delegates to the architecture named in
+its config.
 
 Examples
 --------
@@ -14,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +79,10 @@ class Architecture:
     @classmethod
     def after_step(cls, sae) -> None:
         """Restore constraints after the optimiser step (e.g. unit-norm decoder rows)."""
+
+    @classmethod
+    def finish(cls, sae, batches: Iterator[torch.Tensor]) -> None:
+        """Last adjustments after the final step (no gradient); ``batches`` yields further training batches."""
 
     @classmethod
     def resample(cls, sae, dead: torch.Tensor, x: torch.Tensor, optimizer, generator) -> int:

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 from collections.abc import Callable, Iterable
@@ -39,6 +40,35 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.source import ActivationSource
 
 CHECKPOINT_FILE = "checkpoint.pt"
+#: Initial directions of the latents (``train(init=...)``).
+INITS = ("data", "random")
+
+
+@torch.no_grad()
+def init_from_data(sae: AttentionSAE, samples: torch.Tensor, mean: torch.Tensor) -> None:
+    """Point latent ``i``'s decoder row and encoder column along ``samples[i] - mean``, keeping their norms.
+
+    Latents then start where the data is: from random directions in
+    ``d_in`` dimensions most latents point away from every token, never win
+    a TopK slot at small ``k`` and stay dead. A sample equal to ``mean``
+    keeps its random direction.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from workbench.sae import AttentionSAE, SAEConfig
+    >>> sae = AttentionSAE(SAEConfig(d_in=2, d_sae=2, k=1))
+    >>> init_from_data(sae, torch.tensor([[3.0, 1.0], [1.0, 5.0]]), torch.tensor([1.0, 1.0]))
+    >>> (sae.W_dec / sae.W_dec.norm(dim=1, keepdim=True)).round(decimals=4).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    centred = samples.to(sae.W_dec) - mean.to(sae.W_dec)
+    norms = centred.norm(dim=1, keepdim=True)
+    usable = norms.squeeze(1) > 0
+    random_directions = sae.W_dec / sae.W_dec.norm(dim=1, keepdim=True)
+    directions = torch.where(usable[:, None], centred / norms.clamp_min(1e-30), random_directions)
+    sae.W_dec.copy_(directions * sae.W_dec.norm(dim=1, keepdim=True))
+    sae.W_enc.copy_(directions.t() * sae.W_enc.norm(dim=0, keepdim=True))
 
 
 def _provenance(acts) -> dict:
@@ -79,7 +109,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
           device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
           dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
           max_grad_norm: float | None = 1.0, checkpoint_dir: str | os.PathLike | None = None,
-          checkpoint_every: int = 500, resume: bool = True,
+          checkpoint_every: int = 500, resume: bool = True, init: str | None = None,
           callback: Callable[[int, AttentionSAE], None] | None = None,
           **config) -> tuple[AttentionSAE, xr.Dataset]:
     """Train an SAE on activations; returns it with its training history.
@@ -129,6 +159,17 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     checkpoint_dir : str or PathLike, optional
         Save a checkpoint here every ``checkpoint_every`` steps and resume
         from it when ``resume``.
+    init : {"data", "random"}, optional
+        Initial direction of each latent (decoder row and encoder column):
+        along a training token minus the data mean (:func:`init_from_data`),
+        or a random direction. Default ``"data"`` for the TopK family
+        (``topk``, ``batchtopk``), ``"random"`` for the others (not measured
+        there). On layer 1 of the bundled ``tiny-attn-2l`` (the recipe of
+        ``tests/sae/test_sae_bundled.py``: d_sae 1024, 400k tokens), TopK at
+        k = 4 left 65% of the latents dead on held-out text from random
+        directions and 18% from data, held-out FVU 0.329 and 0.307; at k = 16
+        FVU 0.179 and 0.174, dead 4% and 12% (8% with ``dead_window=50_000``).
+        BatchTopK at k = 4 was unchanged (96% dead either way).
     callback : callable, optional
         ``callback(step, sae)`` after every step (logging, early stops).
     **config
@@ -159,6 +200,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if max_grad_norm is not None:
         max_grad_norm = check_positive_float("max_grad_norm", max_grad_norm)
+    if init is not None and init not in INITS:
+        raise ValueError(f"init: expected one of {INITS} or None, got {init!r}")
     if not 0.0 <= lr_decay <= 1.0:
         raise ValueError(f"lr_decay: expected a fraction in [0, 1], got {lr_decay!r}")
     source = ActivationSource(acts, batch_size=batch_size, seed=seed, buffer_tokens=buffer_tokens, device=device)
@@ -171,6 +214,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     check_trainable_dtype(cfg.dtype)
     sae = AttentionSAE(cfg, seed=seed, device=device)
     arch = sae.architecture
+    if init is None:
+        init = "data" if getattr(arch, "ranks_by_decoder_norm", False) else "random"
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=tuple(betas))
     generator = torch.Generator().manual_seed(seed)
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
@@ -180,7 +225,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     run = {"config": cfg.to_dict(), "seed": seed, "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size,
            "n_steps": n_steps, "betas": list(betas), "dead_window": dead_window, "resample_every": resample_every,
            "buffer_tokens": buffer_tokens, "max_grad_norm": max_grad_norm, "n_tokens_in_acts": source.n_tokens,
-           "acts_mean": acts_mean.tolist()}
+           "acts_mean": acts_mean.tolist(), "init": init}
     # checked now, not at the first checkpoint after training
     folder = check_folder("checkpoint_dir", checkpoint_dir) if checkpoint_dir is not None else None
     saved = _load_checkpoint(folder, run) if folder is not None and resume else None
@@ -194,6 +239,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     else:
         with torch.no_grad():  # start b_dec at the data mean: the first steps then fit structure, not offset
             sae.b_dec.copy_(acts_mean)
+        if init == "data":  # the first d_sae tokens of the (seeded) data order
+            first = itertools.islice(source.batches(), -(-cfg.d_sae // source.batch_size))
+            init_from_data(sae, torch.cat(list(first))[:cfg.d_sae], acts_mean)
 
     bar = tqdm(total=n_steps, initial=start, desc=f"training {architecture} SAE", unit="step",
                disable=not progress)
@@ -232,6 +280,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         if callback is not None:
             callback(step + 1, sae)
     bar.close()
+    with torch.no_grad():  # the batches after the last step: the same on a resumed run
+        arch.finish(sae, (batch.to(sae.W_enc.dtype) for batch in batches))
     if getattr(arch, "ranks_by_decoder_norm", False):
         from workbench.sae.topk import fold_decoder_norms
 
@@ -242,7 +292,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
                                                                            * source.batch_size)},
                       attrs={"architecture": architecture, "d_sae": d_sae, "k": -1 if k is None else k,
                              "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size, "seed": seed,
-                             "max_grad_norm": -1.0 if max_grad_norm is None else max_grad_norm,
+                             "max_grad_norm": -1.0 if max_grad_norm is None else max_grad_norm, "init": init,
                              "workbench_version": __version__})
     return sae, hist
 
