@@ -50,7 +50,7 @@ OURS = {"ours_standard": (1, {"architecture": "standard"}),
 
 
 def write_ours(name: str, x: torch.Tensor, folder: Path = FIXTURES) -> None:
-    """Build our SAE ``name`` of :data:`OURS` with fixed random weights, save it and its outputs on ``x`` in ``folder / name``."""
+    """Build our SAE ``name`` of :data:`OURS` with fixed random weights; save it and its outputs on ``x``."""
     seed, cfg = OURS[name]
     gen = torch.Generator().manual_seed(seed)
     sae = AttentionSAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, n_heads=4, hook_name=HOOK, model_name="tiny-attn-2l",

@@ -193,3 +193,17 @@ def test_pre_6_finetuning_scaling_factor_scales_the_latents(tmp_path):
     _write(tmp_path / "off", {"d_in": 8, "d_sae": 16}, {**t, "scaling_factor": s})
     with pytest.raises(ValueError, match="finetuning_scaling_factor"):
         AttentionSAE.load(tmp_path / "off")
+
+
+def test_a_topk_folder_we_saved_before_the_flag_keeps_our_ranking(tmp_path):
+    """Folders of earlier versions (our key, no flag) ranked by pre * ||W_dec[i]||; they still do."""
+    t = _core()
+    t["W_dec"] = t["W_dec"] * torch.linspace(0.1, 3.0, 16)[:, None]
+    _write(tmp_path / "old", {"architecture": "topk", "d_in": 8, "d_sae": 16, "k": 3,
+                              "workbench": {"version": "0.1.0"}}, t)
+    sae = AttentionSAE.load(tmp_path / "old")
+    assert sae.cfg.rescale_acts_by_decoder_norm is None
+    x = torch.randn(40, 8)
+    pre = (x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]
+    idx = (pre * t["W_dec"].norm(dim=1)).topk(3, dim=-1).indices
+    assert torch.allclose(sae.encode(x), torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx).relu()), atol=1e-5)

@@ -181,8 +181,12 @@ def _config_from_json(doc: dict, source: Path, *, norm_scaling_factor: float | N
     k = own.get("k", doc.get("k", (doc.get("activation_fn_kwargs") or {}).get("k")))
     extra = {}
     if getattr(get_architecture(architecture), "ranks_by_decoder_norm", False):
-        extra["rescale_acts_by_decoder_norm"] = (own["rescale_acts_by_decoder_norm"] if "rescale_acts_by_decoder_norm"
-                                                 in own else bool(doc.get("rescale_acts_by_decoder_norm", False)))
+        if "rescale_acts_by_decoder_norm" in own:
+            extra["rescale_acts_by_decoder_norm"] = own["rescale_acts_by_decoder_norm"]
+        elif own and "rescale_acts_by_decoder_norm" not in doc:  # saved by us before the flag: native ranking
+            extra["rescale_acts_by_decoder_norm"] = None
+        else:
+            extra["rescale_acts_by_decoder_norm"] = bool(doc.get("rescale_acts_by_decoder_norm", False))
     normalize = doc.get("normalize_activations") or "none"
     folds = {"finetuning": bool(doc.get("finetuning_scaling_factor", False))}
     if normalize == "expected_average_only_in":

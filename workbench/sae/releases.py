@@ -69,7 +69,7 @@ def release_names() -> list[str]:
 
 
 def hub_cache(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The Hugging Face hub cache folder: ``cache_dir``, else ``HF_HUB_CACHE``, ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``.
+    """The hub cache folder: ``cache_dir``, else ``HF_HUB_CACHE``, ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``.
 
     Examples
     --------
@@ -146,7 +146,7 @@ def load_release(release: str, sae_id: str, *, cache_dir: str | os.PathLike | No
     >>> load_release("gpt2-small-hook-z-kk", "blocks.99.hook_z")
     Traceback (most recent call last):
     ...
-    ValueError: sae_id: expected one of the ids of release 'gpt2-small-hook-z-kk' (blocks.0.hook_z ... blocks.11.hook_z), got 'blocks.99.hook_z'
+    ValueError: sae_id: expected one of the ids of release 'gpt2-small-hook-z-kk' (...), got 'blocks.99.hook_z'
     """
     from workbench.sae.io import sae_from_config_and_tensors
 
@@ -155,8 +155,7 @@ def load_release(release: str, sae_id: str, *, cache_dir: str | os.PathLike | No
                          f"got {release!r}")
     spec = RELEASES[release]
     if spec.files and sae_id not in spec.files:
-        ids = list(spec.files)
-        raise ValueError(f"sae_id: expected one of the ids of release {release!r} ({ids[0]} ... {ids[-1]}), "
+        raise ValueError(f"sae_id: expected one of the ids of release {release!r} ({', '.join(spec.files)}), "
                          f"got {sae_id!r}")
     if spec.id_pattern and not (isinstance(sae_id, str) and re.fullmatch(spec.id_pattern, sae_id)):
         raise ValueError(f"sae_id: expected an id of release {release!r} like 'layer_5/width_16k/average_l0_57' "
