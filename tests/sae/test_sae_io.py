@@ -207,3 +207,25 @@ def test_a_topk_folder_we_saved_before_the_flag_keeps_our_ranking(tmp_path):
     pre = (x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]
     idx = (pre * t["W_dec"].norm(dim=1)).topk(3, dim=-1).indices
     assert torch.allclose(sae.encode(x), torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx).relu()), atol=1e-5)
+
+
+def test_exact_thresholds_give_way_once_training_moves_them():
+    from workbench.sae.jumprelu import set_thresholds, thresholds
+
+    sae = AttentionSAE(SAEConfig(d_in=4, d_sae=3, architecture="jumprelu"))
+    exact = torch.tensor([0.0, 0.1, 0.7])
+    set_thresholds(sae, exact)
+    assert thresholds(sae) is not None and torch.equal(thresholds(sae), exact)
+    with torch.no_grad():
+        sae.log_threshold.add_(0.5)  # what an optimiser step does
+    assert torch.allclose(thresholds(sae), exact.clamp_min(torch.finfo(torch.float32).tiny) * torch.exp(
+        torch.tensor(0.5)))
+
+
+def test_bad_flag_and_threshold_values_are_refused():
+    with pytest.raises(ValueError, match="rescale_acts_by_decoder_norm"):
+        SAEConfig(d_in=4, d_sae=8, architecture="standard", rescale_acts_by_decoder_norm=True)
+    with pytest.raises(ValueError, match="rescale_acts_by_decoder_norm"):
+        SAEConfig(d_in=4, d_sae=8, k=2, rescale_acts_by_decoder_norm="yes")
+    with pytest.raises(ValueError, match="jumprelu_init_threshold"):
+        SAEConfig(d_in=4, d_sae=8, architecture="jumprelu", jumprelu_init_threshold=-0.1)
