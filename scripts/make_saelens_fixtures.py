@@ -7,7 +7,9 @@ fixed inputs; then, in the SAELens virtual environment
 ``rescale_acts_by_decoder_norm`` both ways, JumpReLU with zero thresholds,
 BatchTopK after 300 training steps saved for inference, a pre-6.0 TopK config)
 and records SAELens' ``encode``/``decode`` of the inputs on every folder,
-ours included, in ``saelens_outputs.safetensors``. ``tests/sae/test_sae_saelens_fixtures.py``
+ours included, in ``saelens_outputs.safetensors``; it also loads a stand-in
+for release ``gpt2-small-hook-z-kk`` from a fake Hugging Face cache (``hub/``)
+with ``SAE.from_pretrained``, offline, into ``hub_outputs.safetensors``. ``tests/sae/test_sae_saelens_fixtures.py``
 checks our loader against those outputs without SAELens.
 
 Usage::
@@ -17,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,14 +75,37 @@ def write_ours(name: str, x: torch.Tensor, folder: Path = FIXTURES) -> None:
                   folder / name / "ours_outputs.safetensors")
 
 
+def write_fake_hub(x: torch.Tensor) -> None:
+    """A Hugging Face cache holding a small stand-in for release gpt2-small-hook-z-kk, blocks.5.hook_z."""
+    from workbench.sae.releases import RELEASES
+
+    hub = FIXTURES / "hub"
+    shutil.rmtree(hub, ignore_errors=True)
+    repo = hub / "models--ckkissane--attn-saes-gpt2-small-all-layers"
+    snap = repo / "snapshots" / "0000000000000000000000000000000000000000"
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snap.name)
+    gen = torch.Generator().manual_seed(7)
+    file = RELEASES["gpt2-small-hook-z-kk"].files["blocks.5.hook_z"]
+    torch.save({"W_enc": torch.randn(D_IN, D_SAE, generator=gen) / D_IN**0.5,
+                "W_dec": torch.randn(D_SAE, D_IN, generator=gen) / D_IN**0.5,
+                "b_enc": torch.randn(D_SAE, generator=gen) * 0.1, "b_dec": torch.randn(D_IN, generator=gen) * 0.1},
+               snap / file)
+    (snap / file.replace(".pt", "_cfg.json")).write_text(json.dumps(
+        {"act_size": D_IN, "dict_size": D_SAE, "act_name": "blocks.5.attn.hook_z"}))
+
+
 def main() -> None:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     x = torch.randn(N_TOKENS, D_IN, generator=torch.Generator().manual_seed(123))
     save_file({"x": x}, FIXTURES / "inputs.safetensors")
     for name in OURS:
         write_ours(name, x)
+    write_fake_hub(x)
     python = ensure_saelens_env()
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(FIXTURES / "hub"),
+           "HF_HUB_OFFLINE": "1"}
     subprocess.run([str(python), str(ROOT / "scripts" / "saelens_fixture_worker.py"), str(FIXTURES)], check=True,
                    env=env)
 

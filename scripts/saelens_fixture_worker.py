@@ -27,6 +27,7 @@ HOOK = "blocks.1.attn.hook_z"
 root = Path(sys.argv[1])
 x = load_file(root / "inputs.safetensors")["x"]
 gen = torch.Generator().manual_seed(0)
+torch.manual_seed(0)  # SAELens initialises from the global generator (the BatchTopK SAE keeps its init)
 
 
 def meta():
@@ -87,15 +88,21 @@ old_cfg = {"model_name": "tiny-attn-2l", "hook_point": HOOK, "hook_point_layer":
            "sae_lens_training_version": "3.13.0", "prepend_bos": True, "apply_b_dec_to_input": True}
 (root / "saelens_pre6_topk" / "cfg.json").write_text(json.dumps(old_cfg, indent=2))
 
-# SAELens' outputs on every folder: its own and ours
-for folder in sorted(p for p in root.iterdir() if (p / "cfg.json").is_file()):
-    sae = SAE.load_from_disk(folder, device="cpu")
+def record(sae, out, name):
     sae.eval()
     with torch.no_grad():
         hook_z = sae.cfg.reshape_activations == "hook_z"
         inp = x.view(x.shape[0], N_HEADS, D_IN // N_HEADS) if hook_z else x
         feats = sae.encode(inp)
         recon = sae.decode(feats).reshape(x.shape[0], D_IN)
-    save_file({"encode": feats.contiguous(), "decode": recon.contiguous()}, folder / "saelens_outputs.safetensors",
+    save_file({"encode": feats.contiguous(), "decode": recon.contiguous()}, out,
               metadata={"class": type(sae).__name__, "architecture": sae.cfg.architecture()})
-    print(folder.name, type(sae).__name__, "L0", float((feats > 0).float().sum(-1).mean()))
+    print(name, type(sae).__name__, "L0", float((feats > 0).float().sum(-1).mean()))
+
+
+# SAELens' outputs on every folder: its own and ours
+for folder in sorted(p for p in root.iterdir() if (p / "cfg.json").is_file()):
+    record(SAE.load_from_disk(folder, device="cpu"), folder / "saelens_outputs.safetensors", folder.name)
+# a release by name, from the fake cache in HF_HUB_CACHE (offline)
+record(SAE.from_pretrained("gpt2-small-hook-z-kk", "blocks.5.hook_z", device="cpu"),
+       root / "hub_outputs.safetensors", "release gpt2-small-hook-z-kk")

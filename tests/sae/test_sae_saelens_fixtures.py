@@ -93,3 +93,16 @@ def test_our_saver_still_writes_the_folders_saelens_read(tmp_path, name):
     for doc in (new, old):
         doc.pop("workbench")
     assert new == old
+
+
+def test_a_release_by_name_matches_saelens_from_pretrained(tmp_path):
+    """The stand-in for gpt2-small-hook-z-kk blocks.5.hook_z in a fake hub cache, read by name offline, gives
+    what SAELens' SAE.from_pretrained gave on the same cache."""
+    ref = load_file(FIXTURES / "hub_outputs.safetensors")
+    sae = load_sae("gpt2-small-hook-z-kk", sae_id="blocks.5.hook_z", cache_dir=FIXTURES / "hub")
+    with torch.no_grad():
+        f = sae.encode(_x())
+        x_hat = sae.decode(f)
+    assert sae.cfg.hook_name == "blocks.5.attn.hook_z"
+    assert torch.allclose(f, ref["encode"], rtol=0, atol=ATOL)
+    assert torch.allclose(x_hat, ref["decode"], rtol=0, atol=ATOL)
