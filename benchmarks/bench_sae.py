@@ -29,18 +29,17 @@ import platform
 import subprocess
 import sys
 import time
-import venv
 from pathlib import Path
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = ROOT / "benchmarks" / ".envs"
-SAELENS_ENV = ENVS / "saelens"
-SAELENS_VERSION = "6.54.12"
 RESULTS = ROOT / "benchmarks" / "results" / "sae.json"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from saelens_env import ENVS, SAELENS_VERSION, ensure_saelens_env  # noqa: E402
 
 WORKER = r'''
 import json, sys, time
@@ -87,29 +86,6 @@ with torch.no_grad():
     l0 = float((feats > 0).float().sum(-1).mean())
 print(json.dumps({"seconds": seconds, "tokens_per_s": args["n_tokens"] / seconds, "fvu": fvu, "l0": l0}))
 '''
-
-
-def ensure_saelens_env() -> Path:
-    """The SAELens virtual environment's python; created and filled on first use."""
-    python = SAELENS_ENV / "bin" / "python"
-    marker = SAELENS_ENV / f".sae-lens-{SAELENS_VERSION}"
-    if marker.is_file():
-        return python
-    venv.EnvBuilder(with_pip=True, clear=True).create(SAELENS_ENV)
-    # Reuse this environment's CPU torch instead of downloading a CUDA build: a
-    # folder with links to torch only goes on the new venv's path (after its own
-    # site-packages, so SAELens' pins win for everything else).
-    site = Path(torch.__file__).resolve().parents[1]
-    shared = ENVS / "shared-torch"
-    shared.mkdir(parents=True, exist_ok=True)
-    for entry in site.iterdir():
-        if entry.name.startswith(("torch", "functorch")) and not (shared / entry.name).exists():
-            (shared / entry.name).symlink_to(entry)
-    target = next((SAELENS_ENV / "lib").glob("python3*/site-packages"))
-    (target / "shared_torch.pth").write_text(str(shared) + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"sae-lens=={SAELENS_VERSION}"], check=True)
-    marker.write_text("ok\n")
-    return python
 
 
 def make_activations(n_train_seqs: int, n_held_seqs: int) -> tuple[Path, Path]:

@@ -19,7 +19,9 @@ pass at ``blocks.L.attn.hook_z`` measures what the SAE loses
 Architectures live one per module in a registry (:func:`architectures`):
 ``standard`` (ReLU + L1, unit-norm decoder rows), ``topk`` (with a sparse
 training kernel), ``batchtopk`` and ``jumprelu``. SAEs save and load in the
-SAELens folder layout (``cfg.json`` + ``sae_weights.safetensors``).
+SAELens folder layout (``cfg.json`` + ``sae_weights.safetensors``) with
+SAELens' semantics, and released sets load by name from a local Hugging Face
+cache (``load_sae("gpt2-small-hook-z-kk", sae_id="blocks.5.hook_z")``).
 
 Worked example: plant 32 features in 64-d "attention outputs", train a TopK
 SAE, and check every planted direction was found.
@@ -72,6 +74,7 @@ from workbench.sae.history import (
 from workbench.sae.io import load_sae, save_sae
 from workbench.sae.model import AttentionSAE
 from workbench.sae.registry import Architecture, architectures, get_architecture, register
+from workbench.sae.releases import release_names
 from workbench.sae.source import ActivationSource
 from workbench.sae.training import train, train_layers
 
@@ -100,6 +103,7 @@ __all__ = [
     "most_active_token",
     "prompt_features",
     "register",
+    "release_names",
     "sae_dashboard",
     "save_sae",
     "save_training_record",

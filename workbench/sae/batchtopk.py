@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from workbench.sae.registry import Architecture, TrainingStep, register
-from workbench.sae.topk import auxk_loss, centred, check_k, decoder_norms
+from workbench.sae.topk import auxk_loss, centred, check_k, decoder_norms, ranking
 
 #: Weight of the newest batch in the running threshold.
 THRESHOLD_MOMENTUM = 0.01
@@ -60,7 +60,8 @@ class BatchTopK(Architecture):
 
     @classmethod
     def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
-        return pre.relu() * (pre.detach() * decoder_norms(sae) > sae.threshold)
+        key, value = ranking(sae, pre)
+        return value.relu() * (key > sae.threshold)
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:

@@ -52,6 +52,17 @@ class SAEConfig:
         Width of the rectangle kernel of the JumpReLU straight-through
         estimator, and the threshold the latents start at (SAELens' defaults;
         both are in activation units, so scale them with the data).
+    rescale_acts_by_decoder_norm : bool, optional
+        TopK family only. SAELens' flag: ``True`` ranks latents by
+        ``pre * ||W_dec[i]||``, reports that product as the latent's value and
+        divides it by the norm again in :meth:`~AttentionSAE.decode`;
+        ``False`` ranks by ``pre``. ``None`` (the default, how the family
+        trains here) ranks by ``pre * ||W_dec[i]||`` and reports ``pre``: the
+        same active set and reconstruction as ``True``. :func:`~workbench.sae.train`
+        folds the norms into the encoder at the end, after which all three
+        agree; :func:`save_sae` folds them on the way out of ``None``. A loaded
+        SAELens folder takes the value in its ``cfg.json`` (false when absent,
+        as in SAELens). Other architectures: ``False``.
     hook_name, model_name : str, optional
         Provenance: the hook the SAE reads (``blocks.L.attn.hook_z``) and the model.
     dtype, device : str
@@ -69,6 +80,7 @@ class SAEConfig:
     aux_coefficient: float = 1 / 32
     jumprelu_bandwidth: float = 0.05
     jumprelu_init_threshold: float = 0.01
+    rescale_acts_by_decoder_norm: bool | None = None
     hook_name: str | None = None
     model_name: str | None = None
     dtype: str = "float32"
@@ -93,7 +105,15 @@ class SAEConfig:
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: expected one of {DTYPES}, got {self.dtype!r}")
-        get_architecture(self.architecture).check_config(self)
+        arch = get_architecture(self.architecture)
+        ranks = getattr(arch, "ranks_by_decoder_norm", False)
+        rescale = self.rescale_acts_by_decoder_norm
+        if rescale is None and not ranks:
+            object.__setattr__(self, "rescale_acts_by_decoder_norm", False)
+        elif rescale is not None and (not isinstance(rescale, bool) or (rescale and not ranks)):
+            raise ValueError(f"rescale_acts_by_decoder_norm: expected None or a bool (True only for the TopK "
+                             f"family), got {rescale!r} for architecture {self.architecture!r}")
+        arch.check_config(self)
 
     @property
     def k_aux(self) -> int:

@@ -5,6 +5,13 @@ useful gradient, so the thresholds learn through a straight-through estimator
 with a rectangle kernel of width ``jumprelu_bandwidth``; the sparsity penalty
 is ``l1_coefficient * L0`` through the same estimator.
 
+The thresholds train as ``log_threshold``; thresholds set from outside (a
+loaded folder, ``jumprelu_init_threshold``) are also kept as given, and used
+at inference and on save until training moves ``log_threshold``
+(:func:`thresholds`): ``exp(log(t))`` is not ``t`` in float32, and the ~1e-7
+drift flips latents that sit at the threshold. Thresholds of 0 (SAELens'
+initialisation) are valid: ``f = ReLU(pre)``.
+
 Examples
 --------
 >>> import torch
@@ -59,6 +66,32 @@ class _Step(torch.autograd.Function):
         return torch.zeros_like(z), grad_t, None
 
 
+def set_thresholds(sae, threshold: torch.Tensor) -> None:
+    """Set the thresholds to ``threshold`` exactly (kept beside their log, which training moves)."""
+    with torch.no_grad():
+        sae.log_threshold.copy_(threshold.clamp_min(torch.finfo(threshold.dtype).tiny).log())
+    sae._exact_threshold = threshold.detach().clone().to(sae.log_threshold)
+    sae._exact_stamp = sae.log_threshold.detach().clone()
+
+
+def thresholds(sae) -> torch.Tensor:
+    """The inference thresholds: as last set by :func:`set_thresholds`, or ``exp(log_threshold)`` once it moved.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from workbench.sae import AttentionSAE, SAEConfig
+    >>> sae = AttentionSAE(SAEConfig(d_in=4, d_sae=3, architecture="jumprelu"))
+    >>> set_thresholds(sae, torch.tensor([0.0, 0.3, 0.7]))
+    >>> thresholds(sae).tolist() == torch.tensor([0.0, 0.3, 0.7]).tolist()
+    True
+    """
+    exact = sae._exact_threshold
+    if exact is not None and torch.equal(sae._exact_stamp, sae.log_threshold.detach()):
+        return exact
+    return sae.log_threshold.exp()
+
+
 @register("jumprelu")
 class JumpReLU(Architecture):
     """Per-latent learned thresholds; MSE + coefficient * L0 (straight-through)."""
@@ -69,30 +102,34 @@ class JumpReLU(Architecture):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        if not cfg.jumprelu_bandwidth > 0 or not cfg.jumprelu_init_threshold > 0:
-            raise ValueError("jumprelu_bandwidth, jumprelu_init_threshold: expected positive numbers, got "
+        if not cfg.jumprelu_bandwidth > 0 or not 0 <= cfg.jumprelu_init_threshold < math.inf:
+            raise ValueError("jumprelu_bandwidth, jumprelu_init_threshold: expected a positive number and a finite "
+                             "number >= 0, got "
                              f"{cfg.jumprelu_bandwidth!r}, {cfg.jumprelu_init_threshold!r}")
 
     @classmethod
     def init_extra(cls, sae) -> None:
-        # Learned in log space so the threshold stays positive.
-        start = math.log(sae.cfg.jumprelu_init_threshold)
-        sae.log_threshold = torch.nn.Parameter(torch.full((sae.cfg.d_sae,), start))
+        # Learned in log space so the threshold stays positive; the exact values live beside it (non-persistent).
+        sae.log_threshold = torch.nn.Parameter(torch.zeros(sae.cfg.d_sae))
+        sae.register_buffer("_exact_threshold", None, persistent=False)
+        sae.register_buffer("_exact_stamp", None, persistent=False)
+        set_thresholds(sae, torch.full((sae.cfg.d_sae,), float(sae.cfg.jumprelu_init_threshold)))
 
     @classmethod
     def export_extra(cls, sae) -> dict[str, torch.Tensor]:
-        return {"threshold": sae.log_threshold.detach().exp()}
+        return {"threshold": thresholds(sae).detach()}
 
     @classmethod
     def import_extra(cls, sae, tensors: dict[str, torch.Tensor]) -> None:
-        if bool((tensors["threshold"] <= 0).any()):
-            raise ValueError("threshold: expected positive JumpReLU thresholds, got values <= 0")
-        sae.log_threshold.data.copy_(tensors["threshold"].log())
+        threshold = tensors["threshold"]
+        if not bool(torch.isfinite(threshold).all()) or bool((threshold < 0).any()):
+            raise ValueError("threshold: expected finite JumpReLU thresholds >= 0, got negative or non-finite values")
+        set_thresholds(sae, threshold)
 
     @classmethod
     def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
         z = pre.relu()
-        return z * (z > sae.log_threshold.exp())
+        return z * (z > thresholds(sae))
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:

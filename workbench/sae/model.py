@@ -21,6 +21,7 @@ import torch
 from workbench.sae._validate import check_activations, check_device
 from workbench.sae.config import SAEConfig
 from workbench.sae.registry import get_architecture
+from workbench.sae.topk import decoder_norms
 
 #: Norm of the initial encoder columns, which start along the decoder rows (SAELens' 0.1 "heuristic"),
 #: unless the architecture sets its own ``encoder_init_norm``.
@@ -115,7 +116,10 @@ class AttentionSAE(torch.nn.Module):
         if not isinstance(f, torch.Tensor) or f.ndim == 0 or f.shape[-1] != self.cfg.d_sae:
             shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
             raise ValueError(f"f: expected a tensor [..., d_sae={self.cfg.d_sae}], got {shape}")
-        return f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
+        f = f.to(self.W_dec.dtype)
+        if self.cfg.rescale_acts_by_decoder_norm:  # latents are in units of pre * ||W_dec[i]|| (SAELens)
+            f = f / decoder_norms(self)
+        return f @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x``: ``decode(encode(x))``."""

@@ -6,7 +6,8 @@ residual ``x - x_hat``. Training runs the sparse kernel of
 :mod:`workbench.sae._sparse_topk`.
 
 Latents are ranked by ``pre * ||W_dec[i]||``, the size of what each would add
-to ``x_hat``, not by ``pre`` alone (SAELens' ``rescale_acts_by_decoder_norm``):
+to ``x_hat``, not by ``pre`` alone (SAELens' ``rescale_acts_by_decoder_norm``;
+at inference ``cfg.rescale_acts_by_decoder_norm`` chooses, see :func:`ranking`):
 the decoder row norms drift apart in training, and ranking by ``pre`` keeps
 latents whose rows are short over ones that would reconstruct more.
 :func:`~workbench.sae.train` folds the norms into the encoder at the end, so
@@ -52,6 +53,19 @@ def check_k(cfg) -> None:
 def decoder_norms(sae) -> torch.Tensor:
     """``||W_dec[i]||`` per latent (no gradient): the weights latents are ranked by."""
     return sae.W_dec.detach().norm(dim=1).clamp_min(1e-8)
+
+
+def ranking(sae, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(key, value)``: what latents are ranked by and what they report, per ``rescale_acts_by_decoder_norm``.
+
+    ``None`` (native): ranked by ``pre * n``, value ``pre``; ``True`` (SAELens):
+    both ``pre * n``; ``False`` (SAELens' default): both ``pre``. ``key`` carries no gradient.
+    """
+    rescale = sae.cfg.rescale_acts_by_decoder_norm
+    if rescale is False:
+        return pre.detach(), pre
+    scaled = pre * decoder_norms(sae)
+    return scaled.detach(), scaled if rescale else pre
 
 
 @torch.no_grad()
@@ -124,8 +138,9 @@ class TopK(Architecture):
 
     @classmethod
     def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
-        _, idx = (pre.detach() * decoder_norms(sae)).topk(sae.cfg.k, dim=-1, sorted=False)
-        return torch.zeros_like(pre).scatter_(-1, idx, pre.gather(-1, idx).relu())
+        key, value = ranking(sae, pre)
+        _, idx = key.topk(sae.cfg.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre).scatter_(-1, idx, value.gather(-1, idx).relu())
 
     @classmethod
     def training_loss(cls, sae, x: torch.Tensor, dead: torch.Tensor) -> TrainingStep:
