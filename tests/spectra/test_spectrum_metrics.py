@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from workbench.spectra import rank_metrics, spectrum
@@ -64,3 +65,36 @@ def test_stacks_and_dtypes():
     # A rank-deficient float64 matrix takes the direct-SVD fallback and keeps its exact zeros out.
     low = rng.standard_normal((30, 3)) @ rng.standard_normal((3, 20))
     assert int(rank_metrics(low).numerical_rank) == 3
+
+
+def _with_singular_values(sigma: np.ndarray, m: int, n: int, seed: int = 0) -> np.ndarray:
+    """A random ``m x n`` matrix with exactly the singular values ``sigma`` (orthonormal U, V from QR)."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, sigma.size)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, sigma.size)))
+    return (U * sigma) @ V.T
+
+
+@pytest.mark.parametrize("m, n", [(60, 12), (12, 60)])
+def test_numerical_rank_tolerance_uses_the_larger_side(m, n):
+    # The last singular value sits between the tolerances sigma_1 * min(m, n) * eps and
+    # sigma_1 * max(m, n) * eps: numpy.linalg.matrix_rank's documented default (S.max() * max(M, N) * eps)
+    # drops it, a rule with min(m, n) would keep it.
+    eps = np.finfo(np.float64).eps
+    small = np.sqrt(m * n) * eps                      # 26.8 eps, halfway (geometrically) between 12 and 60 eps
+    sigma = np.r_[np.ones(11), small]
+    W = _with_singular_values(sigma, m, n)
+    assert np.linalg.matrix_rank(W) == 11             # the independent truth
+    assert int(rank_metrics(W).numerical_rank) == 11
+    assert int(rank_metrics(sigma, shape=(m, n)).numerical_rank) == 11
+    # Above the larger tolerance it counts.
+    assert int(rank_metrics(np.r_[np.ones(11), 2 * max(m, n) * eps], shape=(m, n)).numerical_rank) == 12
+
+
+def test_numerical_rank_tolerance_follows_float32_precision():
+    eps32 = float(np.finfo(np.float32).eps)
+    sigma = np.r_[np.ones(5), 3 * eps32 * 20].astype(np.float32)   # 60 eps32: above 5 * eps32, below 200 * eps32
+    m = rank_metrics(sigma, shape=(200, 6))
+    assert m.attrs["precision"] == "float32"
+    assert np.linalg.matrix_rank(np.diag(sigma), tol=float(sigma.max()) * 200 * eps32) == 5
+    assert int(m.numerical_rank) == 5
