@@ -36,15 +36,28 @@ def test_whitened_equals_output_pca_and_direct_loss(layer):
         assert abs(direct - white[k]) / scale < 1e-10
 
 
+def _direct_truncation(W: np.ndarray, X: np.ndarray, k: int, method: str) -> np.ndarray:
+    """The rank-``k`` map of ``method`` from its definition, with numpy only (no project code).
+
+    svd: the top-``k`` singular triplets of ``W``. asvd: scale input channel ``j`` by
+    ``s_j = mean_n |X_nj|^0.5``, keep the top ``k`` triplets of ``W diag(s)``, undo the scaling.
+    """
+    s = np.abs(X).mean(axis=0) ** 0.5 if method == "asvd" else np.ones(W.shape[1])
+    U, sig, Vt = np.linalg.svd(W * s, full_matrices=False)
+    return (U[:, :k] * sig[:k]) @ Vt[:k] / s
+
+
 def test_svd_and_asvd_curves_match_direct_truncation(layer):
     W, X = layer
     stats = ActivationStats.from_samples(X)
     for method in ("svd", "asvd"):
         curve = truncation_curve(W, stats, method=method).values
         for k in (0, 3, 10, 24):
-            A, B = low_rank_factors(torch.from_numpy(W), k, method=method, stats=stats)
-            direct = np.linalg.norm((W - (A @ B).numpy()) @ X.T) ** 2
+            W_k = _direct_truncation(W, X, k, method)
+            direct = np.linalg.norm((W - W_k) @ X.T) ** 2
             assert abs(direct - curve[k]) / curve[0] < 1e-10
+            A, B = low_rank_factors(torch.from_numpy(W), k, method=method, stats=stats)
+            np.testing.assert_allclose((A @ B).numpy(), W_k, rtol=0, atol=1e-10 * np.abs(W).max())
 
 
 def test_ordering_monotone_and_zero_at_full_rank(layer):
