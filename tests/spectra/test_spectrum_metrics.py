@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from workbench.spectra import rank_metrics, spectrum
+from workbench.spectra.mp import mp_fit
+from workbench.spectra.powerlaw import power_law_fit
 
 
 def test_planted_spikes_match_random_matrix_prediction(spiked):
@@ -98,3 +101,82 @@ def test_numerical_rank_tolerance_follows_float32_precision():
     assert m.attrs["precision"] == "float32"
     assert np.linalg.matrix_rank(np.diag(sigma), tol=float(sigma.max()) * 200 * eps32) == 5
     assert int(m.numerical_rank) == 5
+
+
+def test_every_metric_against_its_formula():
+    # A heavy-tailed spectrum of a 300 x 80 matrix, each metric recomputed here from its definition.
+    rng = np.random.default_rng(3)
+    s = np.sort(rng.pareto(2.0, 80) + 0.5)[::-1]
+    m = rank_metrics(s[::-1].copy(), shape=(300, 80))           # any order in
+    lam = s ** 2
+    p = s / s.sum()
+    expected = {"stable_rank": lam.sum() / lam[0], "effective_rank": np.exp(-(p * np.log(p)).sum()),
+                "log_norm": np.log10(lam.sum()), "log_spectral_norm": np.log10(lam[0])}
+    for name, value in expected.items():
+        assert float(m[name]) == pytest.approx(value, rel=1e-12), name
+    for level in (50, 90, 99):
+        k = next(i + 1 for i in range(80) if lam[: i + 1].sum() >= level / 100 * lam.sum())
+        assert int(m[f"energy_rank_{level}"]) == k
+    assert int(m.numerical_rank) == np.linalg.matrix_rank(np.diag(s), tol=s[0] * 300 * np.finfo(float).eps)
+    fit = power_law_fit(lam)
+    assert float(m.alpha) == fit["alpha"] and float(m.xmin) == fit["xmin"]
+    assert float(m.ks_distance) == fit["ks_distance"]
+    assert float(m.alpha_weighted) == pytest.approx(fit["alpha"] * np.log10(lam[0]), rel=1e-12)
+    mp = mp_fit(lam, shape=(300, 80))
+    assert float(m.bulk_max) == mp["bulk_max"] and float(m.mp_softrank) == mp["mp_softrank"]
+    assert int(m.num_spikes) == mp["num_spikes"]
+    assert m.attrs == {"rows": 300, "cols": 80, "precision": "float64"}
+
+
+def test_zero_singular_values_are_left_out_of_the_entropy():
+    m = rank_metrics(np.array([2.0, 2.0, 0.0, 0.0]), shape=(4, 4))
+    assert float(m.effective_rank) == pytest.approx(2.0, rel=1e-12)   # two equal directions
+    assert int(m.numerical_rank) == 2 and float(m.stable_rank) == 2.0
+
+
+def test_a_zero_spectrum_has_rank_zero_and_nan_metrics():
+    for values in (np.zeros(3), np.array([0.0])):
+        m = rank_metrics(values, shape=(3, 5))
+        assert int(m.numerical_rank) == 0 and int(m.num_spikes) == 0
+        assert all(np.isnan(float(m[name])) for name in ("stable_rank", "effective_rank", "alpha", "log_norm",
+                                                         "energy_rank_50", "bulk_max"))
+
+
+def test_a_tail_too_short_to_fit_has_nan_alpha_and_alpha_weighted():
+    m = rank_metrics(np.array([2.0, 2.0, 2.0]), shape=(3, 3))
+    assert np.isnan(float(m.alpha)) and np.isnan(float(m.alpha_weighted))
+    assert float(m.log_spectral_norm) == pytest.approx(np.log10(4.0))
+
+
+def test_stacks_keep_their_coordinates_and_match_single_matrices():
+    rng = np.random.default_rng(5)
+    stack = rng.standard_normal((2, 3, 12, 7))
+    m = rank_metrics(stack)
+    assert m.stable_rank.dims[-1] != "index" and m.stable_rank.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            one = rank_metrics(stack[i, j])
+            for name in ("stable_rank", "effective_rank", "numerical_rank", "energy_rank_90", "log_norm"):
+                assert float(m[name][i, j]) == pytest.approx(float(one[name]), rel=1e-9), name
+    spec = spectrum(stack[0]).assign_coords(matrix=["a", "b", "c"])
+    assert list(rank_metrics(spec).stable_rank.coords["matrix"].values) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("shape, words", [((3,), "two positive ints"), ((3, 0), "two positive ints"),
+                                          ((3.0, 4), "two positive ints"), ("3x4", "two positive ints"),
+                                          ((1, 4), "at most 1 singular values, got 2")])
+def test_rank_metrics_checks_the_shape(shape, words):
+    with pytest.raises(ValueError, match=f"shape: .*{words}"):
+        rank_metrics(np.array([2.0, 1.0]), shape=shape)
+
+
+def test_rank_metrics_refuses_bad_bare_spectra():
+    with pytest.raises(ValueError, match="W_or_spectrum: expected a non-empty"):
+        rank_metrics(np.array([]), shape=(2, 2))
+    with pytest.raises(ValueError, match="W_or_spectrum"):
+        rank_metrics(np.array([2.0, np.inf]), shape=(2, 2))
+    spec = xr.DataArray([2.0, 1.0], dims=("index",))
+    with pytest.raises(ValueError, match="shape: expected \\(rows, cols\\) for a spectrum without"):
+        rank_metrics(spec)
+    m = rank_metrics(spec, shape=(2, 6))
+    assert m.attrs["rows"] == 2 and m.attrs["cols"] == 6
