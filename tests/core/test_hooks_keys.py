@@ -129,3 +129,17 @@ def test_a_view_of_the_same_memory_is_not_served_from_the_memo():
     first = weights_sha256(model)
     model.square = model.square.T                     # same memory and version counter, other layout
     assert weights_sha256(model) == _weights_recipe(model) != first
+
+
+def test_weights_sha256_hashes_once_until_something_changes(monkeypatch):
+    import workbench.hooks.keys as keys
+
+    calls = []
+    real = hashlib.sha256
+    monkeypatch.setattr(keys.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    model = _Toy()
+    first = weights_sha256(model)
+    assert weights_sha256(model) == weights_sha256(model) == first and len(calls) == 1   # served from the memo
+    with torch.no_grad():
+        model.lin.bias.mul_(2)
+    assert weights_sha256(model) != first and len(calls) == 2
