@@ -70,8 +70,27 @@ TESTS: dict[str, list[str]] = {
     "workbench/hooks/keys.py": ["tests/core/test_hooks_keys.py", *_HOOKS],
 }
 
+_M = "workbench.spectra.metrics."
+_SPECTRUM_ONLY_CHECKED = "these values only feed the inf / negative checks, which answer the same in the input dtype"
+_INDEX_INTERNAL = "the bare spectrum's index dim and coordinate are internal: rank_metrics reduces over them"
+
 #: Survivors no test can kill, by mutmut's mutant name: why the mutant behaves like the original.
-EQUIVALENT: dict[str, str] = {}
+#: (Names follow mutmut's numbering of the module as it is; re-check them when the module changes.)
+EQUIVALENT: dict[str, str] = {
+    _M + "x__as_spectrum__mutmut_34": _SPECTRUM_ONLY_CHECKED,
+    _M + "x__as_spectrum__mutmut_36": _SPECTRUM_ONLY_CHECKED,
+    _M + "x__as_spectrum__mutmut_81": "ndarray.astype(None) is astype(float64)",
+    _M + "x__as_spectrum__mutmut_82": "an ascending spectrum gives the same metrics: "
+                                      "metrics_from_singular_values sorts it again",
+    _M + "x__as_spectrum__mutmut_91": "xarray infers dims=('index',) from the coords dict",
+    _M + "x__as_spectrum__mutmut_95": "xarray infers dims=('index',) from the coords dict",
+    _M + "x__as_spectrum__mutmut_92": _INDEX_INTERNAL,
+    _M + "x__as_spectrum__mutmut_96": _INDEX_INTERNAL,
+    _M + "x__as_spectrum__mutmut_112": "spectrum() converts and checks the raw input itself: x and t hold the same data",
+    _M + "x_rank_metrics__mutmut_37": "numpy reads any negative size in reshape as the one inferred axis",
+    _M + "x_metrics_from_singular_values__mutmut_86": "with n_tail = 0 alpha is NaN, so alpha log10(lambda_1) is "
+                                                      "NaN either way",
+}
 
 #: pytest options for every run: no notebooks, no cache directory, fail fast.
 PYTEST_ARGS = ["-o", "addopts=", "-p", "no:cacheprovider", "-x", "-q"]

@@ -180,3 +180,74 @@ def test_rank_metrics_refuses_bad_bare_spectra():
         rank_metrics(spec)
     m = rank_metrics(spec, shape=(2, 6))
     assert m.attrs["rows"] == 2 and m.attrs["cols"] == 6
+
+
+@pytest.mark.parametrize("args, kwargs, exc, message", [
+    ((np.array([3.0, -1.0]),), {"shape": (2, 5)}, ValueError,
+     "W_or_spectrum: expected non-negative singular values, got negative entries"),
+    ((xr.DataArray([3.0, 1.0], dims=("index",)),), {}, ValueError,
+     "shape: expected (rows, cols) for a spectrum without 'rows'/'cols' attrs, got None"),
+    ((xr.DataArray([3.0, np.inf], dims=("index",), attrs={"rows": 2, "cols": 2}),), {}, ValueError,
+     "W_or_spectrum: expected finite singular values (NaN only as padding), got inf"),
+    ((np.array([]),), {"shape": (2, 2)}, ValueError,
+     "W_or_spectrum: expected a non-empty matrix or spectrum, got shape (0,)"),
+    ((np.array([3.0, 1.0]),), {}, ValueError,
+     "shape: expected (rows, cols) of the matrix when W_or_spectrum is a 1-D array of singular values, got None"),
+    ((np.array([3.0, np.inf]),), {"shape": (2, 2)}, ValueError,
+     "W_or_spectrum: expected finite values, got 1 NaN or inf entries in shape (2,)"),
+    (("3, 1",), {}, TypeError,
+     "W_or_spectrum: expected a numpy array, torch tensor or xarray.DataArray, got str"),
+    ((np.array([3.0, 1.0]),), {"shape": (2, -1)}, ValueError,
+     "shape: expected the matrix shape (rows, cols) as two positive ints, got (2, -1)"),
+    ((np.array([3.0, 1.0]),), {"shape": (1, 4)}, ValueError,
+     "shape: a (1, 4) matrix has at most 1 singular values, got 2"),
+])
+def test_rank_metrics_error_messages_in_full(args, kwargs, exc, message):
+    # What a user reads: the argument, what was expected, what came in.
+    with pytest.raises(exc) as info:
+        rank_metrics(*args, **kwargs)
+    assert str(info.value) == message
+
+
+def test_float32_spectrum_dataarrays_and_integer_spectra():
+    spec32 = xr.DataArray(np.array([4.0, 2.0], dtype=np.float32), dims=("index",), attrs={"rows": 2, "cols": 3})
+    assert float(rank_metrics(spec32).stable_rank) == 1.25
+    m = rank_metrics(np.array([1, 2]), shape=(2, 3))            # integer singular values, any order
+    assert float(m.stable_rank) == 1.25 and float(m.log_spectral_norm) == pytest.approx(np.log10(4.0))
+
+
+def test_a_dataarray_stack_keeps_its_named_dims_and_coords():
+    rng = np.random.default_rng(6)
+    W = xr.DataArray(rng.standard_normal((3, 10, 4)), dims=("layer", "out", "in"), coords={"layer": [5, 6, 7]})
+    m = rank_metrics(W)
+    assert m.stable_rank.dims == ("layer",) and m["layer"].values.tolist() == [5, 6, 7]
+    np.testing.assert_allclose(m.stable_rank.values, [float(rank_metrics(W.values[i]).stable_rank) for i in range(3)])
+
+
+def test_a_spectrum_without_a_precision_attr_counts_rank_in_float64():
+    eps = np.finfo(np.float64).eps
+    spec = xr.DataArray([1.0, 20 * eps], dims=("index",), attrs={"rows": 10, "cols": 2})   # above 10 eps
+    m = rank_metrics(spec)
+    assert int(m.numerical_rank) == 2 and m.attrs["precision"] == "float64"
+
+
+def test_numerical_rank_excludes_a_value_exactly_at_the_tolerance():
+    eps = np.finfo(np.float64).eps
+    sigma = np.array([1.0, 8 * eps])                  # exactly sigma_1 * max(8, 2) * eps (powers of two: exact)
+    W = np.zeros((8, 2))
+    W[0, 0], W[1, 1] = sigma
+    assert np.linalg.matrix_rank(W) == 1              # numpy's rule is strict: S > tol
+    assert int(rank_metrics(sigma, shape=(8, 2)).numerical_rank) == 1
+    assert int(rank_metrics(np.array([1.0, 9 * eps]), shape=(8, 2)).numerical_rank) == 2
+
+
+def test_metrics_from_singular_values_defaults_to_float64_and_computes_in_float64():
+    from workbench.spectra.metrics import metrics_from_singular_values
+
+    eps = np.finfo(np.float64).eps
+    assert metrics_from_singular_values(np.array([1.0, 20 * eps]), (10, 2))["numerical_rank"] == 2
+    s32 = np.array([1.0, 0.1, 0.1, 0.3], dtype=np.float32)
+    s64 = s32.astype(np.float64)                      # the same values, squared and summed in float64
+    out = metrics_from_singular_values(s32, (4, 4))
+    assert out["stable_rank"] == pytest.approx((s64 ** 2).sum(), rel=1e-15)
+    assert out["log_norm"] == pytest.approx(np.log10((s64 ** 2).sum()), rel=1e-15)
