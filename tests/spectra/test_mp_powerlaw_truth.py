@@ -9,6 +9,8 @@ suffix sums of :mod:`workbench.spectra.powerlaw`.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import integrate, optimize
@@ -53,9 +55,8 @@ def bulk():
     return _mp_bulk(201, 0.25)                      # shape (804, 201): Q = 4, y = 1/4
 
 
-@pytest.mark.parametrize("shape", [(804, 201), (201, 804)])
-def test_mp_fit_finds_the_edge_of_an_exact_bulk(bulk, shape):
-    units = 7.0
+@pytest.mark.parametrize("shape, units", [((804, 201), 7.0), ((201, 804), 7.0), ((804, 201), 0.1)])
+def test_mp_fit_finds_the_edge_of_an_exact_bulk(bulk, shape, units):
     fit = mp_fit(units * bulk, shape=shape)
     mean = bulk.mean()                               # ~1: the unit MP law has mean 1
     assert fit["sigma_mp"] == pytest.approx(np.sqrt(1 / mean), rel=2e-3)
@@ -65,17 +66,19 @@ def test_mp_fit_finds_the_edge_of_an_exact_bulk(bulk, shape):
     assert fit["num_spikes"] == 0
 
 
-def test_mp_fit_counts_spikes_beyond_the_tracy_widom_margin(bulk):
+@pytest.mark.parametrize("inside, beyond", [(0.5, 1.5), (0.97, 1.03)])
+def test_mp_fit_counts_spikes_beyond_the_tracy_widom_margin(bulk, inside, beyond):
     N, M = 804, 201
     Q = N / M
-    # Two probes above the median, so the median eigenvalue is fixed: one inside the margin, one beyond.
+    # Two probes above the median, so the median eigenvalue is fixed: one inside the margin, one beyond
+    # (0.97 / 1.03 of it: the margin's exponents matter to a few percent).
     lo = hi = 10.0
     for _ in range(100):                             # the mean-1 rescaling depends on the probes: fixed point
         lam = np.r_[bulk, lo, hi]
         scale = lam.size / lam.sum()
         edge = np.median(lam * scale) / mp_median(1 / Q) * (1 + 1 / np.sqrt(Q)) ** 2
         tw = np.sqrt(edge ** (2 / 3) * M ** (-2 / 3) / np.sqrt(Q))
-        lo, hi = (edge + 0.5 * tw) / scale, (edge + 1.5 * tw) / scale
+        lo, hi = (edge + inside * tw) / scale, (edge + beyond * tw) / scale
     fit = mp_fit(np.r_[bulk, lo, hi], shape=(N, M))
     assert fit["bulk_max"] == pytest.approx(edge / scale, rel=1e-9)
     assert fit["num_spikes"] == 1
@@ -83,9 +86,18 @@ def test_mp_fit_counts_spikes_beyond_the_tracy_widom_margin(bulk):
     assert mp_fit(np.r_[bulk, 50 * hi, 60 * hi], shape=(N, M))["num_spikes"] == 2
 
 
+def test_mp_fit_computes_in_float64(bulk):
+    lam32 = (bulk * 3).astype(np.float32)
+    fit32, fit64 = mp_fit(lam32, shape=(804, 201)), mp_fit(lam32.astype(np.float64), shape=(804, 201))
+    for key in ("bulk_max", "sigma_mp", "mp_softrank"):
+        assert fit32[key] == pytest.approx(fit64[key], rel=1e-14), key
+
+
 def test_mp_fit_of_nothing():
     for lam in (np.array([]), np.zeros(3), np.array([np.nan, np.nan])):
-        fit = mp_fit(lam, shape=(4, 3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")           # refused up front, no 0/0 on the way
+            fit = mp_fit(lam, shape=(4, 3))
         assert fit["num_spikes"] == 0 and np.isnan(fit["bulk_max"]) and np.isnan(fit["mp_softrank"])
         assert np.isnan(fit["sigma_mp"])
 
