@@ -71,6 +71,7 @@ TESTS: dict[str, list[str]] = {
 }
 
 _M = "workbench.spectra.metrics."
+_P = "workbench.spectra.powerlaw."
 _SPECTRUM_ONLY_CHECKED = "these values only feed the inf / negative checks, which answer the same in the input dtype"
 _INDEX_INTERNAL = "the bare spectrum's index dim and coordinate are internal: rank_metrics reduces over them"
 
@@ -90,6 +91,32 @@ EQUIVALENT: dict[str, str] = {
     _M + "x_rank_metrics__mutmut_37": "numpy reads any negative size in reshape as the one inferred axis",
     _M + "x_metrics_from_singular_values__mutmut_86": "with n_tail = 0 alpha is NaN, so alpha log10(lambda_1) is "
                                                       "NaN either way",
+    _P + "x__ks_distances__mutmut_4": "two extra entries of 1 after the candidates: argmin returns the first "
+                                      "minimum, a real candidate with D <= 1",
+    _P + "x__ks_distances__mutmut_13": "blocks start at every row and overlap: the same D recomputed (slower)",
+    _P + "x__ks_distances__mutmut_15": "the extra block start lies past the last row: an empty block, skipped",
+    _P + "x__ks_distances__mutmut_16": "not strictly equivalent: skips the last row only when n = 1024 k + 2, and only "
+                                       "a best fit on the 2-point top tail (D = 1.5 - e^-2, tied by the 4-point tail "
+                                       "of a flat bulk) would notice",
+    _P + "x__ks_distances__mutmut_20": "blocks restart at row 0 and overlap: the same D recomputed (slower)",
+    _P + "x__ks_distances__mutmut_28": "not strictly equivalent: the 2-point top tail is never scored; its D = "
+                                       "1.5 - e^-2 = 0.365 is never below every longer tail's in any case we built",
+    _P + "x__ks_distances__mutmut_32": "a block with no valid row is followed only by such blocks: valid rows are a "
+                                       "prefix (flat tails are at the top)",
+    _P + "x__ks_distances__mutmut_35": "ndarray.astype(None) is astype(float64)",
+    _P + "x__ks_distances__mutmut_38": "no 0 * inf or inf - inf on valid rows (finite alpha and logs): nothing invalid "
+                                       "to silence",
+    _P + "x__ks_distances__mutmut_40": "no 0 * inf or inf - inf on valid rows (finite alpha and logs): nothing invalid "
+                                       "to silence",
+    _P + "x__ks_distances__mutmut_58": "NaN below xmin is skipped by nanmax as 0 is: the gap at j = i is 0 anyway",
+    _P + "x__ks_distances__mutmut_59": "at j = i both CDFs are 0: masking it changes no maximum",
+    _P + "x_power_law_fit__mutmut_12": "with 2 eigenvalues the small-sample rule (tail >= 8) rejects every candidate",
+    _P + "x_power_law_fit__mutmut_13": "with 2 eigenvalues the small-sample rule (tail >= 8) rejects every candidate",
+    _P + "x_power_law_fit__mutmut_28": "ndarray.astype(None) is astype(float64)",
+    _P + "x_power_law_fit__mutmut_49": "no 0/0: the numerator n_tail (or n_tail - 1) is at least 1",
+    _P + "x_power_law_fit__mutmut_51": "no 0/0: the numerator n_tail (or n_tail - 1) is at least 1",
+    _P + "x_power_law_fit__mutmut_67": "alpha = 1 + n_tail / spread equals 1 only for an infinite spread, which "
+                                       "finite logs never give",
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",

@@ -116,18 +116,20 @@ def _power_law_by_definition(values) -> dict:
         alpha = 1 + (tail.size - 1 if small else tail.size) / spread
         if alpha <= 1 or (small and (tail.size < 8 or spread <= 1e-12)):
             continue
-        D = max(abs(1 - (tail[j] / xmin) ** (1 - alpha) - j / tail.size) for j in range(tail.size))
+        j = np.arange(tail.size)
+        with np.errstate(over="ignore"):
+            D = float(np.max(np.abs(1 - (tail / xmin) ** (1 - alpha) - j / tail.size)))
         if best is None or D < best["ks_distance"]:  # ties: the smallest xmin (the first)
             best = {"alpha": alpha, "xmin": xmin, "ks_distance": D, "n_tail": tail.size,
                     "sigma": (alpha - 1) / np.sqrt(tail.size)}
     return best
 
 
-@pytest.mark.parametrize("n, seed", [(300, 0), (1500, 1), (19, 2), (12, 3), (25, 4)])
+@pytest.mark.parametrize("n, seed", [(300, 0), (1500, 1), (19, 2), (12, 3), (25, 4), (20, 5)])
 def test_power_law_fit_matches_the_definition(n, seed):
     rng = np.random.default_rng(seed)
     lam = (rng.pareto(1.5, n) + 1.0) * 0.01 * (1 + rng.random(n))
-    lam = np.r_[lam, 1e-6, 0.0, np.nan]              # at or below 1e-5 and NaN: ignored
+    lam = np.r_[lam, 1e-5, 1e-6, 0.0, np.nan]        # at or below 1e-5 and NaN: ignored
     fit, truth = power_law_fit(lam), _power_law_by_definition(lam)
     assert fit["n_tail"] == truth["n_tail"] and fit["xmin"] == truth["xmin"]
     for key in ("alpha", "ks_distance", "sigma"):
@@ -142,7 +144,7 @@ def test_power_law_fit_small_sample_needs_eight_tail_points():
     assert fit["alpha"] == pytest.approx(truth["alpha"], rel=1e-12)
 
 
-@pytest.mark.parametrize("lam", [[5.0], [2.0, 2.0, 2.0, 2.0], [1e-6, 1e-7, 3.0], [np.nan, 4.0]])
+@pytest.mark.parametrize("lam", [[5.0], [2.0, 2.0, 2.0, 2.0], [2.0] * 25, [1e-6, 1e-7, 3.0], [np.nan, 4.0]])
 def test_power_law_fit_without_a_tail_is_nan(lam):
     fit = power_law_fit(lam)
     assert fit["n_tail"] == 0 and all(np.isnan(fit[k]) for k in ("alpha", "xmin", "ks_distance", "sigma"))
@@ -164,6 +166,34 @@ def test_power_law_fit_of_a_tight_cluster_above_a_spread_bulk_warns_nothing(n_lo
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = power_law_fit(lam)
-    with np.errstate(over="ignore"):
-        truth = _power_law_by_definition(lam)
+    truth = _power_law_by_definition(lam)
     assert fit["n_tail"] == truth["n_tail"] and fit["alpha"] == pytest.approx(truth["alpha"], rel=1e-9)
+
+
+def test_power_law_fit_computes_in_float64():
+    lam32 = (np.random.default_rng(7).pareto(1.5, 200) + 1).astype(np.float32)
+    fit32, fit64 = power_law_fit(lam32), power_law_fit(lam32.astype(np.float64))
+    assert fit32["xmin"] == fit64["xmin"]
+    for key in ("alpha", "ks_distance", "sigma"):
+        assert fit32[key] == pytest.approx(fit64[key], rel=1e-14), key
+
+
+def test_power_law_fit_with_tied_largest_eigenvalues_warns_nothing():
+    # The last candidates' tails are flat (zero spread): alpha = n / 0 is skipped, silently.
+    lam = np.r_[np.geomspace(1.0, 10.0, 30), 10.0, 10.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = power_law_fit(lam)
+    with np.errstate(divide="ignore"):
+        truth = _power_law_by_definition(lam)
+    assert fit["n_tail"] == truth["n_tail"] and fit["alpha"] == pytest.approx(truth["alpha"], rel=1e-12)
+
+
+def test_power_law_fit_finds_a_tail_that_starts_past_two_blocks():
+    # A flat bulk of 2500 then a Pareto tail of 500: the best xmin sits past row 2048 (the third block of 1024).
+    rng = np.random.default_rng(8)
+    lam = np.r_[rng.uniform(1.0, 2.0, 2500), 2.0 * (rng.pareto(2.0, 500) + 1.0)]
+    fit, truth = power_law_fit(lam), _power_law_by_definition(lam)
+    assert np.searchsorted(np.sort(lam), truth["xmin"]) > 2048
+    assert fit["n_tail"] == truth["n_tail"] and fit["xmin"] == truth["xmin"]
+    assert fit["ks_distance"] == pytest.approx(truth["ks_distance"], rel=1e-12)
