@@ -4,6 +4,9 @@
 #   bash scripts/run.sh demo    # set up, cache a bundled model's hooks, export a figure
 #   bash scripts/run.sh test    # set up, run the whole test suite
 #   bash scripts/run.sh setup   # set up only
+#   bash scripts/run.sh mutants [MODULE...]   # mutation testing of the numeric core (not in CI; slow):
+#                                             # MODULE like workbench/hooks/keys.py, default all of them;
+#                                             # scores go to benchmarks/results/mutants.json
 #
 # Works on a fresh Debian/Ubuntu machine with Python 3.11+: creates .venv when
 # missing, installs a CPU build of torch when no CUDA GPU is present (never a
@@ -79,5 +82,6 @@ case "$job" in
   setup) ;;
   demo) workbench demo "$@" ;;
   test) python -m pytest "$@" ;;
-  *) echo "usage: bash scripts/run.sh [demo|test|setup] [args...]" >&2; exit 2 ;;
+  mutants) python scripts/mutants.py "$@" ;;
+  *) echo "usage: bash scripts/run.sh [demo|test|setup|mutants] [args...]" >&2; exit 2 ;;
 esac

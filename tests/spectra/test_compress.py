@@ -30,19 +30,33 @@ def test_whitened_beats_svd_at_half_the_parameters(name, request):
     assert float(loss.sel({"method": "whitened"})) >= ds.attrs["baseline_loss"] - 1e-6
 
 
+def _view(model, layer: int = 0) -> np.ndarray:
+    """blocks.<layer>.attn.W_Q as one [d_model, n_heads d_head] matrix."""
+    W = model.blocks[layer].attn.W_Q.detach()
+    return W.permute(1, 0, 2).reshape(W.shape[1], -1).double().numpy()
+
+
 def test_full_rank_factors_reproduce_the_model(attn_model, corpus_tokens):
     tokens = corpus_tokens[:4, :32]
     full = compress(attn_model, ranks=attn_model.cfg.d_model, method="svd")
     assert full.workbench_compression["params_kept"] == 1.0
     small = compress(attn_model, ranks=attn_model.cfg.d_model - 1, method="svd")
     with torch.no_grad():
+        # Full rank keeps every map as it was: the same logits as the original model.
+        reference = attn_model(tokens)
+        torch.testing.assert_close(full(tokens), reference, rtol=0, atol=1e-6)
         # A rank-(d-1) factor pair of a square map holds more than d^2 parameters, so it stays dense...
         assert small.workbench_compression["params_kept"] == 1.0
+        torch.testing.assert_close(small(tokens), reference, rtol=0, atol=1e-6)
         # ...while rank 32 is stored as factors and changes the output.
         low = compress(attn_model, ranks=32, method="svd")
         assert type(low.blocks[0].attn.q.original_component).__name__ == "LowRankLinear"
         assert mean_loss(low, tokens) != mean_loss(attn_model, tokens)
         assert torch.linalg.matrix_rank(low.blocks[0].attn.W_Q.permute(1, 0, 2).reshape(128, -1)) == 32
+        # Its map is the best rank-32 approximation (Eckart-Young), from numpy's SVD of the original.
+        U, s, Vt = np.linalg.svd(_view(attn_model), full_matrices=False)
+        best = (U[:, :32] * s[:32]) @ Vt[:32]
+        np.testing.assert_allclose(_view(low), best, rtol=0, atol=1e-5 * s[0])
     # The input model is left untouched.
     assert type(attn_model.blocks[0].attn.q.original_component).__name__ == "Linear"
 

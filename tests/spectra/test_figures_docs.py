@@ -1,9 +1,6 @@
-"""Figure builders return paper-styled figures; every docstring example runs."""
+"""Figure builders return paper-styled figures (their docstring examples run in test_spectra_docstrings.py)."""
 
 from __future__ import annotations
-
-import doctest
-import importlib
 
 import numpy as np
 import pytest
@@ -24,16 +21,3 @@ def test_builders(attn_model):
     assert len(built[2].data) == attn_model.cfg.n_heads
     with pytest.raises(ValueError, match="metric|missing"):
         figs.metric_heatmap(ds, "no_such_metric")
-
-
-MODULES = ["workbench.spectra", "workbench.spectra.svd", "workbench.spectra.spectrum", "workbench.spectra.metrics",
-           "workbench.spectra.powerlaw", "workbench.spectra.mp", "workbench.spectra.truncation",
-           "workbench.spectra.weights", "workbench.spectra.circuits", "workbench.spectra.activations",
-           "workbench.spectra.layers", "workbench.spectra.compress", "workbench.spectra.targets",
-           "workbench.figures.spectra"]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 import torch
@@ -48,13 +46,6 @@ def toy():
     model = _Toy()
     tokens = torch.randint(0, 20, (4, 10), generator=torch.Generator().manual_seed(1))
     return model, tokens, truncation_curves(model, tokens)
-
-
-def test_docstring_examples_run():
-    import workbench.spectra.model_truncation as module
-
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_maps_are_tagged_with_their_matrix_kind_and_layer(toy):

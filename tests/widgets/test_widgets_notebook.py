@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import doctest
 import json
 
 import ipywidgets as ipw
@@ -248,8 +247,3 @@ def test_epoch_slider_refuses_mismatched_input():
     with pytest.raises(TypeError, match="result:"):
         epoch_slider(ds.isel(epoch=0))
 
-
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    result = doctest.testmod(nb, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -38,11 +38,12 @@ def _jsonable(value):
 def weights_sha256(model: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer (name, dtype, shape, bytes).
 
-    Memoised on the model and recomputed when any tensor is replaced or
-    updated in place (tracked through tensor version counters).
+    Memoised on the model and recomputed when any tensor is replaced (also by
+    a view of the same memory with another dtype, shape or layout) or updated
+    in place (tracked through tensor version counters).
     """
     state = model.state_dict()
-    stamp = tuple((k, v.data_ptr(), v._version) for k, v in state.items())
+    stamp = tuple((k, v.data_ptr(), v._version, v.dtype, tuple(v.shape), v.stride()) for k, v in state.items())
     memo = getattr(model, "_workbench_weights_memo", None)
     if memo is not None and memo[0] == stamp:
         return memo[1]
