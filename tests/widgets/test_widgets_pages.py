@@ -219,16 +219,20 @@ def test_connectome_picker_lists_the_bundled_recordings_and_loads_one(tmp_path):
     assert page.traces.sizes["animal"] == 1 and page.traces.sizes["neuron"] > 50
 
 
-def test_connectome_rank_above_the_smallest_mode_is_a_message(tmp_path):
+def test_connectome_rank_above_the_smallest_mode_fits_and_only_the_cp_bound_is_a_message(tmp_path):
+    """CP rank has no bound from one mode: 2 animals allow rank 3; only min(IJ, IK, JK) is refused."""
     from widgets.pages.connectome import ConnectomePage
 
-    page = ConnectomePage(cache_dir=tmp_path, n_animals=2, n_neurons=12, n_time=80, rank_max=5)
+    page = ConnectomePage(cache_dir=tmp_path, n_animals=2, n_neurons=12, n_time=80, rank_min=3, rank_max=3,
+                          n_restarts=2, max_iter=20)
     page.run()
-    page.wait(60)
-    # 2 animals is the smallest mode of the (pair, time, animal) tensor
-    assert page.message == ("rank_max: expected at most 2 (the smallest mode of the pair x time x animal tensor), "
-                            "got 5")
-    assert page.result is None and not page.running
+    assert page.wait(120).message == "" and page.result.attrs["rank"] == 3
+    single = ConnectomePage(cache_dir=tmp_path, n_animals=1, n_neurons=12, n_time=40, rank_min=11, rank_max=11)
+    single.run()
+    single.wait(60)
+    # (66 pairs, 10 windows, 1 animal): min(IJ, IK, JK) = 10
+    assert single.message.startswith("rank_max: expected at most 10 (min(IJ, IK, JK)")
+    assert single.result is None and not single.running
 
 
 def test_connectome_cancel_stops_the_sweep(tmp_path):
