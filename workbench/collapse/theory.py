@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import brentq
 
+from workbench.memory import check_fits
 from workbench.collapse._validate import check_counts, check_depth, check_positive
 
 
@@ -30,6 +31,7 @@ def etf_gram(n_classes: int) -> np.ndarray:
     (1.0, -0.5)
     """
     k = int(n_classes)
+    check_fits(n_elements=3 * k * k, itemsize=8, argument="n_classes", what=f"a dense {k} x {k} Gram target")
     return (np.eye(k) - np.full((k, k), 1.0 / k)) / np.sqrt(k - 1)
 
 
@@ -41,7 +43,9 @@ def of_gram(n_classes: int) -> np.ndarray:
     >>> float(np.linalg.norm(of_gram(4)))
     1.0
     """
-    return np.eye(int(n_classes)) / np.sqrt(int(n_classes))
+    k = int(n_classes)
+    check_fits(n_elements=2 * k * k, itemsize=8, argument="n_classes", what=f"a dense {k} x {k} Gram target")
+    return np.eye(k) / np.sqrt(k)
 
 
 def _largest_root(depth: int, target: float) -> float:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from workbench.memory import check_fits
+
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or value < minimum:
@@ -71,6 +73,8 @@ def synthetic_connectome(n_neurons: int = 30, n_animals: int = 4, n_time: int = 
     for name, value in (("n_neurons", n_neurons), ("n_animals", n_animals), ("n_time", n_time),
                         ("n_motifs", n_motifs), ("communities_per_motif", communities_per_motif)):
         _check_positive_int(name, value)
+    check_fits(n_elements=4 * n_animals * n_neurons * n_time, itemsize=8, argument="n_neurons, n_animals, n_time",
+               what=f"{n_animals} x {n_neurons} x {n_time} traces (and their working copies)")
     n_groups = n_motifs * communities_per_motif
     size = community_size if community_size is not None else n_neurons // (n_groups + 1)
     _check_positive_int("community_size", size, minimum=2)

@@ -18,6 +18,7 @@ import os
 
 import torch
 
+from workbench.memory import check_fits
 from workbench.sae._validate import check_activations, check_device
 from workbench.sae.config import SAEConfig
 from workbench.sae.registry import get_architecture
@@ -55,6 +56,8 @@ class AttentionSAE(torch.nn.Module):
             raise TypeError(f"cfg: expected an SAEConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.architecture = get_architecture(cfg.architecture)
+        check_fits(n_elements=3 * cfg.d_sae * cfg.d_in, itemsize=8, argument="d_sae",
+                   what=f"a {cfg.d_in} x {cfg.d_sae} encoder and decoder (initialised in float64)")
         gen = torch.Generator().manual_seed(int(seed))
         W_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=gen, dtype=torch.float64)
         directions = W_dec / W_dec.norm(dim=1, keepdim=True)

@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 
 from workbench import __version__
+from workbench.memory import check_fits
 from workbench.sae._validate import (
     check_device,
     check_folder,
@@ -209,6 +210,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     if n_tokens < source.batch_size:
         raise ValueError(f"n_tokens: expected at least batch_size={source.batch_size} tokens, got {n_tokens}")
     n_steps = n_tokens // source.batch_size
+    check_fits(n_elements=12 * n_steps, itemsize=4, argument="n_tokens",
+               what=f"the training history of {n_steps} steps")
     cfg = SAEConfig(**{"d_in": source.d_in, "d_sae": d_sae, "architecture": architecture, "k": k,
                        "l1_coefficient": l1_coefficient, **_provenance(acts), **config, "device": str(device)})
     check_trainable_dtype(cfg.dtype)
