@@ -6,13 +6,14 @@ Every public entry point converts its inputs here once, so the error messages
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 import xarray as xr
+
+from workbench.memory import check_fits
 
 
 def _raw(x: Any) -> Any:
@@ -165,22 +166,11 @@ def check_counts(n_per_class: Any) -> np.ndarray:
     return n.astype(np.int64)
 
 
-def available_memory() -> int:
-    """Bytes of memory free for a new array (physical pages available, as the OS reports them)."""
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # no sysconf: assume a generous 64 GiB
-        return 64 * 2**30
-
-
 def check_dense_size(name: str, arrays: dict[str, tuple[int, ...]], itemsize: int = 8) -> None:
     """Refuse, with the size, dense float arrays that together would not fit in the memory available now."""
-    needed = sum(int(np.prod(np.asarray(shape, dtype=np.float64))) * itemsize for shape in arrays.values())
-    free = available_memory()
-    if needed > free:
-        parts = ", ".join(f"{what} {' x '.join(str(s) for s in shape)}" for what, shape in arrays.items())
-        raise ValueError(f"{name}: the dense output ({parts}, float{8 * itemsize}) needs {needed / 2**30:,.1f} GiB, "
-                         f"more than the {free / 2**30:,.1f} GiB of memory available")
+    parts = ", ".join(f"{what} {' x '.join(str(s) for s in shape)}" for what, shape in arrays.items())
+    check_fits(n_elements=sum(int(np.prod(np.asarray(shape, dtype=np.float64))) for shape in arrays.values()),
+               itemsize=itemsize, argument=name, what=f"the dense output ({parts}, float{8 * itemsize})")
 
 
 def check_depth(depth: Any) -> int:
