@@ -72,6 +72,7 @@ TESTS: dict[str, list[str]] = {
 
 _M = "workbench.spectra.metrics."
 _P = "workbench.spectra.powerlaw."
+_T = "workbench.spectra.truncation."
 _SPECTRUM_ONLY_CHECKED = "these values only feed the inf / negative checks, which answer the same in the input dtype"
 _INDEX_INTERNAL = "the bare spectrum's index dim and coordinate are internal: rank_metrics reduces over them"
 
@@ -117,6 +118,31 @@ EQUIVALENT: dict[str, str] = {
     _P + "x_power_law_fit__mutmut_51": "no 0/0: the numerator n_tail (or n_tail - 1) is at least 1",
     _P + "x_power_law_fit__mutmut_67": "alpha = 1 + n_tail / spread equals 1 only for an infinite spread, which "
                                        "finite logs never give",
+    _T + "xǁActivationStatsǁupdate__mutmut_13": "device move: on a CPU-only run the tensors are already there",
+    _T + "xǁActivationStatsǁupdate__mutmut_16": "device move: on a CPU-only run the tensors are already there",
+    _T + "x__cholesky__mutmut_5": "not strictly equivalent: a positive definite Gram also gets the 1e-12 relative "
+                                  "ridge, a change below any float64 check of the curves",
+    _T + "x__cholesky__mutmut_7": "+/- float64 tiny (2e-308) added to a positive ridge changes nothing",
+    _T + "x__cholesky__mutmut_12": "the Gram is square: shape[1] == shape[0]",
+    _T + "x__cholesky__mutmut_18": "float32 eye * float64 ridge promotes to float64 before the sum",
+    _T + "x__cholesky__mutmut_20": "float32 eye * float64 ridge promotes to float64 before the sum",
+    _T + "x__cholesky__mutmut_21": "the Gram is square: shape[1] == shape[0]",
+    _T + "x__as_matrix__mutmut_5": "as_matrices' default name is 'W'",
+    _T + "x_loss_terms__mutmut_29": "torch.einsum accepts upper-case subscripts: the same contraction",
+    _T + "x_loss_terms__mutmut_60": "torch.einsum accepts upper-case subscripts: the same contraction",
+    _T + "x_loss_terms__mutmut_61": "whitened and afm terms are equal (sigma(W L)^2 = lambda(W C W^T)): swapping "
+                                    "the two routes changes the curves by rounding only",
+    _T + "x_loss_terms__mutmut_62": "'whitened' then takes the afm route: equal terms by the same identity",
+    _T + "x_loss_terms__mutmut_63": "'whitened' then takes the afm route: equal terms by the same identity",
+    _T + "x_truncation_curve__mutmut_44": "terms are s^2 v^T C v >= 0 or clamped eigenvalues: no negative sum to clip",
+    _T + "x_truncation_curve__mutmut_50": "xarray infers dims=('rank',) from the coords dict",
+    _T + "x_truncation_curve__mutmut_55": "xarray infers dims=('rank',) from the coords dict",
+    _T + "x_low_rank_factors__mutmut_52": "full_matrices=True only adds columns of U that [:, :k] drops",
+    _T + "x_low_rank_factors__mutmut_53": "full_matrices=True only adds columns of U that [:, :k] drops",
+    _T + "x_low_rank_factors__mutmut_76": "float32 ones times float64 W promote to float64",
+    _T + "x_low_rank_factors__mutmut_78": "float32 ones times float64 W promote to float64",
+    _T + "x_low_rank_factors__mutmut_84": "full_matrices=True only adds rows/columns that the [:k] slices drop",
+    _T + "x_low_rank_factors__mutmut_86": "full_matrices=True only adds rows/columns that the [:k] slices drop",
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",

@@ -102,7 +102,7 @@ def test_whitening_with_fewer_samples_than_channels(layer):
     W, X = layer
     X = X[:10]
     white, pca = truncation_curve(W, X, method="whitened").values, _pca_curve(W, X)
-    np.testing.assert_allclose(white, pca, rtol=0, atol=1e-8 * pca[0])
+    np.testing.assert_allclose(white, pca, rtol=0, atol=1e-11 * pca[0])   # the ridge is 1e-12 relative
     stats = ActivationStats.from_samples(X)
     for k in (3, 10):
         A, B = low_rank_factors(torch.from_numpy(W), k, method="whitened", stats=stats)
@@ -114,6 +114,7 @@ def test_curve_attributes_and_shape():
     W = np.diag([3.0, 2.0, 1.0])[:, :2]                          # 3 x 2: rank 0..2
     weight = truncation_curve(W)
     assert weight.dims == ("rank",) and weight["rank"].values.tolist() == [0, 1, 2] and weight.name == "loss"
+    assert "rank" in weight.coords
     assert weight.attrs == {"method": "svd", "total": 13.0, "kind": "weight"}
     X = np.array([[1.0, 0.0], [0.0, 2.0]])
     act = truncation_curve(W, X, method="asvd")
@@ -157,3 +158,63 @@ def test_low_rank_factors_arguments():
         low_rank_factors(np.ones((2, 3, 3)), 1)
     A, B = low_rank_factors(W, 0)
     assert A.shape == (3, 0) and B.shape == (0, 3)
+
+
+def test_fresh_and_float32_statistics_are_float64():
+    fresh = ActivationStats(3)
+    assert fresh.gram.dtype == fresh.abs_sum.dtype == fresh.mean_abs.dtype == torch.float64
+    assert fresh.gram.shape == (3, 3) and fresh.abs_sum.shape == (3,)
+    x = torch.tensor([[1 / 3, 2 / 3, 1.0], [0.1, 0.2, 0.7]], dtype=torch.float32)
+    fresh.update(x)
+    x64 = x.numpy().astype(np.float64)                # the same float32 values, multiplied in float64
+    np.testing.assert_allclose(fresh.gram.numpy(), x64.T @ x64, rtol=1e-15)
+    one = ActivationStats.from_samples(np.array([1.0, -2.0, 3.0]))   # a single sample [d_in]
+    assert one.n == 1 and one.d_in == 3 and one.mean_abs.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_factors_of_a_float32_matrix_are_float64():
+    A, B = low_rank_factors(torch.tensor([[3.0, 0.1], [0.2, 1.0 / 3]]), 1)
+    assert A.dtype == B.dtype == torch.float64
+
+
+def test_asvd_exponent_and_dead_channels_follow_the_definition(layer):
+    W, X = layer
+    X = X[:, :8] * 0.05                                 # mean|x_j| well below 1
+    X[:, 3] = 0.0                                        # a dead channel
+    W = W[:, :8]
+    for alpha in (0.5, 1.0):
+        s = np.abs(X).mean(axis=0) ** alpha
+        s[s == 0] = max(s.max(), 1.0)                    # a dead channel takes max(scale, 1): any positive works
+        curve = truncation_curve(W, X, method="asvd", alpha=alpha).values
+        assert np.all(np.isfinite(curve))
+        stats = ActivationStats.from_samples(X)
+        for k in (2, 5):
+            U, sig, Vt = np.linalg.svd(W * s, full_matrices=False)
+            W_k = (U[:, :k] * sig[:k]) @ Vt[:k] / s
+            assert abs(np.linalg.norm((W - W_k) @ X.T) ** 2 - curve[k]) <= 1e-10 * curve[0]
+            A, B = low_rank_factors(W, k, method="asvd", stats=stats, alpha=alpha)
+            np.testing.assert_allclose((A @ B).numpy(), W_k, rtol=0, atol=1e-10 * np.abs(W).max())
+
+
+def test_output_pca_of_a_small_map_keeps_eigenvalues_below_one(layer):
+    W, X = layer
+    W = W * 1e-6                                          # every output eigenvalue below 1
+    afm = truncation_curve(W, X, method="afm").values
+    pca = _pca_curve(W, X)
+    assert pca[0] < 1
+    np.testing.assert_allclose(afm, pca, rtol=0, atol=1e-10 * pca[0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: truncation_curve(np.eye(2), method="qr"),
+     "method: expected one of ('svd', 'whitened', 'asvd', 'afm'), got 'qr'"),
+    (lambda: low_rank_factors(np.eye(2), 1, method="qr"),
+     "method: expected one of ('svd', 'whitened', 'asvd', 'afm'), got 'qr'"),
+    (lambda: ActivationStats.from_samples("x"),
+     "X: expected a numpy array, torch tensor or xarray.DataArray, got str"),
+    (lambda: ActivationStats.from_samples(np.ones((0, 3))), "X: expected samples [..., d_in], got shape (0, 3)"),
+])
+def test_truncation_error_messages_in_full(call, message):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    assert str(info.value) == message
