@@ -66,3 +66,28 @@ def test_rank_sweep_picks_the_planted_number_of_motifs(data):
     assert out.attrs["sweep_suggested_rank"] == N_MOTIFS
     assert out["sweep_stability"].sel(rank=N_MOTIFS) >= 0.9 > out["sweep_stability"].sel(rank=N_MOTIFS + 1)
     assert out["sweep_heldout_error"].dims == ("rank",)
+
+
+def test_shared_events_lock_a_community_across_animals():
+    """With ``shared_events`` the participating animals' community activity coincides; by default it does not."""
+    def community_events(ds, motif):
+        members = ds["community"].values[motif] == 1
+        start, end = (np.searchsorted(ds["time"].values, ds[k].values[motif]) for k in ("epoch_start", "epoch_end"))
+        animals = np.flatnonzero(ds["participates"].values[motif])
+        mean = ds.traces.values[animals][:, members, start:end].mean(1)
+        return np.diff(mean, axis=-1)  # derivatives: the events, without the slow calcium tail
+
+    for shared, low, high in ((True, 0.9, 1.0), (False, -0.3, 0.3)):
+        ds = synthetic(30, 3, 360, 2, seed=0, communities_per_motif=1, shared_events=shared)
+        for motif in range(2):
+            a, b = community_events(ds, motif)
+            assert low <= np.corrcoef(a, b)[0, 1] <= high, (shared, motif)
+    default = synthetic(16, 3, 240, 2, seed=0)
+    assert np.array_equal(default.traces.values, synthetic(16, 3, 240, 2, seed=0, shared_events=False).traces.values)
+
+
+def test_sweep_warns_when_its_suggestion_is_only_the_largest_stable_rank():
+    data = synthetic(24, 3, 240, 2, seed=0)  # 2 communities x 2 animals per motif: more terms than ranks tried
+    with pytest.warns(UserWarning, match="bounded by the ranks tried"):
+        out = dynamic_connectome(data.traces, rank=None, ranks=[1, 2, 3], n_restarts=3, device="cpu")
+    assert out.attrs["sweep_rule"] == "largest_stable"

@@ -220,8 +220,9 @@ def rank_sweep(tensor, ranks: Iterable[int], n_restarts: int = 10, *, holdout: f
         ``suggested_rank`` (:func:`suggest_rank`), ``rule`` (which rule
         decided: ``heldout_plateau``, ``largest_stable`` or
         ``no_stable_rank``), ``reason`` (why, with the numbers), ``stable``,
-        ``threshold``, ``holdout``, ``holdout_block``. When no rank is stable a
-        warning says so.
+        ``threshold``, ``holdout``, ``holdout_block``. A warning says when no rank
+        is stable, and when held-out error still falls past every stable rank
+        (the suggestion is then only the largest stable rank tried).
 
     Examples
     --------
@@ -271,6 +272,11 @@ def rank_sweep(tensor, ranks: Iterable[int], n_restarts: int = 10, *, holdout: f
     if rule == "no_stable_rank":
         warnings.warn(f"rank_sweep: {reason}. More data (time, animals), more restarts or smaller ranks may help.",
                       stacklevel=2)
+    elif rule == "largest_stable":
+        warnings.warn(f"rank_sweep: {reason}, so the suggestion is bounded by the ranks tried, not found in the "
+                      f"data. Try larger ranks, or read the elbow of held-out error in the sweep figure: real "
+                      f"affinities carry small structured terms (noise floors, per-animal timing) that keep "
+                      f"lowering it.", stacklevel=2)
     return xr.Dataset(
         {
             "error": ("rank", error),

@@ -26,7 +26,7 @@ def synthetic_connectome(n_neurons: int = 30, n_animals: int = 4, n_time: int = 
                          seed: int = 0, communities_per_motif: int = 2, community_size: int | None = None,
                          participation: float = 0.5, drive_rate: float = 0.15, background_rate: float = 0.01,
                          tau: float = 4.0, noise: float = 0.1, missing_fraction: float = 0.0,
-                         fps: float = 4.0) -> xr.Dataset:
+                         fps: float = 4.0, shared_events: bool = False) -> xr.Dataset:
     """Synthetic recordings with planted motifs, communities, epochs and participating animals.
 
     Parameters
@@ -55,6 +55,21 @@ def synthetic_connectome(n_neurons: int = 30, n_animals: int = 4, n_time: int = 
         every neuron stays present in at least one animal.
     fps : float
         Frames per second, for the ``time`` coord (seconds).
+    shared_events : bool
+        If True, every participating animal sees the same community event
+        times (a stimulus-locked design); if False (default), each animal's
+        events are drawn independently.
+
+    Notes
+    -----
+    The CP rank of the affinity tensor (:func:`~workbench.connectome.affinity`)
+    is not ``n_motifs``. A CP term has one time course shared by every
+    animal, so with independent events (the default) each (community,
+    participating animal) is its own term: ``communities_per_motif x`` the
+    number of participating animals per motif, summed over motifs. With
+    ``shared_events=True`` each community is one term. On top of either
+    comes a noise floor (uncorrelated noise makes ``d_i d_j`` positive half of
+    the time), shared by all pairs and bins: one more, nearly flat, term.
 
     Returns
     -------
@@ -102,11 +117,15 @@ def synthetic_connectome(n_neurons: int = 30, n_animals: int = 4, n_time: int = 
         participates[m, rng.choice(n_animals, n_part, replace=False)] = True
 
     events = (rng.random((n_animals, n_neurons, n_time)) < background_rate) * rng.exponential(1.0, (n_animals, n_neurons, n_time))
+    length = edges[1:] - edges[:-1]
+    common = [[(rng.random(length[m]) < drive_rate) * rng.exponential(1.0, length[m])
+               for _ in range(communities_per_motif)] for m in range(n_motifs)] if shared_events else None
     for m in range(n_motifs):
         epoch = slice(edges[m], edges[m + 1])
         for a in np.flatnonzero(participates[m]):
             for c in range(communities_per_motif):
-                shared = (rng.random(edges[m + 1] - edges[m]) < drive_rate) * rng.exponential(1.0, edges[m + 1] - edges[m])
+                shared = common[m][c] if shared_events else \
+                    (rng.random(length[m]) < drive_rate) * rng.exponential(1.0, length[m])
                 jitter = rng.uniform(0.7, 1.3, (size, 1))
                 events[a, members[m, c], epoch] += jitter * shared
     kernel = np.exp(-np.arange(int(8 * tau)) / tau)
