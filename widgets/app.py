@@ -46,8 +46,28 @@ def routes(cache_dir: str | os.PathLike | None = None,
     root = Path(cache_dir) if cache_dir is not None else default_cache()
     folders = DataFolders(data_dirs)
     titles = {slug: page.title for slug, page in PAGES.items()}
-    return {slug: (lambda page=page: site(page(cache_dir=root, data_folders=folders), titles))
-            for slug, page in PAGES.items()}
+
+    def build(page):
+        _serve_stylesheets_locally()
+        return site(page(cache_dir=root, data_folders=folders), titles)
+
+    return {slug: (lambda page=page: build(page)) for slug, page in PAGES.items()}
+
+
+def _serve_stylesheets_locally() -> None:
+    """Point this session's component stylesheets at this server before any component is built.
+
+    Panel gives a component's stylesheets CDN addresses and rewrites them to
+    the server's ``static/`` only once the session's page is rendered; under
+    concurrent first visits some escaped the rewrite, and the browser asked
+    cdn.holoviz.org for them (seen with 3 sessions opening at once). Setting
+    the document's ``dist_url`` first makes every component start local.
+    """
+    from panel.io.resources import LOCAL_DIST
+
+    doc = pn.state.curdoc
+    if doc is not None:
+        doc._template_variables["dist_url"] = f"{pn.state.rel_path}/{LOCAL_DIST}" if pn.state.rel_path else LOCAL_DIST
 
 
 def serve(port: int = 5006, address: str = "127.0.0.1", cache_dir: str | os.PathLike | None = None,
