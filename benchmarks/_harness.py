@@ -161,7 +161,7 @@ def interleave(sides: dict[str, Callable[[], Any]], repeats: int = MIN_REPEATS, 
     A side is a callable; it returns its measured seconds (a float) or a dict
     with ``"seconds"`` and whatever else it measured (a reference worker
     reports its own timing, so talking to it is not counted). A side that
-    returns None is timed here, around the call.
+    returns None, or a dict without ``"seconds"``, is timed here, around the call.
 
     Returns each side's list of per-run dicts, in run order.
     """
@@ -178,7 +178,9 @@ def interleave(sides: dict[str, Callable[[], Any]], repeats: int = MIN_REPEATS, 
             elapsed = time.perf_counter() - start
             if out is None:
                 out = {"seconds": elapsed}
-            elif not isinstance(out, dict):
+            elif isinstance(out, dict):
+                out = {"seconds": elapsed, **out}  # a "seconds" of its own wins
+            else:
                 out = {"seconds": float(out)}
             runs[name].append(out)
     return runs
@@ -196,54 +198,57 @@ def summary(runs: dict[str, list[dict[str, Any]]], ours: str, reference: str) ->
 
 # ---------------------------------------------------------------- agreement
 
-def _flat(value) -> dict[str, float]:
+def _leaves(value, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts flattened to {"a.b": leaf}; leaves are numbers or arrays."""
     if isinstance(value, dict):
         out = {}
         for key, v in value.items():
-            for sub, x in _flat(v).items():
-                out[f"{key}.{sub}" if sub else str(key)] = x
+            out.update(_leaves(v, f"{prefix}.{key}" if prefix else str(key)))
         return out
-    try:
-        import numpy as np
-
-        arr = np.asarray(value, dtype=np.float64).ravel()
-    except ImportError:  # a worker without numpy compares plain numbers
-        arr = [float(value)]
-    if len(arr) == 1:
-        return {"": float(arr[0])}
-    return {f"[{i}]": float(x) for i, x in enumerate(arr)}
+    return {prefix: value}
 
 
 def assert_agreement(name: str, ours, ref, rtol: float, *, atol: float = 0.0, dtype: str = "float64"
                      ) -> dict[str, Any]:
     """Check ``|ours - ref| <= rtol * |ref| + atol`` entry by entry; raise :class:`Disagreement` if not.
 
-    ``ours`` and ``ref`` are numbers, arrays or (nested) dicts with the same
-    keys. ``dtype`` says in what precision the compared values were computed
-    (recorded, not used). Returns the record that goes in the JSON: the
-    worst relative disagreement, the tolerance and whether it held.
+    ``ours`` and ``ref`` are numbers, arrays or (nested) dicts of them with
+    the same keys and shapes; NaN on either side fails. ``dtype`` says in
+    what precision the compared values were computed (recorded, not used).
+    Returns the record that goes in the JSON: the worst relative
+    disagreement, the tolerance and whether it held.
     """
+    import numpy as np
+
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"rtol, atol: expected non-negative tolerances, got {rtol!r}, {atol!r}")
-    a, b = _flat(ours), _flat(ref)
+    a, b = _leaves(ours), _leaves(ref)
     if a.keys() != b.keys():
         raise Disagreement(f"{name}: ours and the reference report different quantities: "
-                           f"{sorted(a.keys() ^ b.keys())}")
-    worst_key, worst_rel, failed = None, 0.0, []
-    for key, x in a.items():
-        y = b[key]
-        diff = abs(x - y)
-        if not diff <= rtol * abs(y) + atol:  # NaN on either side fails
-            failed.append(key)
-        rel = diff / abs(y) if y != 0 else (0.0 if diff == 0 else float("inf"))
-        if not rel <= worst_rel:
-            worst_key, worst_rel = key, rel
+                           f"{sorted(a.keys() ^ b.keys())}", {"name": name, "passed": False})
+    worst_key, worst_rel, failed, n = None, 0.0, [], 0
+    for key in a:
+        x, y = np.asarray(a[key], dtype=np.float64), np.asarray(b[key], dtype=np.float64)
+        if x.shape != y.shape:
+            raise Disagreement(f"{name}: {key or 'value'} has shape {x.shape} here, {y.shape} in the reference",
+                               {"name": name, "passed": False})
+        diff = np.abs(x - y)
+        bad = ~(diff <= rtol * np.abs(y) + atol)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(diff == 0, 0.0, diff / np.abs(y))
+        rel = np.where(np.isnan(rel), np.inf, rel)
+        n += x.size
+        if bad.any():
+            failed.append(f"{key or 'value'}{[int(i) for i in np.argwhere(bad)[0]] if x.ndim else ''}")
+        if x.size and rel.max() > worst_rel:
+            worst_key, worst_rel = key or "value", float(rel.max())
     record = {"name": name, "rtol": rtol, "atol": atol, "dtype": dtype, "max_relative_disagreement": worst_rel,
-              "worst": worst_key, "n_compared": len(a), "passed": not failed}
+              "worst": worst_key, "n_compared": n, "passed": not failed}
     if failed:
         record["failed"] = failed[:20]
-        raise Disagreement(f"{name}: {len(failed)} of {len(a)} values differ beyond rtol {rtol} / atol {atol} "
-                           f"(worst {worst_key}: relative {worst_rel:.3g}); e.g. {failed[:5]}", record)
+        raise Disagreement(f"{name}: values differ beyond rtol {rtol} / atol {atol} in {len(failed)} of "
+                           f"{len(a)} quantities (worst {worst_key}: relative {worst_rel:.3g}); e.g. {failed[:5]}",
+                           record)
     return record
 
 
