@@ -269,6 +269,7 @@ class Report:
             "rows": [], "agreement": [],
         }
         self.failures: list[str] = []
+        self._pending: list[dict] = []  # agreement checks made since the last row
 
     def check(self, name: str, ours, ref, rtol: float, **kw) -> bool:
         """:func:`assert_agreement`, recorded; a failure is kept and ends the run non-zero at :meth:`write`."""
@@ -282,13 +283,20 @@ class Report:
             print(f"agreement {name}: worst relative {record['max_relative_disagreement']:.2e} "
                   f"(rtol {rtol}, {record['dtype']})", flush=True)
         self.data["agreement"].append(record)
+        self._pending.append(record)
         return record["passed"]
 
     def row(self, name: str, *, ours: str, reference: str, runs: dict[str, list[dict]], ours_key: str = "ours",
-            reference_key: str = "reference", target: float | None = None, **extra) -> dict[str, Any]:
-        """Add a comparison row: what ran on each side (``reference`` is its configuration) and the timings."""
+            reference_key: str = "reference", target: float | None = None, agreement: list[dict] | None = None,
+            **extra) -> dict[str, Any]:
+        """Add a comparison row: what ran on each side (``reference`` is its configuration) and the timings.
+
+        ``agreement``: the checks that vouch for this row; default those made since the previous row.
+        """
+        if agreement is None:
+            agreement, self._pending = self._pending, []
         row = {"name": name, "ours": ours, "reference": reference, "target_ratio": target,
-               **summary(runs, ours_key, reference_key), **extra}
+               **summary(runs, ours_key, reference_key), "agreement": agreement, **extra}
         self.data["rows"].append(row)
         r, o, f = row["ratio"], row["ours_seconds"], row["reference_seconds"]
         print(f"{name}: ours {o['median']:.4g} s [{o['min']:.4g}, {o['max']:.4g}], reference "

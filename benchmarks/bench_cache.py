@@ -124,15 +124,16 @@ def bench_model(report: Report, name: str, model, n_tokens: int, seq_len: int, b
         shutil.rmtree(root, ignore_errors=True)
     shape = dict(model=name, tokens=int(tokens.numel()), seq_len=seq_len, batch_size=batch_size, hooks=len(hooks),
                  data_mb=round(data_bytes / 2**20, 1), disk_mb=round(disk / 2**20, 1))
-    report.row(f"cache warm read, {name}, {tokens.numel()} tokens", ours="HookCache warm read (OS page cache holds "
-               "the store) into memory", reference=REFERENCE, runs=runs, ours_key="warm", reference_key="forward",
-               target=10.0, **shape)
+    checked = report.row(f"cache warm read, {name}, {tokens.numel()} tokens",
+                         ours="HookCache warm read (OS page cache holds the store) into memory",
+                         reference=REFERENCE, runs=runs, ours_key="warm", reference_key="forward", target=10.0,
+                         **shape)
     report.row(f"cache cold read, {name}, {tokens.numel()} tokens", ours="HookCache cold read (sync + "
                "posix_fadvise DONTNEED on the store first) into memory", reference=REFERENCE, runs=runs,
-               ours_key="cold", reference_key="forward", **shape)
+               ours_key="cold", reference_key="forward", agreement=checked["agreement"], **shape)
     report.row(f"cache write, {name}, {tokens.numel()} tokens", ours="forward pass + writing the store (ratio < 1: "
                "1 / ratio - 1 is the write overhead; target <= 0.15)", reference=REFERENCE, runs=runs,
-               ours_key="write", reference_key="forward", **shape)
+               ours_key="write", reference_key="forward", agreement=checked["agreement"], **shape)
 
 
 def main(argv=None) -> None:

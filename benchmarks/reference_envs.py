@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import venv
@@ -25,10 +26,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "benchmarks" / ".envs"
-#: name -> (pip requirements, link the calling environment's torch)
+SAELENS_VERSION = "6.54.12"
+#: name -> (pip requirements, link the calling environment's torch, marker file of a finished install)
 REFERENCES = {
-    "saelens": (["sae-lens==6.54.12"], True),
-    "tensortools": (["tensortools==0.4", "numba>=0.60", "threadpoolctl>=3.0"], False),
+    "saelens": ([f"sae-lens=={SAELENS_VERSION}"], True, f".sae-lens-{SAELENS_VERSION}"),
+    "tensortools": (["tensortools==0.4", "numba>=0.60", "threadpoolctl>=3.0"], False, ".tensortools-0.4"),
 }
 
 
@@ -49,17 +51,21 @@ def ensure_env(name: str) -> Path:
     """The python of reference environment ``name`` (a key of :data:`REFERENCES`); built on first use."""
     if name not in REFERENCES:
         raise ValueError(f"name: expected one of {sorted(REFERENCES)}, got {name!r}")
-    requirements, link_torch = REFERENCES[name]
+    requirements, link_torch, marker_name = REFERENCES[name]
     env = ENVS / name
     python = env / "bin" / "python"
-    marker = env / (".installed-" + "+".join(requirements).replace("/", "_"))
+    marker = env / marker_name
     if marker.is_file():
         return python
-    venv.EnvBuilder(with_pip=True, clear=True).create(env)
-    if link_torch:
-        _link_torch(env)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
-    marker.write_text("ok\n")
+    ENVS.mkdir(parents=True, exist_ok=True)
+    with open(ENVS / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second caller waits for the first build instead of clearing it
+        if not marker.is_file():
+            venv.EnvBuilder(with_pip=True, clear=True).create(env)
+            if link_torch:
+                _link_torch(env)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
+            marker.write_text("ok\n")
     return python
 
 
