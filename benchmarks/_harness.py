@@ -138,6 +138,18 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def arguments(doc: str, quick_help: str):
+    """The options every benchmark takes: --threads (both sides), --repeats, --quick, --out."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="threads of both sides (BLAS, OpenMP, torch, numba)")
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="interleaved runs per side")
+    parser.add_argument("--quick", action="store_true", help=quick_help + "; written to results/quick/")
+    parser.add_argument("--out", default=None, help="the result JSON (default results/NAME.json)")
+    return parser
+
+
 # ---------------------------------------------------------------- timing
 
 def _seconds(fn: Callable[[], Any]) -> float:

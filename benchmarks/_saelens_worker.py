@@ -17,6 +17,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
 from _harness import serve
+from _sae_eval import held_out_result
 
 _arrays = {}
 
@@ -53,12 +54,7 @@ def train(args):
                                    dead_feature_window=args["dead_window_steps"])
     start = time.perf_counter()
     sae = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches()).fit()
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        feats = sae.encode(held)
-        fvu = float((sae.decode(feats) - held).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
-        l0 = float((feats > 0).float().sum(-1).mean())
-    return {"seconds": seconds, "tokens_per_s": args["n_tokens"] / seconds, "fvu": fvu, "l0": l0}
+    return held_out_result(sae, held, time.perf_counter() - start, args["n_tokens"])
 
 
 if __name__ == "__main__":

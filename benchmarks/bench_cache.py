@@ -22,7 +22,6 @@ forward pass's to 1e-5 relative (float32 both).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _harness import MIN_REPEATS, Report, interleave
+from _harness import Report, arguments, interleave
 from workbench.hooks import HookCache
 from workbench.hooks.cache import _StopForward, _stop_hook_name
 from workbench.models import boot_native, load_model
@@ -137,15 +136,11 @@ def bench_model(report: Report, name: str, model, n_tokens: int, seq_len: int, b
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments(__doc__, "tiny-attn-2l, 1,024 tokens")
     parser.add_argument("--tokens", type=int, default=16384)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="tiny-attn-2l, 1,024 tokens")
-    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     report = Report("cache", args.threads, args.quick, argv)
     if args.quick:

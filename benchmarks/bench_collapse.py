@@ -27,12 +27,11 @@ the same in-memory chunks, interleaved, at least five times.
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
 
-from _harness import MIN_REPEATS, Report, interleave
+from _harness import Report, arguments, interleave
 from workbench.collapse import NCAccumulator
 
 METRICS = ["nc1", "nc2_equinorm_h", "nc2_equinorm_w", "nc2_equiangle", "nc2_max_angle", "nc2_etf", "nc2_of", "nc3",
@@ -133,16 +132,12 @@ def workbench_nc_metrics(chunks, n_classes: int, W: np.ndarray, b: np.ndarray, d
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, "20,000 x 64, K = 10 and 50")
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--classes", default="100,1000", help="comma-separated K values")
     parser.add_argument("--chunk", type=int, default=50_000)
-    parser.add_argument("--threads", type=int, default=1, help="threads of both sides (BLAS, torch)")
-    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="20,000 x 64, K = 10 and 50")
-    parser.add_argument("--out", default=None, help="JSON path (default results/collapse[_tN].json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.dim, args.classes, args.chunk = 20_000, 64, "10,50", 5_000

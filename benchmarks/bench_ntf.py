@@ -29,7 +29,6 @@ bandwidth bound (the tensor read twice per iteration).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _harness import MIN_REPEATS, Report, Worker, interleave
+from _harness import Report, Worker, arguments, interleave
 from reference_envs import ensure_env
 from workbench.connectome import ntf
 from workbench.connectome.ntf import _init as workbench_init
@@ -131,12 +130,8 @@ def compare(report: Report, worker: Worker, workdir: Path, case: str, x: np.ndar
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, "small tensors (400 x 60 x 8)")
     parser.add_argument("--ref-iters", type=int, default=30, help="tensortools iterations; its error is the target")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
-    parser.add_argument("--quick", action="store_true", help="small tensors (400 x 60 x 8)")
-    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     report = Report("ntf", args.threads, args.quick, argv)
     shape = (400, 60, 8) if args.quick else (5886, 240, 21)

@@ -33,7 +33,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -41,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _harness import MIN_REPEATS, RESULTS, Report, Worker, interleave
+from _harness import RESULTS, Report, Worker, arguments, interleave
+from _sae_eval import held_out_result
 from reference_envs import ENVS, SAELENS_VERSION, ensure_env
 
 WORKER = Path(__file__).resolve().parent / "_saelens_worker.py"
@@ -90,15 +90,9 @@ def run_ours(args: dict, train_path: Path, held_path: Path) -> dict:
         kw.update(k=args["k"], aux_coefficient=args["aux_coefficient"])
     else:
         kw.update(l1_coefficient=args["l1_coefficient"])
-    train(acts, **{**kw, "n_tokens": 4 * args["batch_size"]})  # warm-up
     start = time.perf_counter()
     sae, _ = train(acts, **kw)
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        feats = sae.encode(held)
-        fvu = float((sae.decode(feats) - held).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
-        l0 = float((feats > 0).float().sum(-1).mean())
-    return {"seconds": seconds, "tokens_per_s": args["n_tokens"] / seconds, "fvu": fvu, "l0": l0}
+    return held_out_result(sae, held, time.perf_counter() - start, args["n_tokens"])
 
 
 def step_flops(args: dict) -> float:
@@ -195,14 +189,9 @@ def tune_l1(train_at, target: float, start: float = 1.0, max_probes: int = 10) -
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small budget (64 training sequences, 32k tokens)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads for both (default 1: on shared cores OpenMP barriers dominate)")
-    p.add_argument("--repeats", type=int, default=MIN_REPEATS)
+    p = arguments(__doc__, "small budget (64 training sequences, 32k tokens)")
     p.add_argument("--target-l0", type=float, default=50.0, help="L0 the standard SAEs are tuned to")
     p.add_argument("--skip-sweep", action="store_true")
-    p.add_argument("--out", default=None)
     opts = p.parse_args(argv)
     report = Report("sae", opts.threads, opts.quick, argv)
     ENVS.mkdir(parents=True, exist_ok=True)
@@ -214,20 +203,20 @@ def main(argv=None) -> dict:
                  "tokens; own venv, one long-lived worker")
     peak = matmul_flops(base["batch_size"], 128, base["d_sae"])
     with Worker(ensure_env("saelens"), WORKER, opts.threads, env={"WANDB_MODE": "disabled"}) as saelens:
-        def sides(args):
-            last = {}
+        def sides(args, ref_args=None):
+            """Both sides' training at ``args`` (SAELens at ``ref_args`` if given), warmed up; their last results."""
+            ref_args, last = ref_args or args, {}
 
             def ours():
                 last["ours"] = run_ours(args, train_path, held_path)
                 return last["ours"]
 
             def theirs():
-                last["reference"] = saelens.call(**args)
+                last["reference"] = saelens.call(**ref_args)
                 return last["reference"]
 
-            warm = {**args, "n_tokens": 4 * args["batch_size"]}
-            run_ours(warm, train_path, held_path)
-            saelens.call(**warm)
+            run_ours({**args, "n_tokens": 4 * args["batch_size"]}, train_path, held_path)
+            saelens.call(**{**ref_args, "n_tokens": 4 * args["batch_size"]})
             return {"ours": ours, "reference": theirs}, last
 
         def fvu_check(label, last):
@@ -260,18 +249,8 @@ def main(argv=None) -> dict:
             lambda l1: run_ours({**args, "l1_coefficient": l1}, train_path, held_path), target)
         l1_ref, probes_ref = tune_l1(lambda l1: saelens.call(**{**args, "l1_coefficient": l1}), target)
         matched = {**args, "l1_coefficient": l1_ours}
-        matched_ref = {**args, "l1_coefficient": l1_ref}
-        last = {}
-
-        def ours_matched():
-            last["ours"] = run_ours(matched, train_path, held_path)
-            return last["ours"]
-
-        def ref_matched():
-            last["reference"] = saelens.call(**matched_ref)
-            return last["reference"]
-
-        runs = interleave({"ours": ours_matched, "reference": ref_matched}, repeats=opts.repeats, warmup=0)
+        fns, last = sides(matched, {**args, "l1_coefficient": l1_ref})
+        runs = interleave(fns, repeats=opts.repeats, warmup=0)
         label = f"SAE standard at matched L0 {target:g}"
         report.check(f"{label}: both L0 within {L0_MATCH:.0%} of the target",
                      {"ours": last["ours"]["l0"], "saelens": last["reference"]["l0"]},

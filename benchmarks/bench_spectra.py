@@ -29,13 +29,12 @@ Cases (each at least five interleaved runs per side):
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import numpy as np
 import torch
 
-from _harness import MIN_REPEATS, Report, interleave
+from _harness import Report, arguments, interleave
 from workbench.models import load_model
 from workbench.spectra import layer_spectra
 from workbench.spectra.weights import model_matrices
@@ -83,11 +82,7 @@ def as_module(matrices: list[np.ndarray]) -> torch.nn.Sequential:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
-    parser.add_argument("--quick", action="store_true", help="a GPT-2-like model at d_model 128, 2 layers")
-    parser.add_argument("--out", default=None)
+    parser = arguments(__doc__, "a GPT-2-like model at d_model 128, 2 layers")
     args = parser.parse_args(argv)
     report = Report("spectra", args.threads, args.quick, argv)
     import weightwatcher as ww
