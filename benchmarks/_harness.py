@@ -272,8 +272,7 @@ class Report:
     def __init__(self, benchmark: str, threads: int, quick: bool, argv: list[str] | None = None) -> None:
         self.data: dict[str, Any] = {
             "benchmark": benchmark, "format": "harness-1", "quick": bool(quick),
-            "command": " ".join(["python", f"benchmarks/bench_{benchmark}.py", *(sys.argv[1:] if argv is None
-                                                                                else argv)]),
+            "command": " ".join(["python", _script(), *(sys.argv[1:] if argv is None else argv)]),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "load_average": {"before": load_average()},
             "threads": configure_threads(threads),
@@ -330,6 +329,12 @@ class Report:
         if self.failures:
             raise SystemExit("agreement failed:\n  " + "\n  ".join(self.failures))
         return path
+
+
+def _script() -> str:
+    """The running script's path relative to the checkout (as the command to rerun it)."""
+    path = Path(sys.argv[0]).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _jsonable(value):
