@@ -10,7 +10,10 @@ runs each of:
 * a warm read: the whole cache read into memory right after it was read
   last (the OS page cache holds the store);
 * a cold read: the same after ``os.sync()`` and ``posix_fadvise(DONTNEED)``
-  on every file of the store, so its pages come from the disk again;
+  on every file of the store, so its pages come from the disk again (the
+  stores go under ``--store-dir``, default ``benchmarks/.envs/cache-stores``,
+  on a disk: on tmpfs nothing can be dropped; the JSON records the file
+  system);
 * a write: the forward pass with caching into a fresh store.
 
 Agreement: the cached activations of the first and last hooks equal a fresh
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from _harness import Report, arguments, interleave
+from reference_envs import ENVS
 from workbench.hooks import HookCache
 from workbench.hooks.cache import _StopForward, _stop_hook_name
 from workbench.models import boot_native, load_model
@@ -81,12 +85,30 @@ def drop_page_cache(root: Path) -> None:
                 os.close(fd)
 
 
-def bench_model(report: Report, name: str, model, n_tokens: int, seq_len: int, batch_size: int, repeats: int):
+def filesystem(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts; "?" where unknown)."""
+    best, kind = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, fstype, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) > len(best):
+                best, kind = mount, fstype
+    except OSError:
+        pass
+    return kind
+
+
+def bench_model(report: Report, name: str, model, n_tokens: int, seq_len: int, batch_size: int, repeats: int,
+                store_dir: Path):
     hooks = hooks_for(model)
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, model.cfg.d_vocab, (n_tokens // seq_len, seq_len), generator=gen).to(model.cfg.device)
     stop_at = _stop_hook_name(model, hooks)
-    root = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    store_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="bench-cache-", dir=store_dir))
+    fs = filesystem(root)
+    if fs in ("tmpfs", "ramfs"):
+        print(f"warning: the store is on {fs}: a cold read cannot leave memory (use --store-dir on a disk)")
     store = root / "store"
     writes = iter(range(10**6))
     try:
@@ -121,7 +143,7 @@ def bench_model(report: Report, name: str, model, n_tokens: int, seq_len: int, b
         disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    shape = dict(model=name, tokens=int(tokens.numel()), seq_len=seq_len, batch_size=batch_size, hooks=len(hooks),
+    shape = dict(store_filesystem=fs, model=name, tokens=int(tokens.numel()), seq_len=seq_len, batch_size=batch_size, hooks=len(hooks),
                  data_mb=round(data_bytes / 2**20, 1), disk_mb=round(disk / 2**20, 1))
     checked = report.row(f"cache warm read, {name}, {tokens.numel()} tokens",
                          ours="HookCache warm read (OS page cache holds the store) into memory",
@@ -141,14 +163,17 @@ def main(argv=None) -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--store-dir", type=Path, default=ENVS / "cache-stores",
+                        help="where the stores are written (a disk, not tmpfs, for the cold read)")
     args = parser.parse_args(argv)
     report = Report("cache", args.threads, args.quick, argv)
     if args.quick:
         bench_model(report, "tiny-attn-2l", load_model("tiny-attn-2l", device=args.device), 1024, args.seq_len,
-                    args.batch_size, args.repeats)
+                    args.batch_size, args.repeats, args.store_dir)
     else:
         model = boot_native(GPT2_SMALL, device=args.device, name="gpt2-small-shapes-random")
-        bench_model(report, "gpt2-small-shapes", model, args.tokens, args.seq_len, args.batch_size, args.repeats)
+        bench_model(report, "gpt2-small-shapes", model, args.tokens, args.seq_len, args.batch_size, args.repeats,
+                    args.store_dir)
     report.write(args.out)
 
 
