@@ -1,106 +1,86 @@
-"""Benchmark: workbench NTF (batched torch HALS) against tensorly and tensortools.
+"""Benchmark: workbench ``ntf`` (batched torch HALS) against tensortools ``ncp_hals``, same start, float32.
 
-For a paper-scale tensor (109 neurons -> 5886 pairs x 240 time x 21 animals,
-rank 15) and a smaller one, every method fits from random starts; the target
-is the relative error tensorly's numpy HALS reaches after ``--ref-iters``
-iterations, and each method's score is the wall time until its error is
-within 0.1% of that target. Also reported: seconds per iteration against the
-memory-bandwidth bound (the tensor read once per mode update, 3 reads per
-iteration; the machine's bandwidth is measured here with a large numpy copy),
-and the time of a full rank sweep (ranks 5-20, 10 restarts each).
+Reference: tensortools' ``ncp_hals`` (its fastest non-negative CP) in
+float32, in its own venv (``reference_envs.py``; it needs numba), one
+long-lived process so its start-up and numba's JIT compilation (warmed up on
+the same data first) are not timed. It starts from *our* initial factors
+(``workbench.connectome.ntf._init`` with the same seed) and runs
+``--ref-iters`` iterations; its final relative error is the target. Ours
+(``ntf``, float32, tol 0) runs until it reaches that error, restart by
+restart, by its own running estimate: the score is time to the same error
+from the same start. Agreement: each final error recomputed exactly in
+float64 (untimed, both sides) must reach the reference's within 1e-4
+relative (or beat it).
 
-Run: ``python benchmarks/bench_ntf.py [--no-sweep]``; results go to
-``benchmarks/results/ntf.json``.
+Rows, each at least five interleaved runs per side:
+
+* paper-scale tensor (5886 pairs x 240 time x 21 animals, planted rank 15,
+  10% noise), fitted rank 15: one fit, and ten restarts (tensortools fits the
+  ten starts one after the other; ours fits them as one batch);
+* a noisy over-complete tensor of the same shape: planted rank 24 plus 30%
+  noise, fitted at rank 15, one fit and ten restarts.
+
+Also reported: our seconds per full-tensor iteration against the copy
+bandwidth bound (the tensor read twice per iteration).
+
+    python benchmarks/bench_ntf.py             # paper scale (about 25 min on 1 thread)
+    python benchmarks/bench_ntf.py --quick     # small tensors: agreement and the JSON only
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from workbench.connectome import ntf, rank_sweep
+from _harness import Report, Worker, arguments, interleave
+from reference_envs import ensure_env
+from workbench.connectome import ntf
+from workbench.connectome.ntf import _init as workbench_init
 
-OUT = Path(__file__).resolve().parent / "results" / "ntf.json"
-SLACK = 1e-3  # "same error": within 0.1% of the target
-
-
-def bandwidth_gb_s(n_bytes: int = 1 << 29, repeats: int = 5) -> float:
-    """Copy bandwidth (read + write bytes per second) of a large numpy copy."""
-    src = np.ones(n_bytes // 8)
-    dst = np.empty_like(src)
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n_bytes / best / 1e9
+AGREEMENT = 1e-4
+WORKER = Path(__file__).resolve().parent / "_tensortools_worker.py"
+REFERENCE = "tensortools {version} ncp_hals, float32, from our initial factors, {iters} iterations, tol 0; numba JIT " \
+            "warmed up"
 
 
-def planted_tensor(shape, rank, seed=0, noise=0.1):
+def planted_tensor(shape, rank, noise, seed=0) -> np.ndarray:
+    """Non-negative planted CP tensor (sparse-ish factors) plus relative Gaussian noise, float32."""
     rng = np.random.default_rng(seed)
-    factors = [rng.random((n, rank)) ** 4 for n in shape]  # sparse-ish, like affinity factors
+    factors = [rng.random((n, rank)) ** 4 for n in shape]
     clean = np.einsum("ir,jr,kr->ijk", *factors, optimize=True)
-    return np.abs(clean + noise * clean.std() * rng.standard_normal(shape))
+    return np.abs(clean + noise * clean.std() * rng.standard_normal(shape)).astype(np.float32)
 
 
-def time_to(errors, seconds, target):
-    """First time at which the error is within SLACK of target (None if never)."""
-    for err, sec in zip(errors, seconds):
-        if err <= target * (1 + SLACK):
-            return float(sec)
-    return None
+def starts(x: np.ndarray, rank: int, n_restarts: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The initial factors ``ntf(x, rank, n_restarts=..., seed=seed)`` starts from (float64)."""
+    norm = float(np.sqrt(np.square(x, dtype=np.float64).sum()))
+    A, B, C = workbench_init(x.shape, rank, n_restarts, seed, norm, torch.device("cpu"), torch.float64)
+    return {"A": A.numpy(), "B": B.numpy(), "C": C.numpy()}
 
 
-def run_tensorly(x, rank, iters, backend):
-    import tensorly as tl
-    from tensorly.decomposition import non_negative_parafac_hals
-
-    tl.set_backend(backend)
-    tensor = tl.tensor(x) if backend == "numpy" else tl.tensor(torch.as_tensor(x))
+def run_ours(x: np.ndarray, rank: int, n_restarts: int, targets: np.ndarray, max_iter: int) -> dict:
+    """Time ``ntf`` until every restart's error is within AGREEMENT of its target; its final errors."""
+    stop = targets * (1 + AGREEMENT)
     t0 = time.perf_counter()
-    # tensorly records errors only when tol > 0; 1e-30 never stops it early
-    _, errors = non_negative_parafac_hals(tensor, rank, n_iter_max=iters, init="random", random_state=0,
-                                          tol=1e-30, return_errors=True)
-    total = time.perf_counter() - t0
-    tl.set_backend("numpy")
-    errors = [float(e) for e in errors]
-    return errors, [total * (i + 1) / len(errors) for i in range(len(errors))], total / len(errors)
+    res = ntf(x, rank, n_restarts=n_restarts, max_iter=max_iter, tol=0, seed=0, device="cpu",
+              callback=lambda _it, err: bool(np.all(err <= stop)))
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "reported_errors": res.errors.values.tolist(), "n_iter": res.n_iter,
+            "errors": [exact_error(x, weights, factors) for weights, factors in res.restarts]}
 
 
-def run_tensortools(x, rank, iters):
-    try:
-        import tensortools as tt
-    except Exception as exc:  # reported in the JSON, not hidden
-        return {"error": f"tensortools unavailable: {type(exc).__name__}: {exc}"}
-    t0 = time.perf_counter()
-    res = tt.ncp_hals(x, rank, max_iter=iters, tol=0, random_state=0, verbose=False)
-    total = time.perf_counter() - t0
-    errors = [float(e) for e in res.obj_hist]
-    return errors, [total * (i + 1) / len(errors) for i in range(len(errors))], total / len(errors)
+def exact_error(x: np.ndarray, weights: np.ndarray, factors: list[np.ndarray]) -> float:
+    """||x - model|| / ||x|| in float64 (as the worker computes the reference's)."""
+    x64 = x.astype(np.float64)
+    model = np.einsum("r,ir,jr,kr->ijk", weights, *factors, optimize=True)
+    return float(np.linalg.norm(x64 - model) / np.linalg.norm(x64))
 
 
-def run_workbench(x, rank, target, max_iter, n_restarts=1):
-    """Errors (worst restart) and time stamps per iteration until every restart reaches the target."""
-    errors, stamps = [], []
-    t0 = time.perf_counter()
-
-    def callback(_it, err):
-        errors.append(float(err.max()))
-        stamps.append(time.perf_counter() - t0)
-        return errors[-1] <= target * (1 + SLACK)
-
-    ntf(x, rank, n_restarts=n_restarts, max_iter=max_iter, tol=0, device="cpu", seed=0, callback=callback)
-    return errors, stamps
-
-
-def seconds_per_iteration(x, rank, n_restarts, iters=6):
+def seconds_per_iteration(x, rank, n_restarts, iters=6) -> float:
     """Median time of one HALS iteration on the full tensor (no compression, set-up excluded)."""
     stamps = []
     ntf(x, rank, n_restarts=n_restarts, max_iter=iters, tol=0, device="cpu", seed=0, compress=None,
@@ -108,93 +88,63 @@ def seconds_per_iteration(x, rank, n_restarts, iters=6):
     return float(np.median(np.diff(stamps)))
 
 
-def compare(name, shape, rank, ref_iters, bandwidth):
-    x = planted_tensor(shape, rank)
-    print(f"\n== {name}: {shape}, rank {rank}")
-    out = {"shape": list(shape), "rank": rank, "ref_iters": ref_iters, "methods": {}}
-    ref_errors, ref_times, ref_per_it = run_tensorly(x, rank, ref_iters, "numpy")
-    target = ref_errors[-1]
-    out["target_error"] = target
-    out["methods"]["tensorly_numpy"] = {"time_to_target_s": ref_times[-1], "s_per_iter": ref_per_it,
-                                        "final_error": target}
-    print(f"tensorly numpy: {ref_per_it:.3f} s/it, error {target:.5f} after {ref_iters} it, {ref_times[-1]:.1f} s")
-    tl_torch = run_tensorly(x, rank, ref_iters, "pytorch")
-    out["methods"]["tensorly_pytorch"] = {"time_to_target_s": time_to(tl_torch[0], tl_torch[1], target),
-                                          "s_per_iter": tl_torch[2], "final_error": tl_torch[0][-1]}
-    tt_res = run_tensortools(x, rank, ref_iters)
-    if isinstance(tt_res, dict):
-        out["methods"]["tensortools_ncp_hals"] = tt_res
-    else:
-        out["methods"]["tensortools_ncp_hals"] = {"time_to_target_s": time_to(tt_res[0], tt_res[1], target),
-                                                  "s_per_iter": tt_res[2], "final_error": tt_res[0][-1]}
-    errors, stamps = run_workbench(x, rank, target, max_iter=10 * ref_iters)
-    ours = time_to(errors, stamps, target)
-    s_it = seconds_per_iteration(x, rank, 1)
-    x_bytes_f32 = x.size * 4
-    bound = 3 * x_bytes_f32 / (bandwidth * 1e9)
-    out["methods"]["workbench_float32"] = {"time_to_target_s": ours, "full_iterations_to_target": len(errors),
-                                          "s_per_iter": s_it, "final_error": errors[-1],
-                                          "bandwidth_bound_s_per_iter": bound,
-                                          "fraction_of_bandwidth_bound": bound / s_it,
-                                          "tensor_reads_per_iter": 2}
-    others = {k: v["time_to_target_s"] for k, v in out["methods"].items()
-              if k != "workbench_float32" and v.get("time_to_target_s")}
-    fastest = min(others, key=others.get)
-    out["speedup_vs_fastest"] = others[fastest] / ours if ours else None
-    out["fastest_reference"] = fastest
-    out["speedups"] = {k: v / ours for k, v in others.items()} if ours else {}
-    for k, v in out["methods"].items():
-        print(f"{k:24s} time to target {v.get('time_to_target_s')} s, {v.get('s_per_iter', float('nan')):.4f} s/it")
-    print(f"workbench: {len(errors)} it, {s_it * 1e3:.1f} ms/it; bandwidth bound {bound * 1e3:.1f} ms/it "
-          f"({100 * bound / s_it:.0f}% of bound); speedup vs fastest ({fastest}): {out['speedup_vs_fastest']}")
+def compare(report: Report, worker: Worker, workdir: Path, case: str, x: np.ndarray, rank: int, ref_iters: int,
+            repeats: int, version: str) -> None:
+    tensor = workdir / f"{case}.npy"
+    np.save(tensor, x)
+    bandwidth = report.data["hardware"]["copy_bandwidth_1thread_gb_s"]
+    for n_restarts in (1, 10):
+        init = workdir / f"{case}-{n_restarts}.npz"
+        np.savez(init, **starts(x, rank, n_restarts))
+        msg = dict(tensor=str(tensor), init=str(init), rank=rank, restarts=list(range(n_restarts)))
+        worker.call(**msg, iters=2)  # numba compiles its float32 kernels here, untimed
+        ref = worker.call(**msg, iters=ref_iters)
+        targets = np.asarray(ref["errors"])
+        run_ours(x, rank, n_restarts, targets, max_iter=2)  # our warm-up
+        results = {}
 
-    errors10, stamps10 = run_workbench(x, rank, target, max_iter=10 * ref_iters, n_restarts=10)
-    ours10 = time_to(errors10, stamps10, target)
-    s_it10 = seconds_per_iteration(x, rank, 10)
-    out["ten_restarts"] = {
-        "workbench_time_to_target_s": ours10, "full_iterations_to_target": len(errors10), "s_per_iter": s_it10,
-        "worst_restart_error": errors10[-1], "fraction_of_bandwidth_bound": bound / s_it10,
-        "reference_time_s": {k: 10 * v for k, v in others.items()},
-        "speedup_vs_fastest": 10 * others[fastest] / ours10 if ours10 else None,
-    }
-    print(f"ten restarts: workbench {ours10} s ({len(errors10)} it, {s_it10 * 1e3:.1f} ms/it); "
-          f"speedup vs 10 x fastest ({fastest}): {out['ten_restarts']['speedup_vs_fastest']}")
-    return out, x
+        def ours():
+            results["ours"] = run_ours(x, rank, n_restarts, targets, max_iter=50 * ref_iters)
+            return results["ours"]
+
+        def reference():
+            results["reference"] = worker.call(**msg, iters=ref_iters)
+            return results["reference"]
+
+        runs = interleave({"ours": ours, "reference": reference}, repeats=repeats, warmup=0)
+        label = f"NTF {case} {'x'.join(map(str, x.shape))} rank {rank}, " + (
+            "one fit" if n_restarts == 1 else f"{n_restarts} restarts")
+        reached = np.maximum(np.asarray(results["ours"]["errors"]), targets)  # lower than the target is fine
+        report.check(label + ": error reaches the reference's", reached, targets, rtol=AGREEMENT,
+                     dtype="float32 fit, relative error")
+        s_it = seconds_per_iteration(x, rank, n_restarts)
+        bound = 2 * x.nbytes / (bandwidth * 1e9)
+        report.row(label, ours=f"workbench ntf float32, tol 0, stopped at the reference's error ({n_restarts} "
+                               "restart(s) in one batch)",
+                   reference=REFERENCE.format(version=version, iters=ref_iters) + (
+                       "" if n_restarts == 1 else f"; {n_restarts} fits one after the other"),
+                   runs=runs, target=10.0, shape=list(x.shape), rank=rank, restarts=n_restarts,
+                   reference_errors=targets.tolist(), ours_errors=results["ours"]["errors"],
+                   ours_full_iterations=results["ours"]["n_iter"], ours_s_per_full_iteration=s_it,
+                   bandwidth_bound_s_per_iteration=bound, fraction_of_bandwidth_bound=bound / s_it)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-sweep", action="store_true", help="skip the full rank sweep")
-    parser.add_argument("--ref-iters", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for torch and numpy's BLAS alike (default: all); 1 gives per-core "
-                             "figures that survive a shared, loaded machine")
-    args = parser.parse_args()
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-        torch.set_num_threads(args.threads)
-    bw = bandwidth_gb_s()
-    print(f"copy bandwidth: {bw:.1f} GB/s, torch threads {torch.get_num_threads()}")
-    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                           "torch_threads": torch.get_num_threads(), "copy_bandwidth_gb_s": bw,
-                           "torch": torch.__version__, "load_average_at_start": os.getloadavg()}}
-    results["small"], _ = compare("small", (1225, 120, 8), 8, 4 * args.ref_iters, bw)
-    results["paper"], paper_x = compare("paper", (5886, 240, 21), 15, args.ref_iters, bw)
-    if not args.no_sweep:
-        t0 = time.perf_counter()
-        sweep = rank_sweep(paper_x, range(5, 21), n_restarts=10, device="cpu", progress=True)
-        elapsed = time.perf_counter() - t0
-        results["rank_sweep"] = {"ranks": [5, 20], "n_restarts": 10, "seconds": elapsed,
-                                 "within_15_min": elapsed <= 900, "suggested_rank": sweep.attrs["suggested_rank"],
-                                 "stability": sweep["stability"].values.tolist(),
-                                 "error": sweep["error"].values.tolist()}
-        print(f"rank sweep 5-20 x 10 restarts: {elapsed:.0f} s (suggested rank {sweep.attrs['suggested_rank']})")
-    results["machine"]["load_average_at_end"] = os.getloadavg()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
-    print(f"wrote {OUT}")
+def main(argv=None) -> None:
+    parser = arguments(__doc__, "small tensors (400 x 60 x 8)")
+    parser.add_argument("--ref-iters", type=int, default=30, help="tensortools iterations; its error is the target")
+    args = parser.parse_args(argv)
+    report = Report("ntf", args.threads, args.quick, argv)
+    shape = (400, 60, 8) if args.quick else (5886, 240, 21)
+    rank, over = (5, 8) if args.quick else (15, 24)
+    cases = {"paper-scale" if not args.quick else "planted": (planted_tensor(shape, rank, 0.1), rank),
+             "noisy over-complete": (planted_tensor(shape, over, 0.3, seed=1), rank)}
+    python = ensure_env("tensortools")
+    with tempfile.TemporaryDirectory(prefix="bench-ntf-") as tmp, Worker(python, WORKER, args.threads) as worker:
+        version = "0.4"
+        report.data["reference_env"] = str(python)
+        for case, (x, r) in cases.items():
+            compare(report, worker, Path(tmp), case, x, r, args.ref_iters, args.repeats, version)
+    report.write(args.out)
 
 
 if __name__ == "__main__":

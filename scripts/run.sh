@@ -7,6 +7,12 @@
 #   bash scripts/run.sh mutants [MODULE...]   # mutation testing of the numeric core (not in CI; slow):
 #                                             # MODULE like workbench/hooks/keys.py, default all of them;
 #                                             # scores go to benchmarks/results/mutants.json
+#   bash scripts/run.sh bench [NAME] [ARGS...]  # benchmarks against the reference libraries (not in CI; slow):
+#                                             # NAME one of collapse ntf spectra cache sae dashboard, default all
+#                                             # but dashboard (collapse at 1 and 2 threads); ARGS go to each
+#                                             # script (e.g. --quick). Installs the bench extra and builds the
+#                                             # reference venvs (SAELens, tensortools) in benchmarks/.envs/, then
+#                                             # regenerates README.md's table from benchmarks/results/*.json
 #
 # Works on a fresh Debian/Ubuntu machine with Python 3.11+: creates .venv when
 # missing, installs a CPU build of torch when no CUDA GPU is present (never a
@@ -76,6 +82,33 @@ setup() {
   fi
 }
 
+bench() {
+  local names=(collapse collapse_t2 ntf spectra cache sae) status=0 name
+  case "${1:-}" in
+    ""|-*) ;;
+    all) shift ;;
+    *) names=("$1"); shift ;;
+  esac
+  if [ ! -f "$VENV/.workbench-bench-installed" ] || [ pyproject.toml -nt "$VENV/.workbench-bench-installed" ]; then
+    echo ">> installing the bench extra"
+    python -m pip install -q -e ".[dev,bench]"
+    touch "$VENV/.workbench-bench-installed"
+  fi
+  python benchmarks/reference_envs.py
+  for name in "${names[@]}"; do
+    echo ">> benchmark $name"
+    if [ "$name" = collapse_t2 ]; then
+      python benchmarks/bench_collapse.py --threads 2 "$@" || status=1
+    elif [ -f "benchmarks/bench_$name.py" ]; then
+      python "benchmarks/bench_$name.py" "$@" || status=1
+    else
+      echo "error: no benchmark named $name (benchmarks/bench_$name.py)" >&2; return 2
+    fi
+  done
+  python scripts/bench_table.py
+  return "$status"
+}
+
 setup
 export PATH="$PWD/$VENV/bin:$PATH"
 case "$job" in
@@ -83,5 +116,6 @@ case "$job" in
   demo) workbench demo "$@" ;;
   test) python -m pytest "$@" ;;
   mutants) python scripts/mutants.py "$@" ;;
-  *) echo "usage: bash scripts/run.sh [demo|test|setup|mutants] [args...]" >&2; exit 2 ;;
+  bench) bench "$@" ;;
+  *) echo "usage: bash scripts/run.sh [demo|test|setup|mutants|bench] [args...]" >&2; exit 2 ;;
 esac
