@@ -14,7 +14,9 @@ feature), and because ``z`` is linear in the attention-weighted values, each
 feature's input splits exactly over source positions (:func:`dfa`: which
 earlier tokens a feature reads). Splicing ``z_hat`` back into the forward
 pass at ``blocks.L.attn.hook_z`` measures what the SAE loses
-(:func:`evaluate`: CE loss recovered, explained variance, L0).
+(:func:`evaluate`: CE loss recovered, explained variance, L0); with its
+error term kept, the same splice steers the model along a feature
+(:func:`steer`) or ablates features (:func:`ablate`).
 
 Architectures live one per module in a registry (:func:`architectures`):
 ``standard`` (ReLU + L1, unit-norm decoder rows), ``topk`` (with a sparse
@@ -76,14 +78,18 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.registry import Architecture, architectures, get_architecture, register
 from workbench.sae.releases import release_names
 from workbench.sae.source import ActivationSource
+from workbench.sae.steering import AblationResult, SteeringResult, ablate, steer
 from workbench.sae.training import train, train_layers
 
 __all__ = [
+    "AblationResult",
     "ActivationSource",
     "Architecture",
     "AttentionSAE",
     "CELossRecoveredWarning",
     "SAEConfig",
+    "SteeringResult",
+    "ablate",
     "analysis_tokens",
     "architectures",
     "dfa",
@@ -105,6 +111,7 @@ __all__ = [
     "register",
     "release_names",
     "sae_dashboard",
+    "steer",
     "save_sae",
     "save_training_record",
     "saved_saes",
