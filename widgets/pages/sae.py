@@ -71,7 +71,7 @@ class SAEPage(Page):
     sae = param.Selector(default=None, objects=[], doc="A saved SAE of this model and layer.")
     architecture = param.Selector(default="topk", objects=list(ARCHITECTURES))
     d_sae = param.Integer(default=256, bounds=(4, 16384), doc="Latents of a new SAE.")
-    k = param.Integer(default=8, bounds=(1, 512), doc="Active latents per token (topk, batchtopk).")
+    k = param.Integer(default=8, bounds=(1, 512), doc="Active latents per token (topk, batchtopk, matryoshka).")
     l1_coefficient = param.Number(default=1.0, bounds=(0.0, None), doc="Sparsity penalty (standard, jumprelu).")
     lr = param.Number(default=3e-3, bounds=(1e-6, 1.0))
     n_seq = param.Integer(default=256, bounds=(1, 100_000), doc="Corpus windows the SAE trains on.")

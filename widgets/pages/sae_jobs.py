@@ -26,7 +26,8 @@ from widgets.results import ResultStore, result_key
 from workbench.sae.browse import analysis_tokens, hook_z_cat, prompt_features, sae_dashboard
 from workbench.sae.history import load_training_record, save_training_record, train_with_held_out
 
-ARCHITECTURES = ("topk", "batchtopk", "standard", "jumprelu")
+ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "standard", "jumprelu")
+K_SPARSE = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, not by l1_coefficient
 TRAIN_SETTINGS = ("architecture", "d_sae", "k", "l1_coefficient", "lr", "n_seq", "seq_len", "n_tokens", "seed")
 BATCH_SIZE = 256
 N_PROBES = 40  # held-out measurements while training
@@ -65,7 +66,7 @@ def sae_folder(cache_dir: str | Path, model: str, layer: int) -> Path:
 
 def sae_name(model: str, layer: int, settings: dict) -> str:
     """Folder name of the SAE trained with ``settings`` (see ``TRAIN_SETTINGS``) on ``model`` at ``layer``."""
-    sparsity = f"k{settings['k']}" if settings["architecture"] in ("topk", "batchtopk") \
+    sparsity = f"k{settings['k']}" if settings["architecture"] in K_SPARSE \
         else f"l1_{settings['l1_coefficient']:g}"
     digest = result_key("sae-train", {"model": model, "layer": layer, **settings})[-8:]
     return f"{settings['architecture']}-d{settings['d_sae']}-{sparsity}-{digest}"
@@ -136,7 +137,7 @@ def train(job: Job, store: ResultStore, cache_dir: Path, model_name: str, layer:
     from workbench.sae import hook_z_name, save_sae
 
     n_steps = max(1, settings["n_tokens"] // BATCH_SIZE)
-    sparse_k = settings["architecture"] in ("topk", "batchtopk")
+    sparse_k = settings["architecture"] in K_SPARSE
     job.report(None, f"loading {model_name}")
     model = shared_model(model_name)
     check_layer(model, layer)

@@ -20,7 +20,9 @@ error term kept, the same splice steers the model along a feature
 
 Architectures live one per module in a registry (:func:`architectures`):
 ``standard`` (ReLU + L1, unit-norm decoder rows), ``topk`` (with a sparse
-training kernel), ``batchtopk`` and ``jumprelu``. SAEs save and load in the
+training kernel), ``batchtopk``, ``matryoshka`` (nested prefixes of the
+dictionary that each reconstruct, so parents are not absorbed into their
+children: :func:`absorption_rate`) and ``jumprelu``. SAEs save and load in the
 SAELens folder layout (``cfg.json`` + ``sae_weights.safetensors``) with
 SAELens' semantics, and released sets load by name from a local Hugging Face
 cache (``load_sae("gpt2-small-hook-z-kk", sae_id="blocks.5.hook_z")``).
@@ -48,6 +50,7 @@ forward pass and trains one SAE per layer; :func:`evaluate`,
 model, tokens and the layer.
 """
 
+from workbench.sae.absorption import absorption_rate
 from workbench.sae.attribution import dfa, head_attribution
 from workbench.sae.browse import (
     analysis_tokens,
@@ -90,6 +93,7 @@ __all__ = [
     "SAEConfig",
     "SteeringResult",
     "ablate",
+    "absorption_rate",
     "analysis_tokens",
     "architectures",
     "dfa",
