@@ -1,4 +1,4 @@
-"""The work the Attention SAEs page runs in background jobs: train, analyse, explore a prompt.
+"""The work the Attention SAEs page runs in background jobs: train, analyse, explore and steer a prompt.
 
 Each function takes plain values (never the page) and a :class:`~widgets.jobs.Job`
 to report to, so it runs in the job's thread without touching any widget.
@@ -18,6 +18,7 @@ import functools
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xarray as xr
 
@@ -26,12 +27,16 @@ from widgets.results import ResultStore, result_key
 from workbench.sae.browse import analysis_tokens, hook_z_cat, prompt_features, sae_dashboard
 from workbench.sae.history import load_training_record, save_training_record, train_with_held_out
 
+if TYPE_CHECKING:
+    from workbench.sae import SteeringResult
+
 ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "standard", "jumprelu")
 K_SPARSE = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, not by l1_coefficient
 TRAIN_SETTINGS = ("architecture", "d_sae", "k", "l1_coefficient", "lr", "n_seq", "seq_len", "n_tokens", "seed")
 BATCH_SIZE = 256
 N_PROBES = 40  # held-out measurements while training
 PROBE_SEQ = 8  # held-out windows those are measured on
+STEER_NEW = 16  # tokens of the continuations with and without steering
 
 # TransformerLens keeps hooks on the module itself: two sessions must not run the same model at once.
 MODEL_LOCK = threading.Lock()
@@ -174,3 +179,14 @@ def explore_prompt(job: Job, model_name: str, layer: int, folder: Path, text: st
     model, sae = shared_model(model_name), load_sae(folder)
     with MODEL_LOCK:
         return prompt_features(sae, model, check_layer(model, layer), text)
+
+
+def steer_prompt(job: Job, model_name: str, layer: int, folder: Path, feature: int, scale: float,
+                 text: str) -> "SteeringResult":
+    """:func:`~workbench.sae.steer` along ``feature`` of the SAE in ``folder`` on ``text``."""
+    from workbench.sae import load_sae, steer
+
+    job.report(None, f"steering feature {feature} x {scale:g}")
+    model, sae = shared_model(model_name), load_sae(folder)
+    with MODEL_LOCK:
+        return steer(model, sae, check_layer(model, layer), feature, scale, text=text, n_new=STEER_NEW)
