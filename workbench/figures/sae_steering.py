@@ -75,7 +75,7 @@ def continuation_html(result) -> str:
     >>> "without steering" in continuation_html(out)
     True
     """
-    prompt = html.escape("".join(result.prompt[1:]))
+    prompt = html.escape(result.text)
     cells = []
     for title, text in (("without steering", result.continuation_clean),
                         (f"with feature {result.feature} x {result.scale:g}", result.continuation_steered)):

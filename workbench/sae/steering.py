@@ -102,7 +102,9 @@ class SteeringResult:
     positions : list of int
         Prompt positions the direction was added at.
     prompt : list of str
-        The prompt's tokens, decoded.
+        The prompt's tokens, decoded (BOS included when it was given or put first).
+    text : str
+        The prompt as text, without the BOS token.
     next_token : xr.Dataset
         Over ``token_id`` (the vocabulary): ``logprob_clean``, ``logprob_steered`` and
         ``delta`` (steered minus clean) of the token after the prompt.
@@ -120,6 +122,7 @@ class SteeringResult:
     scale: float
     positions: list[int]
     prompt: list[str]
+    text: str
     next_token: xr.Dataset
     top_up: xr.Dataset
     top_down: xr.Dataset
@@ -128,10 +131,9 @@ class SteeringResult:
     continuation_steered: str
 
     def __repr__(self) -> str:
-        prompt = "".join(self.prompt[1:] if len(self.prompt) > 1 else self.prompt)
         where = "every position" if len(self.positions) == len(self.prompt) else f"positions {self.positions}"
         return (f"SteeringResult(feature {self.feature} x {self.scale:g} at {hook_z_name(self.layer)}, {where})\n"
-                f"  prompt: {prompt!r}\n  KL(clean || steered) = {self.kl:.4g} nats\n"
+                f"  prompt: {self.text!r}\n  KL(clean || steered) = {self.kl:.4g} nats\n"
                 f"  up (token, change in log-prob, clean -> steered):\n{_table(self.top_up)}\n"
                 f"  down:\n{_table(self.top_down)}\n"
                 f"  continuation, clean:    {self.continuation_clean!r}\n"
@@ -145,6 +147,11 @@ def _greedy(model, tokens: torch.Tensor, n_new: int, hooks: list) -> torch.Tenso
         logits = model.run_with_hooks(out, fwd_hooks=hooks) if hooks else model(out)
         out = torch.cat([out, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return out[:, tokens.shape[1]:]
+
+
+def _without_bos(model, ids: torch.Tensor) -> torch.Tensor:
+    bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+    return ids[1:] if bos is not None and len(ids) and int(ids[0]) == bos else ids
 
 
 def _decode(model, ids: torch.Tensor) -> str:
@@ -231,7 +238,8 @@ def steer(model, sae, layer: int, feature: int, scale: float, *, tokens: torch.T
                             coords={"token_id": np.arange(delta.numel())})
     return SteeringResult(
         layer=layer, feature=feature, scale=scale, positions=positions,
-        prompt=list(_token_strings(model, tokens[0].cpu().numpy())), next_token=next_token,
+        prompt=list(_token_strings(model, tokens[0].cpu().numpy())), text=_decode(model, _without_bos(model, tokens[0])),
+        next_token=next_token,
         top_up=_top(delta, clean, steered, model, n_top, True), top_down=_top(delta, clean, steered, model, n_top, False),
         kl=kl, continuation_clean=_decode(model, _greedy(model, tokens, n_new, [])[0]),
         continuation_steered=_decode(model, _greedy(model, tokens, n_new, hooks)[0]))
