@@ -42,3 +42,25 @@ def best_cosines(sae: AttentionSAE, directions: torch.Tensor) -> tuple[torch.Ten
     cos = directions @ (W / W.norm(dim=1, keepdim=True)).t()
     best = cos.max(dim=1)
     return best.values, best.indices
+
+
+def logit_writer_sae(model, layer: int, feature: int, token: int, d_sae: int = 8) -> AttentionSAE:
+    """A ReLU SAE on ``blocks.{layer}.attn.hook_z`` whose decoder row ``feature`` (unit norm) writes, through
+    ``W_O`` and the unembedding, a logit direction whose largest entry is ``token``.
+
+    The residual direction ``u`` is the least-squares solution of ``u W_U = e_token`` with its mean removed
+    (the final LayerNorm removes it anyway); the row solves ``row W_O = u`` (``W_O`` of every head stacked).
+    """
+    W_O = model.W_O[layer].detach().double()  # [head, d_head, d_model]
+    W_U = model.W_U.detach().double()  # [d_model, d_vocab]
+    target = torch.zeros(W_U.shape[1], dtype=torch.float64)
+    target[token] = 1.0
+    u = torch.linalg.lstsq(W_U.T, target[:, None]).solution[:, 0]
+    u = u - u.mean()
+    row = torch.linalg.lstsq(W_O.reshape(-1, W_O.shape[-1]).T, u[:, None]).solution[:, 0]
+    logits = torch.einsum("hd,hdm->m", row.reshape(W_O.shape[:2]), W_O) @ W_U
+    assert int(logits.argmax()) == token, "the planted direction does not favour the token"
+    sae = AttentionSAE(SAEConfig(d_in=W_O.shape[0] * W_O.shape[1], d_sae=d_sae, architecture="standard"))
+    with torch.no_grad():
+        sae.W_dec[feature] = (row / row.norm()).float()
+    return sae

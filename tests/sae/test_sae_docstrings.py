@@ -12,7 +12,7 @@ import workbench.sae
 
 # Every module of the package (new ones join automatically), its generator and its figures.
 MODULES = ["workbench.sae", *sorted(f"workbench.sae.{m.name}" for m in pkgutil.iter_modules(workbench.sae.__path__)),
-           "workbench.data.synthetic_sae", "workbench.figures.sae"]
+           "workbench.data.synthetic_sae", "workbench.figures.sae", "workbench.figures.sae_steering"]
 
 
 @pytest.mark.parametrize("name", MODULES)

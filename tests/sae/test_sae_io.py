@@ -13,7 +13,7 @@ from workbench.sae import AttentionSAE, SAEConfig, architectures
 
 @pytest.mark.parametrize("architecture", architectures())
 def test_round_trip(tmp_path, architecture):
-    cfg = SAEConfig(d_in=12, d_sae=20, architecture=architecture, k=3 if "topk" in architecture else None,
+    cfg = SAEConfig(d_in=12, d_sae=20, architecture=architecture, k=3 if architecture in ("topk", "batchtopk", "matryoshka") else None,
                     n_heads=3, hook_name="blocks.1.attn.hook_z", model_name="tiny-attn-2l", l1_coefficient=0.2)
     sae = AttentionSAE(cfg, seed=4)
     with torch.no_grad():
@@ -35,6 +35,9 @@ def test_round_trip(tmp_path, architecture):
     if architecture == "batchtopk":  # saved the way SAELens saves a trained BatchTopK SAE
         assert doc["architecture"] == "jumprelu" and doc["workbench"]["architecture"] == "batchtopk"
         assert doc["workbench"]["k"] == 3
+    if architecture == "matryoshka":  # also a trained BatchTopK SAE to SAELens; the prefixes are ours
+        assert doc["architecture"] == "jumprelu" and doc["workbench"]["architecture"] == "matryoshka"
+        assert doc["workbench"]["matryoshka_widths"] == [5, 10, 20] and loaded.cfg.matryoshka_widths == (5, 10, 20)
 
 
 def _write(folder, cfg: dict, tensors: dict) -> None:

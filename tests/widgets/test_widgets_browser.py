@@ -163,6 +163,18 @@ def test_sae_page_trains_then_browses_a_feature(tab, server):
     tab.locator(".wb-feature input").fill("999")
     tab.locator(".wb-feature input").press("Enter")
     tab.locator(".wb-message").get_by_text("feature: expected an index in [0, 32)").wait_for(timeout=30_000)
+    # Steer along the shown feature (3): the moved tokens and the two continuations arrive from a job.
+    tab.locator(".wb-steer-scale input").fill("40")
+    tab.locator(".wb-steer-scale input").press("Enter")
+    tab.locator(".wb-steer-prompt textarea").fill("import os\nimport")
+    tab.locator(".wb-steer-prompt textarea").press("Tab")
+    tab.locator(".wb-steer button").click()
+    tab.get_by_text("feature 3 x 40: next token").first.wait_for(timeout=60_000)
+    tab.get_by_text("with feature 3 x 40").first.wait_for(timeout=30_000)
+    assert tab.get_by_text("without steering").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.locator(".wb-continuations").last.scroll_into_view_if_needed()  # bars above, continuations below
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-sae-steering.png"))
     _finish(tab, server, "sae")
 
 

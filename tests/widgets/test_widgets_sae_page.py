@@ -102,6 +102,33 @@ def test_prompt_features_and_a_token_click_are_lookups(sae_page, trained):
         np.testing.assert_allclose(fig.data[0].z, prompt["dfa"].isel(dest=pos).values[active][:, :pos + 1])
 
 
+def test_steering_runs_in_a_job_and_shows_the_moved_tokens_and_continuations(sae_page, trained):
+    from workbench.sae import steer
+
+    sae, model = trained
+    feature = sae_page._shown
+    sae_page.steer_scale, sae_page.steer_prompt = 25.0, "import os\nimport"
+    job = sae_page.steer()
+    assert job is not None and job.name == f"steering feature {feature}"
+    sae_page.wait(120)
+    result = sae_page.steering
+    assert sae_page.message == "" and (result.feature, result.scale) == (feature, 25.0)
+    direct = steer(model, sae, 1, feature, 25.0, text="import os\nimport", n_new=16)
+    assert (result.continuation_clean, result.continuation_steered) == (direct.continuation_clean,
+                                                                       direct.continuation_steered)
+    bars = sae_page.figures()["steering"]
+    assert [t.name for t in bars.data] == ["down", "up"]
+    np.testing.assert_allclose(sorted(bars.data[1].x), sorted(direct.top_up["delta"].values), rtol=1e-5)
+    assert bars.layout.xaxis.title.text and bars.layout.yaxis.title.text
+    html = sae_page.steering_html()
+    assert "without steering" in html and f"with feature {feature} x 25" in html
+    sae_page.steer_scale = float("inf")
+    assert sae_page.steer() is None and sae_page.message == "steer_scale: expected a finite number, got inf"
+    sae_page.steer_scale, sae_page.steer_prompt = 25.0, "  "
+    assert sae_page.steer() is None and sae_page.message.startswith("steer_prompt: expected some text")
+    sae_page.steer_prompt = "import"
+
+
 def test_family_search_lists_only_that_family(sae_page):
     labels = sae_page.result["family_label"].values
     family = [str(f) for f in labels if f != labels[sae_page.feature]][0]  # one the shown feature is not in

@@ -1,4 +1,4 @@
-"""Attention SAEs: choose model, layer and SAE; browse features, explore a prompt, train a new SAE.
+"""Attention SAEs: choose model, layer and SAE; browse features, explore and steer a prompt, train a new SAE.
 
 Everything a click shows is computed once, in a background job
 (:func:`workbench.sae.sae_dashboard`), and saved with the result store: each
@@ -71,7 +71,7 @@ class SAEPage(Page):
     sae = param.Selector(default=None, objects=[], doc="A saved SAE of this model and layer.")
     architecture = param.Selector(default="topk", objects=list(ARCHITECTURES))
     d_sae = param.Integer(default=256, bounds=(4, 16384), doc="Latents of a new SAE.")
-    k = param.Integer(default=8, bounds=(1, 512), doc="Active latents per token (topk, batchtopk).")
+    k = param.Integer(default=8, bounds=(1, 512), doc="Active latents per token (topk, batchtopk, matryoshka).")
     l1_coefficient = param.Number(default=1.0, bounds=(0.0, None), doc="Sparsity penalty (standard, jumprelu).")
     lr = param.Number(default=3e-3, bounds=(1e-6, 1.0))
     n_seq = param.Integer(default=256, bounds=(1, 100_000), doc="Corpus windows the SAE trains on.")
@@ -84,8 +84,11 @@ class SAEPage(Page):
     matches = param.List(default=[], doc="Features of `family`, most active first.")
     prompt = param.String(default=DEFAULT_PROMPT, doc="Text whose features the prompt explorer shows.")
     token = param.Integer(default=0, doc="Prompt position whose DFA by source is shown.")
+    steer_scale = param.Number(default=10.0, doc="Multiple of the feature's decoder row added at hook_z.")
+    steer_prompt = param.String(default="import os\nimport", doc="Text the steered model continues.")
     result = param.Parameter(default=None, doc="sae_dashboard Dataset of the chosen SAE.")
     prompt_result = param.Parameter(default=None, doc="prompt_features Dataset of `prompt`.")
+    steering = param.Parameter(default=None, doc="SteeringResult of the last steer run.")
 
     def __init__(self, cache_dir=None, **params: Any):
         super().__init__(cache_dir=cache_dir, **params)
@@ -238,7 +241,7 @@ class SAEPage(Page):
         self.forget_figures()
         with self._one_redraw():  # a new result, its feature and its prompt: every figure is drawn once
             with param.parameterized.discard_events(self):
-                self.result, self.prompt_result = ds, None  # no prompt of the SAE shown before
+                self.result, self.prompt_result, self.steering = ds, None, None  # nothing of the SAE shown before
             if not (self._feature_chosen and 0 <= self.feature < ds.sizes["feature"]):
                 chosen, self.feature = self._feature_chosen, most_active_feature(ds)  # the widget follows
                 self._feature_chosen = chosen
@@ -294,6 +297,33 @@ class SAEPage(Page):
                                  folder=self.folder / self.sae, text=text)
         return self.start(work, "prompt", self._set_prompt)
 
+    def steer(self) -> Job | None:
+        """Steer along the shown feature by :attr:`steer_scale` on :attr:`steer_prompt` (a background job): the
+        tokens that move and the continuations with and without steering."""
+        text, feature, scale = self.steer_prompt, self._shown, self.steer_scale
+        if not text.strip():
+            self.message = "steer_prompt: expected some text to continue, got an empty prompt"
+            return None
+        if not math.isfinite(scale):
+            self.message = f"steer_scale: expected a finite number, got {scale!r}"
+            return None
+        if self.sae is None or self.result is None:
+            self.message = "sae: train an SAE or choose a saved one before steering"
+            return None
+        work = functools.partial(sae_jobs.steer_prompt, model_name=self.model, layer=self.layer,
+                                 folder=self.folder / self.sae, feature=feature, scale=scale, text=text)
+        return self.start(work, f"steering feature {feature}", self._set_steering)
+
+    def _set_steering(self, steering) -> None:
+        self.steering = steering
+        self._redraw()
+
+    def steering_html(self) -> str:
+        """The continuations without and with steering, side by side (empty before the first run)."""
+        from workbench.figures.sae_steering import continuation_html
+
+        return "" if self.steering is None else continuation_html(self.steering)
+
     def _set_prompt(self, prompt: xr.Dataset) -> None:
         with param.parameterized.discard_events(self):
             self.prompt_result = prompt
@@ -327,7 +357,7 @@ class SAEPage(Page):
     def figures(self) -> dict[str, go.Figure]:
         """Training curves, feature dashboard, prompt features and DFA, heads x families, firing."""
         live = self._live
-        builders = figure_builders(self.result, self.prompt_result, self._shown, self._token)
+        builders = figure_builders(self.result, self.prompt_result, self._shown, self._token, self.steering)
         if live and (self._training() or "training" not in builders):
             builders = {"training": live_training_builder(live),
                         **{name: built for name, built in builders.items() if name != "training"}}

@@ -15,7 +15,7 @@ import xarray as xr
 from workbench.sae.browse import most_active_feature, most_active_token, unpack_prompt
 from workbench.sae.history import held_out_curve, training_history
 
-FIGURES = ("training", "feature", "prompt", "token_dfa", "families", "firing")  # in page order
+FIGURES = ("training", "feature", "prompt", "token_dfa", "steering", "families", "firing")  # in page order
 
 
 def feature_figure(ds: xr.Dataset, feature: int) -> go.Figure:
@@ -38,10 +38,10 @@ def live_training_builder(live: tuple) -> tuple[Hashable, Callable[[], go.Figure
     return ("training", "live", len(live)), lambda: training_curves(curve.isel(step=slice(0, 0)), curve)
 
 
-def figure_builders(ds: xr.Dataset | None, prompt: xr.Dataset | None, feature: int,
-                    token: int) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
-    """``{name: (key, build)}`` of the figures of a stored result and a prompt, in page order; each key names
-    exactly the choices its figure depends on."""
+def figure_builders(ds: xr.Dataset | None, prompt: xr.Dataset | None, feature: int, token: int,
+                    steering=None) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
+    """``{name: (key, build)}`` of the figures of a stored result, a prompt and a steering run
+    (:func:`~workbench.sae.steer`), in page order; each key names exactly the choices its figure depends on."""
     from workbench.figures.sae import firing_histogram, head_family_matrix, prompt_heatmap, token_dfa, training_curves
 
     builders = {}
@@ -54,6 +54,11 @@ def figure_builders(ds: xr.Dataset | None, prompt: xr.Dataset | None, feature: i
         text = prompt.attrs["prompt"]
         builders["prompt"] = (("prompt", text), lambda: prompt_heatmap(prompt))
         builders["token_dfa"] = (("token_dfa", text, token), lambda: token_dfa(prompt, token))
+    if steering is not None:
+        from workbench.figures.sae_steering import steering_bars
+
+        run = (steering.layer, steering.feature, steering.scale, tuple(steering.prompt), steering.kl)
+        builders["steering"] = (("steering", *run), lambda: steering_bars(steering))
     if ds is not None:
         layer = int(ds.attrs["layer"])
         builders["families"] = (("families",), lambda: head_family_matrix(

@@ -1,4 +1,4 @@
-"""The work the Attention SAEs page runs in background jobs: train, analyse, explore a prompt.
+"""The work the Attention SAEs page runs in background jobs: train, analyse, explore and steer a prompt.
 
 Each function takes plain values (never the page) and a :class:`~widgets.jobs.Job`
 to report to, so it runs in the job's thread without touching any widget.
@@ -18,6 +18,7 @@ import functools
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xarray as xr
 
@@ -26,11 +27,16 @@ from widgets.results import ResultStore, result_key
 from workbench.sae.browse import analysis_tokens, hook_z_cat, prompt_features, sae_dashboard
 from workbench.sae.history import load_training_record, save_training_record, train_with_held_out
 
-ARCHITECTURES = ("topk", "batchtopk", "standard", "jumprelu")
+if TYPE_CHECKING:
+    from workbench.sae import SteeringResult
+
+ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "standard", "jumprelu")
+K_SPARSE = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, not by l1_coefficient
 TRAIN_SETTINGS = ("architecture", "d_sae", "k", "l1_coefficient", "lr", "n_seq", "seq_len", "n_tokens", "seed")
 BATCH_SIZE = 256
 N_PROBES = 40  # held-out measurements while training
 PROBE_SEQ = 8  # held-out windows those are measured on
+STEER_NEW = 16  # tokens of the continuations with and without steering
 
 # TransformerLens keeps hooks on the module itself: two sessions must not run the same model at once.
 MODEL_LOCK = threading.Lock()
@@ -65,7 +71,7 @@ def sae_folder(cache_dir: str | Path, model: str, layer: int) -> Path:
 
 def sae_name(model: str, layer: int, settings: dict) -> str:
     """Folder name of the SAE trained with ``settings`` (see ``TRAIN_SETTINGS``) on ``model`` at ``layer``."""
-    sparsity = f"k{settings['k']}" if settings["architecture"] in ("topk", "batchtopk") \
+    sparsity = f"k{settings['k']}" if settings["architecture"] in K_SPARSE \
         else f"l1_{settings['l1_coefficient']:g}"
     digest = result_key("sae-train", {"model": model, "layer": layer, **settings})[-8:]
     return f"{settings['architecture']}-d{settings['d_sae']}-{sparsity}-{digest}"
@@ -136,7 +142,7 @@ def train(job: Job, store: ResultStore, cache_dir: Path, model_name: str, layer:
     from workbench.sae import hook_z_name, save_sae
 
     n_steps = max(1, settings["n_tokens"] // BATCH_SIZE)
-    sparse_k = settings["architecture"] in ("topk", "batchtopk")
+    sparse_k = settings["architecture"] in K_SPARSE
     job.report(None, f"loading {model_name}")
     model = shared_model(model_name)
     check_layer(model, layer)
@@ -173,3 +179,14 @@ def explore_prompt(job: Job, model_name: str, layer: int, folder: Path, text: st
     model, sae = shared_model(model_name), load_sae(folder)
     with MODEL_LOCK:
         return prompt_features(sae, model, check_layer(model, layer), text)
+
+
+def steer_prompt(job: Job, model_name: str, layer: int, folder: Path, feature: int, scale: float,
+                 text: str) -> "SteeringResult":
+    """:func:`~workbench.sae.steer` along ``feature`` of the SAE in ``folder`` on ``text``."""
+    from workbench.sae import load_sae, steer
+
+    job.report(None, f"steering feature {feature} x {scale:g}")
+    model, sae = shared_model(model_name), load_sae(folder)
+    with MODEL_LOCK:
+        return steer(model, sae, check_layer(model, layer), feature, scale, text=text, n_new=STEER_NEW)

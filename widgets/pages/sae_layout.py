@@ -77,13 +77,35 @@ def prompt_input(page: "SAEPage") -> list:
     return [text, explore]
 
 
+def steering_panel(page: "SAEPage") -> list:
+    """Scale and prompt of a steering run along the shown feature, its button and the continuations."""
+    scale = pn.widgets.FloatInput.from_param(page.param.steer_scale, css_classes=["wb-steer-scale"])
+    text = pn.widgets.TextAreaInput.from_param(page.param.steer_prompt, rows=2,
+                                               sizing_mode="stretch_width", css_classes=["wb-steer-prompt"])
+    run = pn.widgets.Button(label="Steer along the shown feature", css_classes=["wb-steer"],
+                            disabled=page.param.running)
+    run.on_click(lambda _: page.steer())
+    continuations = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-continuations"])
+
+    def show(*_) -> None:
+        html = page.steering_html()
+        if continuations.object != html:
+            continuations.object = html
+
+    page.param.watch(show, "revision")
+    show()
+    return [pn.Row(scale, text, sizing_mode="stretch_width"), run, continuations]
+
+
 def body(page: "SAEPage") -> pn.Column:
-    """Feature browser, prompt explorer, heads x families and training, each figure in its fixed place."""
+    """Feature browser, prompt explorer, steering, heads x families and training, each figure in its fixed place."""
     slots = FigureSlots(page, list(FIGURES), on_click={"prompt": lambda data: page.click("prompt", data),
                                                        "families": lambda data: page.click("families", data)})
+    steer = steering_panel(page)
     return pn.Column(
         pn.pane.Markdown("### Feature browser"), slots["feature"], examples_pane(page),
         pn.pane.Markdown("### Prompt explorer"), *prompt_input(page), slots["prompt"], slots["token_dfa"],
+        pn.pane.Markdown("### Steering"), *steer[:2], slots["steering"], steer[2],
         pn.pane.Markdown("### Heads x families"), slots["families"], slots["firing"],
         pn.pane.Markdown("### Training"), slots["training"],
         sizing_mode="stretch_width")

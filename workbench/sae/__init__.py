@@ -14,11 +14,15 @@ feature), and because ``z`` is linear in the attention-weighted values, each
 feature's input splits exactly over source positions (:func:`dfa`: which
 earlier tokens a feature reads). Splicing ``z_hat`` back into the forward
 pass at ``blocks.L.attn.hook_z`` measures what the SAE loses
-(:func:`evaluate`: CE loss recovered, explained variance, L0).
+(:func:`evaluate`: CE loss recovered, explained variance, L0); with its
+error term kept, the same splice steers the model along a feature
+(:func:`steer`) or ablates features (:func:`ablate`).
 
 Architectures live one per module in a registry (:func:`architectures`):
 ``standard`` (ReLU + L1, unit-norm decoder rows), ``topk`` (with a sparse
-training kernel), ``batchtopk`` and ``jumprelu``. SAEs save and load in the
+training kernel), ``batchtopk``, ``matryoshka`` (nested prefixes of the
+dictionary that each reconstruct, so parents are not absorbed into their
+children: :func:`absorption_rate`) and ``jumprelu``. SAEs save and load in the
 SAELens folder layout (``cfg.json`` + ``sae_weights.safetensors``) with
 SAELens' semantics, and released sets load by name from a local Hugging Face
 cache (``load_sae("gpt2-small-hook-z-kk", sae_id="blocks.5.hook_z")``).
@@ -46,6 +50,7 @@ forward pass and trains one SAE per layer; :func:`evaluate`,
 model, tokens and the layer.
 """
 
+from workbench.sae.absorption import absorption_rate
 from workbench.sae.attribution import dfa, head_attribution
 from workbench.sae.browse import (
     analysis_tokens,
@@ -76,14 +81,19 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.registry import Architecture, architectures, get_architecture, register
 from workbench.sae.releases import release_names
 from workbench.sae.source import ActivationSource
+from workbench.sae.steering import AblationResult, SteeringResult, ablate, steer
 from workbench.sae.training import train, train_layers
 
 __all__ = [
+    "AblationResult",
     "ActivationSource",
     "Architecture",
     "AttentionSAE",
     "CELossRecoveredWarning",
     "SAEConfig",
+    "SteeringResult",
+    "ablate",
+    "absorption_rate",
     "analysis_tokens",
     "architectures",
     "dfa",
@@ -105,6 +115,7 @@ __all__ = [
     "register",
     "release_names",
     "sae_dashboard",
+    "steer",
     "save_sae",
     "save_training_record",
     "saved_saes",

@@ -8,6 +8,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from pathlib import Path
@@ -98,3 +99,47 @@ def check_trainable_dtype(dtype: str) -> str:
                          "moments and eps underflow in float16 and the weights turn to NaN at the first step); "
                          "train in bfloat16 or float32 and cast the SAE afterwards")
     return dtype
+
+
+def check_finite_float(name: str, value) -> float:
+    """``value`` as a finite float (any sign), else ``ValueError`` naming ``name``.
+
+    Examples
+    --------
+    >>> check_finite_float("scale", -2)
+    -2.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def check_indices(name: str, value, size: int, *, what: str, negative: bool = False) -> list[int]:
+    """``value`` (an int or a non-empty sequence of ints) as a list of distinct indices in ``[0, size)``.
+
+    With ``negative``, ``-size <= i < 0`` count from the end (as in Python) and are returned as ``i + size``.
+
+    Examples
+    --------
+    >>> check_indices("features", 3, 8, what="a feature of the SAE")
+    [3]
+    >>> check_indices("positions", [0, -1], 5, what="a prompt position", negative=True)
+    [0, 4]
+    """
+    items = [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    if isinstance(items, torch.Tensor):
+        items = items.tolist()
+    low = -size if negative else 0
+    try:
+        items = list(items)
+    except TypeError:
+        raise ValueError(f"{name}: expected an int or a list of ints, got {value!r}") from None
+    if not items:
+        raise ValueError(f"{name}: expected at least one index, got an empty {type(value).__name__}")
+    for i in items:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not low <= i < size:
+            raise ValueError(f"{name}: expected ints in [{low}, {size}) ({what}), got {i!r}")
+    out = [int(i) % size for i in items]
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: expected distinct indices, got {value!r}")
+    return out

@@ -47,6 +47,8 @@ class BatchTopK(Architecture):
     """Batch-level TopK in training, a learned global threshold at inference."""
 
     extra_tensors = ("threshold",)
+    #: SAELens saves a trained BatchTopK SAE as this architecture (its threshold per latent).
+    saelens_architecture = "jumprelu"
     #: Latents are ranked by ``pre * ||W_dec[i]||``; :func:`~workbench.sae.train` folds the norms in at the end.
     ranks_by_decoder_norm = True
 
@@ -71,14 +73,21 @@ class BatchTopK(Architecture):
         x_hat = f @ sae.W_dec + sae.b_dec
         mse = (x_hat - x).pow(2).sum(-1).mean()
         aux = auxk_loss(sae, x_in, (x - x_hat).detach(), dead)
+        extra = cls.extra_losses(sae, x, f)
         positive = vals[vals > 0]
         if positive.numel():
             with torch.no_grad():  # the first batch sets it (no pull towards the initial 0), later ones move it
                 weight = torch.where(sae.threshold > 0, THRESHOLD_MOMENTUM, 1.0).to(sae.threshold.dtype)
                 sae.threshold.lerp_(positive.min().expand_as(sae.threshold), weight)
         active = f > 0
-        return TrainingStep(loss=mse + sae.cfg.aux_coefficient * aux, x_hat=x_hat, fired=active.any(0),
-                            l0=active.sum(-1).float().mean(), terms={"mse": mse, "aux": aux})
+        return TrainingStep(loss=mse + sae.cfg.aux_coefficient * aux + sum(extra.values()), x_hat=x_hat,
+                            fired=active.any(0), l0=active.sum(-1).float().mean(),
+                            terms={"mse": mse, "aux": aux, **extra})
+
+    @classmethod
+    def extra_losses(cls, sae, x: torch.Tensor, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Further named loss terms of batch ``x`` with latents ``f`` (none here; Matryoshka adds its prefixes')."""
+        return {}
 
     @classmethod
     def finish(cls, sae, batches) -> None:

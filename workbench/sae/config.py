@@ -31,11 +31,15 @@ class SAEConfig:
         Input width; for hook_z SAEs ``n_heads * d_head`` ("z_cat").
     d_sae : int
         Number of latents (features).
-    architecture : {"standard", "topk", "batchtopk", "jumprelu"}
+    architecture : {"standard", "topk", "batchtopk", "matryoshka", "jumprelu"}
         Registered architecture name (see :func:`workbench.sae.architectures`).
     k : int, optional
         Active latents per token for ``topk``; mean active latents per token
-        for ``batchtopk``. Required by those two, ignored by the others.
+        for ``batchtopk`` and ``matryoshka``. Required by those, ignored by the others.
+    matryoshka_widths : tuple of int, optional
+        ``matryoshka`` only: the nested prefix sizes (latents ``[0, w)``),
+        strictly increasing; ``d_sae`` is appended when the last is smaller
+        (as SAELens does). Default ``(d_sae // 4, d_sae // 2, d_sae)``.
     l1_coefficient : float, optional
         Sparsity penalty: L1 for ``standard``, L0 (through the straight-through
         step) for ``jumprelu``.
@@ -81,6 +85,7 @@ class SAEConfig:
     jumprelu_bandwidth: float = 0.05
     jumprelu_init_threshold: float = 0.01
     rescale_acts_by_decoder_norm: bool | None = None
+    matryoshka_widths: tuple[int, ...] | None = None
     hook_name: str | None = None
     model_name: str | None = None
     dtype: str = "float32"
@@ -106,6 +111,9 @@ class SAEConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: expected one of {DTYPES}, got {self.dtype!r}")
         arch = get_architecture(self.architecture)
+        if self.matryoshka_widths is not None and self.architecture != "matryoshka":
+            raise ValueError(f"matryoshka_widths: only for architecture 'matryoshka', got {self.matryoshka_widths!r} "
+                             f"for {self.architecture!r}")
         ranks = getattr(arch, "ranks_by_decoder_norm", False)
         rescale = self.rescale_acts_by_decoder_norm
         if rescale is None and not ranks:

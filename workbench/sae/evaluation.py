@@ -83,15 +83,58 @@ def hook_z_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
-def _check_tokens(model, tokens) -> torch.Tensor:
+def sae_hook(sae, *, error_term: bool = False, edit=None, add=None, record: dict | None = None):
+    """A TransformerLens hook for ``hook_z`` [batch, pos, head, d_head] that splices ``sae`` into the forward.
+
+    Without ``error_term`` it returns the reconstruction ``decode(encode(x))``
+    (what :func:`evaluate` measures). With it, the SAE's error ``x - x_hat``
+    is kept, so the layer sees ``x + decode(edit(f)) - decode(f) + add``:
+    exactly ``x`` (bit for bit) when nothing is edited or added, whatever the
+    SAE's quality. ``edit(f)`` returns edited latents [batch, pos, d_sae]
+    (ablation); ``add(n_pos)`` returns a vector [n_pos, d_in] added at every
+    sequence (steering). ``record`` receives ``x`` (float64, CPU) and ``f``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from workbench.sae import AttentionSAE, SAEConfig
+    >>> sae = AttentionSAE(SAEConfig(d_in=8, d_sae=16, k=2))
+    >>> z = torch.randn(1, 3, 2, 4)
+    >>> torch.equal(sae_hook(sae, error_term=True)(z, hook=None), z)
+    True
+    >>> torch.allclose(sae_hook(sae)(z, hook=None).reshape(1, 3, 8), sae(z.reshape(1, 3, 8)))
+    True
+    """
+    d_in = sae.cfg.d_in
+
+    def hook_fn(z: torch.Tensor, hook) -> torch.Tensor:
+        x = z.reshape(*z.shape[:2], d_in)
+        if error_term and edit is None:
+            out = x
+        else:
+            f = sae.encode(x.to(sae.device))
+            if record is not None:
+                record["x"], record["f"] = x.double().cpu(), f.cpu()
+            x_hat = sae.decode(f)
+            # the difference of two identical computations is exactly 0: an edit that changes nothing is a no-op
+            out = x_hat if not error_term else x + (sae.decode(edit(f)) - x_hat).to(x.device, x.dtype)
+        if add is not None:
+            out = out + add(z.shape[1]).to(out.device, out.dtype)
+        return out.to(z.dtype).reshape(z.shape).to(z.device)
+
+    return hook_fn
+
+
+def _check_tokens(model, tokens, *, min_positions: int = 2) -> torch.Tensor:
     if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2 or tokens.dtype.is_floating_point:
         desc = f"shape {tuple(tokens.shape)}, dtype {tokens.dtype}" if isinstance(tokens, torch.Tensor) \
             else type(tokens).__name__
         raise ValueError(f"tokens: expected a 2-D integer tensor [seq, pos], got {desc}")
     if tokens.shape[0] == 0:
         raise ValueError(f"tokens: expected at least one sequence, got shape {tuple(tokens.shape)}")
-    if tokens.shape[1] < 2:
-        raise ValueError(f"tokens: expected at least 2 positions for next-token loss, got {tokens.shape[1]}")
+    if tokens.shape[1] < min_positions:
+        why = " for next-token loss" if min_positions == 2 else ""
+        raise ValueError(f"tokens: expected at least {min_positions} positions{why}, got {tokens.shape[1]}")
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= model.cfg.d_vocab:
         raise ValueError(f"tokens: expected token ids in [0, {model.cfg.d_vocab}), got ids from {low} to {high}")
@@ -177,15 +220,8 @@ def evaluate(sae, model, tokens: torch.Tensor, layer: int, *, batch_size: int = 
     for start in range(0, tokens.shape[0], batch_size):
         batch = tokens[start:start + batch_size]
         seen = {}
-
-        def reconstruct(z, hook):
-            x = z.reshape(*z.shape[:2], d_in)
-            f = sae.encode(x.to(sae.device))
-            seen["x"], seen["f"] = x.double().cpu(), f.cpu()
-            return sae.decode(f).to(z.dtype).reshape(z.shape).to(z.device)
-
         clean = model(batch).float()
-        spliced = model.run_with_hooks(batch, fwd_hooks=[(hook, reconstruct)]).float()
+        spliced = model.run_with_hooks(batch, fwd_hooks=[(hook, sae_hook(sae, record=seen))]).float()
         zeroed = model.run_with_hooks(batch, fwd_hooks=[(hook, lambda z, hook: torch.zeros_like(z))]).float()
         log_clean = clean.log_softmax(-1)
         sums["ce_clean"] += _next_token_ce(clean, batch).item()

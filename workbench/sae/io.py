@@ -43,7 +43,7 @@ _CORE = ("W_enc", "W_dec", "b_enc", "b_dec")
 #: Our fields SAELens has no name for; kept under this key and ignored by SAELens.
 _OWN_KEY = "workbench"
 _OWN_FIELDS = ("n_heads", "l1_coefficient", "aux_k", "aux_coefficient", "jumprelu_bandwidth",
-               "jumprelu_init_threshold")
+               "jumprelu_init_threshold", "matryoshka_widths")
 #: One id per save, in cfg.json (under ``workbench``) and in the weights' header: a folder whose two
 #: files come from different saves (a save interrupted between its two renames) is refused on load.
 _SAVE_ID = "save_id"
@@ -70,8 +70,8 @@ def _fold_for_saelens(sae, tensors: dict[str, torch.Tensor]) -> bool:
 def save_sae(sae, path: str | os.PathLike) -> Path:
     """Write ``sae`` into folder ``path`` (created if needed); returns the folder.
 
-    The folder opens in SAELens with the same latents: a ``batchtopk`` SAE is
-    written as SAELens writes a trained one, ``"architecture": "jumprelu"``
+    The folder opens in SAELens with the same latents: a ``batchtopk`` or
+    ``matryoshka`` SAE is written as SAELens writes a trained one, ``"architecture": "jumprelu"``
     with its threshold for every latent (our architecture, ``k`` and training
     fields are kept under the ``workbench`` key, which SAELens ignores), and
     the TopK family's ``rescale_acts_by_decoder_norm`` is written (decoder
@@ -96,7 +96,7 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
            "rescale_acts_by_decoder_norm": cfg.rescale_acts_by_decoder_norm,
            **{f: getattr(cfg, f) for f in _OWN_FIELDS}}
     doc = {
-        "architecture": "jumprelu" if cfg.architecture == "batchtopk" else cfg.architecture,
+        "architecture": getattr(sae.architecture, "saelens_architecture", cfg.architecture),
         "d_in": cfg.d_in, "d_sae": cfg.d_sae, "dtype": cfg.dtype,
         "device": str(sae.device), "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
         "normalize_activations": "none", "hook_name": cfg.hook_name, "hook_head_index": None,

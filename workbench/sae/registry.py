@@ -10,7 +10,7 @@ its config.
 Examples
 --------
 >>> sorted(architectures())
-['batchtopk', 'jumprelu', 'standard', 'topk']
+['batchtopk', 'jumprelu', 'matryoshka', 'standard', 'topk']
 """
 
 from __future__ import annotations
@@ -135,4 +135,4 @@ def architectures() -> list[str]:
 
 def _load_builtin() -> None:
     # Imported lazily: the architecture modules import this one to register.
-    from workbench.sae import batchtopk, jumprelu, standard, topk  # noqa: F401
+    from workbench.sae import batchtopk, jumprelu, matryoshka, standard, topk  # noqa: F401

@@ -122,7 +122,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         is flattened to z_cat and read lazily, chunk by chunk.
     d_sae : int
         Number of latents.
-    architecture : {"topk", "batchtopk", "standard", "jumprelu"}
+    architecture : {"topk", "batchtopk", "matryoshka", "standard", "jumprelu"}
     k : int, optional
         Latents per token (TopK family).
     l1_coefficient : float, optional
