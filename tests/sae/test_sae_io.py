@@ -232,3 +232,14 @@ def test_bad_flag_and_threshold_values_are_refused():
         SAEConfig(d_in=4, d_sae=8, k=2, rescale_acts_by_decoder_norm="yes")
     with pytest.raises(ValueError, match="jumprelu_init_threshold"):
         SAEConfig(d_in=4, d_sae=8, architecture="jumprelu", jumprelu_init_threshold=-0.1)
+
+
+def test_saved_without_a_hook_name_writes_a_string_saelens_can_read(tmp_path):
+    """SAELens 6.54 crashes on ``"hook_name": null`` (its hook_z check iterates the name); we write ""."""
+    import json
+
+    from workbench.sae import AttentionSAE, SAEConfig, load_sae, save_sae
+
+    save_sae(AttentionSAE(SAEConfig(d_in=4, d_sae=8, k=2)), tmp_path / "sae")
+    assert json.loads((tmp_path / "sae" / "cfg.json").read_text())["hook_name"] == ""
+    assert load_sae(tmp_path / "sae").cfg.hook_name is None

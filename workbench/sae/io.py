@@ -99,7 +99,7 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
         "architecture": getattr(sae.architecture, "saelens_architecture", cfg.architecture),
         "d_in": cfg.d_in, "d_sae": cfg.d_sae, "dtype": cfg.dtype,
         "device": str(sae.device), "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
-        "normalize_activations": "none", "hook_name": cfg.hook_name, "hook_head_index": None,
+        "normalize_activations": "none", "hook_name": hook_name, "hook_head_index": None,
         "model_name": cfg.model_name, "prepend_bos": True, "finetuning_scaling_factor": False,
         "reshape_activations": "hook_z" if hook_name.endswith("hook_z") else "none",
         "activation_fn": "relu",
