@@ -84,7 +84,22 @@ def dashboard_rows(data: dict) -> list[str]:
             f"| - | - | {data.get('machine', {}).get('cpus', '?')} CPUs; load {load.get('before')} -> "
             f"{load.get('after')} |",
             f"| `bench_dashboard.py` | warm first figure per page | none | {min(warm.values()):.2f}-"
-            f"{max(warm.values()):.2f} s | < {target.get('first_figure_s')} s | - | - | as above |"]
+            f"{max(warm.values()):.2f} s | < {target.get('first_figure_s')} s | - | - | as above |"] + load_rows(data)
+
+
+def load_rows(data: dict) -> list[str]:
+    """The ``load`` entry of dashboard.json (``bench_dashboard_load.py``): concurrent sessions, p50/p95."""
+    run = data.get("load")
+    if not run:
+        return []
+    inter, pages = run.get("interaction", {}), run.get("page_load", {})
+    bad = sum(len(run.get(k, [])) for k in ("failures", "console_errors", "server_errors", "outside_requests"))
+    load = run.get("machine", {}).get("load_average_1min", {})
+    return [f"| `bench_dashboard_load.py` | {run['sessions']} sessions x {run['seconds']:g} s (one training, one "
+            f"loading files): interaction p50 / p95; page load p50 / p95 | none | {inter.get('p50_s')} / "
+            f"{inter.get('p95_s')} s ({inter.get('n')}); {pages.get('p50_s')} / {pages.get('p95_s')} s "
+            f"({pages.get('n')}) | every action answered, 0 errors | {bad} errors or failures | - | "
+            f"{run.get('machine', {}).get('cpus', '?')} CPUs; load {load.get('before')} -> {load.get('after')} |"]
 
 
 def table(results: Path = RESULTS) -> str:
