@@ -306,7 +306,8 @@ def against_theory(ds: xr.Dataset, *, epoch: int = -1, lambda_H: float | None = 
     and classifier rows are mutually orthogonal, so the largest |cosine|
     between two (uncentred) class means and between two rows measure the
     angles. ``objective_gap`` is ``ufm_objective / theory objective - 1`` (0 at
-    the UFM's global optimum).
+    the UFM's global optimum; NaN when ``lambda_H`` is not the run's
+    ``feature_decay``, since the run's objective then has another penalty).
 
     Parameters
     ----------
@@ -370,7 +371,8 @@ def against_theory(ds: xr.Dataset, *, epoch: int = -1, lambda_H: float | None = 
         {"correlation": ("quantity", np.asarray(corr)), "max_relative_error": ("quantity", rel),
          "measured": (("quantity", "class"), measured), "theory": (("quantity", "class"), expected),
          "max_cos_means": ((), max_cos(means)), "max_cos_classifier": ((), max_cos(rows)),
-         "objective_gap": ((), float(at.ufm_objective) / float(theory.objective) - 1.0),
+         "objective_gap": ((), float(at.ufm_objective) / float(theory.objective) - 1.0
+                           if lam_h == float(ds.attrs.get("feature_decay", 0.0)) else np.nan),
          "nc1": ((), float(at.nc1)), "train_accuracy": ((), float(at.train_accuracy)),
          "n_collapsed": ((), int((~keep).sum()))},
         coords={"quantity": list(names), "class": np.arange(len(counts)), "epoch": int(at.epoch)},
