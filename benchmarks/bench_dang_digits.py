@@ -62,6 +62,8 @@ def run(name: str, **kwargs) -> tuple[dict, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the epochs, to check the script")
+    parser.add_argument("--only", default="", help="run only the runs whose name contains this; merged into the "
+                                                   "results file, figure unchanged")
     args = parser.parse_args()
     torch.set_num_threads(1)
     scale = 10 if args.quick else 1
@@ -82,16 +84,27 @@ def main() -> None:
                                                            weight_decay=5e-4, record_every=10)),
         ("balanced, UFM regime M=1, lambda=5e-4", dict(n_linear=1, epochs=5000 // scale, weight_decay=5e-4,
                                                       feature_decay=5e-4, record_every=250 // scale, **regime)),
+        ("balanced, UFM regime M=1, lambda=5e-4, constant step", dict(
+            n_linear=1, epochs=12000 // scale, weight_decay=5e-4, feature_decay=5e-4, record_every=500 // scale,
+            schedule="constant", **regime)),
     ]
+    if args.only:
+        runs = [(name, kwargs) for name, kwargs in runs if args.only in name]
     rows, fits = [], {}
     for name, kwargs in runs:
         row, fit = run(name, **kwargs)
         rows.append(row)
         fits[name] = fit
     RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("dang_digits_quick.json" if args.quick else "dang_digits.json")
+    if args.only and path.exists():
+        done = {row["name"] for row in rows}
+        rows = [row for row in json.loads(path.read_text())["runs"] if row["name"] not in done] + rows
     out = {"benchmark": "dang_digits", "workbench_version": workbench.__version__, "quick": args.quick,
            "torch_threads": torch.get_num_threads(), "runs": rows}
-    (RESULTS / ("dang_digits_quick.json" if args.quick else "dang_digits.json")).write_text(json.dumps(out, indent=1))
+    path.write_text(json.dumps(out, indent=1))
+    if args.only:
+        return
 
     fig = new_figure(title="imbalanced digits: measured norms against the closed form (one marker per class)",
                      xaxis_title="closed form (imbalanced_geometry)", yaxis_title="measured at the last ReLU layer",

@@ -112,7 +112,7 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
                    hidden: Sequence[int] = (256, 256, 256), n_linear: int = 3, loss: str = "mse",
                    epochs: int = 200, lr: float | None = None, momentum: float = 0.9, weight_decay: float = 5e-4,
                    feature_decay: float = 0.0, mlp_decay: float | None = None, batch_size: int | None = 128,
-                   record_every: int = 10, global_mean: str = "class_means",
+                   schedule: str = "step", record_every: int = 10, global_mean: str = "class_means",
                    nc3: str = "papyan", seed: int = 0, device: str | torch.device | None = None,
                    progress: bool | Callable[[int, xr.Dataset], bool | None] = True) -> xr.Dataset:
     """Train an MLP + bias-free linear head and record NC metrics per layer and epoch.
@@ -135,6 +135,12 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
         SGD settings; the step (default 0.1 for MSE, 0.05 for CE) falls
         tenfold at 1/2 and 3/4 of the epochs. Weight decay covers every layer.
         ``batch_size=None`` trains full-batch (one step per epoch).
+    mlp_decay : float, optional
+        Weight decay of the ReLU layers (the MLP body); default
+        ``weight_decay``. 0 leaves the features as free as the MLP allows,
+        as in the unconstrained-feature model.
+    schedule : {"step", "constant"}
+        The step falls tenfold at 1/2 and 3/4 of the epochs, or stays at ``lr``.
     feature_decay : float
         lambda_H >= 0: adds ``(lambda_H / 2) sum_i ||h_i||^2`` over the N
         training samples' features h_i feeding the linear head (the output of
@@ -202,6 +208,10 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     True
     """
     check_choice("loss", loss, ("mse", "ce"))
+    check_choice("schedule", schedule, ("step", "constant"))
+    if mlp_decay is not None and (isinstance(mlp_decay, bool) or not isinstance(mlp_decay, (int, float))
+                                  or not (np.isfinite(mlp_decay) and mlp_decay >= 0)):
+        raise ValueError(f"mlp_decay: expected None or a finite number >= 0, got {mlp_decay!r}")
     epochs, record_every = check_count("epochs", epochs), check_count("record_every", record_every)
     if batch_size is not None:
         batch_size = check_count("batch_size", batch_size)
@@ -226,7 +236,8 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     groups = [{"params": list(head.parameters())},
               {"params": list(body.parameters()), "weight_decay": weight_decay if mlp_decay is None else mlp_decay}]
     opt = torch.optim.SGD(groups, lr=step, momentum=momentum, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2, 3 * epochs // 4], gamma=0.1)
+    drops = [epochs // 2, 3 * epochs // 4] if schedule == "step" else []
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=drops, gamma=0.1)
     xd, yd = x.to(dev), y.to(dev)
     onehot = nn.functional.one_hot(yd, k).float()
     gen = torch.Generator().manual_seed(seed)
@@ -245,7 +256,8 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     callback = progress if callable(progress) else None
     attrs = {"data": source, "n_per_class": np.bincount(y.numpy(), minlength=k).tolist(), "hidden": list(hidden),
              "n_linear": n_linear, "loss": loss, "epochs": epochs, "lr": step, "weight_decay": weight_decay,
-             "feature_decay": float(feature_decay), "batch_size": batch_size, "seed": seed, "workbench_version": workbench.__version__}
+             "feature_decay": float(feature_decay), "mlp_decay": weight_decay if mlp_decay is None else mlp_decay,
+             "batch_size": batch_size, "schedule": schedule, "seed": seed, "workbench_version": workbench.__version__}
     latest: xr.Dataset | None = None  # the metrics recorded so far, rebuilt only after a new measurement
 
     def record(epoch: int) -> None:
