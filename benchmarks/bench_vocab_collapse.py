@@ -7,7 +7,7 @@
    would take (the dense path refuses it: d < K - 1 and the size guard).
 2. The bundled tiny models (K = 2,048, d = 128) over layers (they ship no
    training checkpoints): ``next_token_collapse`` on held-out corpus tokens,
-   read through the hook cache.
+   read through the hook cache, over the next tokens seen at least twice.
 
 Writes benchmarks/results/vocab_collapse.json and vocab_collapse.png.
 
@@ -32,6 +32,7 @@ from workbench.figures import PALETTE, export, new_figure
 from workbench.models import corpus_tokens, list_models, load_model
 
 RESULTS = Path(__file__).parent / "results"
+MIN_COUNT = 2  # next tokens seen once have no within-class spread, and two of them after one context coincide
 METRICS = ["nc1", "cdnv", "gnc2_log", "nc2_equinorm_h", "nc2_equiangle", "nc2_etf", "unc3", "nc3", "sigma_w_trace",
            "sigma_b_trace"]
 
@@ -75,11 +76,11 @@ def models_over_layers(n_seq: int, seq_len: int) -> list[dict]:
             model = load_model(name, device="cpu")
             tokens = corpus_tokens(model, n_seq, seq_len)
             start = time.perf_counter()
-            ds = next_token_collapse(model, tokens, cache=cache, device="cpu")
+            ds = next_token_collapse(model, tokens, cache=cache, min_count=MIN_COUNT, device="cpu")
             seconds = time.perf_counter() - start
             for hook in ds.hook.values:
                 at = ds.sel(hook=hook)
-                rows.append({"model": name, "hook": str(hook), "n_tokens": int(at.counts.sum()),
+                rows.append({"model": name, "hook": str(hook), "n_tokens": int(at.counts.sum()), "min_count": MIN_COUNT,
                              "n_classes_present": int(at.present.sum()), "seconds_all_hooks": round(seconds, 1),
                              **{m: float(at[m]) for m in METRICS}})
                 print(json.dumps(rows[-1]), flush=True)

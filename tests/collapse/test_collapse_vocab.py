@@ -84,6 +84,17 @@ def test_empty_classes_are_left_out_and_reported(rng):
     np.testing.assert_allclose(ds.mean_norm.values[present], compact.mean_norm.values, rtol=1e-12)
 
 
+def test_min_count_leaves_out_rare_classes(rng):
+    x, y, _ = _planted(rng, 30, 40, 600)
+    y = np.concatenate([y, [30, 31]])  # two classes seen once each
+    x = np.vstack([x, rng.normal(size=(2, 40))])
+    ds = _streamed(x, y, 32, tile=8, min_count=2)
+    dense = nc_metrics(x[:600], y[:600], device="cpu")
+    assert float(ds.nc1) == pytest.approx(float(dense.nc1), rel=1e-10)
+    assert ds.attrs["n_classes_present"] == 30 and ds.attrs["n_classes_too_few"] == 2
+    assert ds.attrs["n_classes_empty"] == 0 and not ds.present.values[30:].any()
+
+
 def test_huge_vocabulary_is_refused_with_its_size():
     with pytest.raises(TooLargeError, match=r"n_classes: .*class means 1000000000 x 768.* would need [0-9.]+ [TPG]B"):
         TiledNCAccumulator(10**9, 768, device="cpu")

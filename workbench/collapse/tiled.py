@@ -14,8 +14,11 @@ everything else is computed in the d-dimensional feature space:
 * Frobenius norms of K x K products come from d x d ones,
   ||A B^T||_F^2 = <A^T A, B^T B>, and the mean off-diagonal cosine from
   ||sum_k u_k||^2, so the tiles only need one pass.
-* Classes without samples are left out of every metric (K is the number of
-  classes *with* samples) and reported.
+* Classes without samples (or with fewer than ``min_count``) are left out of
+  every metric (K is the number of classes kept) and reported. Two classes
+  whose means coincide (two rare next tokens seen once, after the same
+  context) give an infinite ``gnc2_log`` and a 0/0 ``cdnv`` pair (NaN);
+  ``min_count=2`` or more avoids such singleton classes.
 
 What d < K - 1 changes: a simplex ETF of K vectors needs K - 1 dimensions, so
 ``nc2_etf``, ``nc2_max_angle`` and the ETF form of NC3 cannot reach 0 (and an
@@ -78,7 +81,7 @@ class _Tiles:
 
 def metrics_tiled(counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tensor,
                   class_scatter: torch.Tensor, W: np.ndarray | None, b: np.ndarray | None, *,
-                  global_mean: str, nc3: str, tile: int) -> xr.Dataset:
+                  global_mean: str, nc3: str, tile: int, min_count: int = 1) -> xr.Dataset:
     """NC metrics of the classes with samples, every K x K quantity summed tile by tile.
 
     ``counts`` (K,), ``means`` (K, d), the pooled within-class ``scatter``
@@ -88,11 +91,12 @@ def metrics_tiled(counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tens
     """
     k_all, d = means.shape
     dev = means.device
-    present = counts > 0
+    present = counts >= min_count
     idx = torch.nonzero(present).flatten()
     k = int(idx.numel())
     if k < 2:
-        raise ValueError(f"labels: expected samples of at least 2 classes, got {k} class(es) with samples")
+        raise ValueError(f"labels: expected samples of at least 2 classes, got {k} class(es) with samples"
+                         + (f" (at least min_count={min_count} each)" if min_count > 1 else ""))
     n = counts[idx]
     total = float(n.sum())
     mp = means[idx]
@@ -160,14 +164,15 @@ def metrics_tiled(counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tens
             values["nc3"] = float(((w / w.norm() - centred / centred.norm()) ** 2).sum())
         else:
             values["nc3"] = float(np.sqrt(sums["nc3"]))
-    empty = torch.nonzero(~present).flatten().cpu().numpy()
+    empty = torch.nonzero(counts == 0).flatten().cpu().numpy()
     data = {name: ((), float(value)) for name, value in values.items()}
     data.update({name: ("class", value.cpu().numpy()) for name, value in per_class.items()})
     data.update({"counts": ("class", counts.cpu().numpy().astype(np.int64)),
                  "present": ("class", present.cpu().numpy()), "classifier_norm": ("class", w_norm)})
     return xr.Dataset(data, coords={"class": np.arange(k_all)}, attrs={
         "n_samples": int(total), "n_classes": k_all, "n_classes_present": k, "n_classes_empty": int(empty.size),
-        "empty_classes_first": empty[:20].tolist(), "dim": d, "tile": tile, "global_mean": global_mean,
+        "empty_classes_first": empty[:20].tolist(), "min_count": min_count,
+        "n_classes_too_few": int(((counts > 0) & ~present).sum()), "dim": d, "tile": tile, "global_mean": global_mean,
         "nc3_form": nc3, "nc4": "not computed on the tiled path (it needs a second pass over the samples)",
         "workbench_version": workbench.__version__})
 

@@ -139,8 +139,8 @@ class TiledNCAccumulator(NCAccumulator):
         raise NotImplementedError("second_pass: TiledNCAccumulator needs no second pass and does not compute NC4")
 
     def result(self, W: Any = None, b: Any = None, *, global_mean: str = "class_means",
-               nc3: str = "papyan") -> xr.Dataset:
-        """NC metrics over the classes with samples; see :mod:`workbench.collapse.tiled`.
+               nc3: str = "papyan", min_count: int = 1) -> xr.Dataset:
+        """NC metrics over the classes with at least ``min_count`` samples; see :mod:`workbench.collapse.tiled`.
 
         Returns
         -------
@@ -150,8 +150,10 @@ class TiledNCAccumulator(NCAccumulator):
             NaN); over ``class`` (all K, NaN where a class has no samples):
             ``counts``, ``present``, ``mean_norm``, ``centred_mean_norm``,
             ``classifier_norm``, ``classifier_mean_dot``, ``class_variance``.
-            Attrs ``n_classes_present``, ``n_classes_empty`` and
-            ``empty_classes_first`` (the first 20 empty classes).
+            ``present`` marks the classes kept. Attrs ``n_classes_present``
+            (kept), ``n_classes_empty``, ``empty_classes_first`` (the first 20
+            classes without samples) and ``n_classes_too_few`` (with samples,
+            but fewer than ``min_count``).
 
         Examples
         --------
@@ -162,14 +164,15 @@ class TiledNCAccumulator(NCAccumulator):
         """
         check_choice("global_mean", global_mean, GLOBAL_MEANS)
         check_choice("nc3", nc3, NC3_FORMS)
+        min_count = check_count("min_count", min_count)
         w, bias = as_classifier(W, b, self.n_classes, self.dim)
         return metrics_tiled(self.counts_, self.means_, self.scatter_, self.class_scatter_, w, bias,
-                             global_mean=global_mean, nc3=nc3, tile=self.tile)
+                             global_mean=global_mean, nc3=nc3, tile=self.tile, min_count=min_count)
 
 
 def next_token_collapse(model: Any, tokens: Any, hooks: Sequence[str] | None = None, *,
                         cache: Any = None, batch_size: int = 32, tile: int = 256,
-                        global_mean: str = "class_means", nc3: str = "papyan",
+                        global_mean: str = "class_means", nc3: str = "papyan", min_count: int = 1,
                         device: str | torch.device | None = None) -> xr.Dataset:
     """Linguistic collapse: NC metrics of residual-stream features with the next token as the class.
 
@@ -193,8 +196,8 @@ def next_token_collapse(model: Any, tokens: Any, hooks: Sequence[str] | None = N
         The cache (or its folder); default the user's cache folder.
     batch_size : int
         Sequences per forward pass and per streamed block.
-    tile, global_mean, nc3, device
-        As in :class:`TiledNCAccumulator` and :func:`~workbench.collapse.nc_metrics`.
+    tile, global_mean, nc3, min_count, device
+        As in :class:`TiledNCAccumulator` and its ``result``.
 
     Returns
     -------
@@ -241,7 +244,7 @@ def next_token_collapse(model: Any, tokens: Any, hooks: Sequence[str] | None = N
         w, b = (None, None)
         if hook == UNEMBED_INPUT:
             w, b = model.W_U.detach().T.cpu().double(), model.b_U.detach().cpu().double()
-        ds = acc.result(w, b, global_mean=global_mean, nc3=nc3)
+        ds = acc.result(w, b, global_mean=global_mean, nc3=nc3, min_count=min_count)
         ds["layer_dim"] = ((), acc.dim)
         results.append(ds)
     out = xr.concat(results, dim=xr.DataArray(list(hooks), dims="hook", name="hook"), data_vars="all",
