@@ -11,6 +11,7 @@ NO_EXAMPLES = {
     "workbench.collapse._validate": "private input checks; their errors are pinned by test_collapse_edge_cases.py",
     "workbench.collapse.geometry": "private helpers behind nc_metrics and NCAccumulator, whose examples run them",
     "workbench.collapse._ufm_solver": "private optimiser behind train_ufm, whose examples run it",
+    "workbench.collapse.tiled": "the tiled computation behind TiledNCAccumulator.result, whose examples run it",
 }
 
 

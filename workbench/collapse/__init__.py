@@ -21,7 +21,9 @@ The pieces: :func:`nc_metrics` (one array of features) and
 :class:`NCAccumulator` (streamed batches, exact for any split) measure NC1-NC4;
 :func:`cdnv`, :func:`hyperspherical_uniformity` (GNC2), :func:`uniform_duality`
 (UNC3) and :func:`ood_orthogonality` (NC5) the variants used with many or
-imbalanced classes; :func:`layerwise` and :func:`track` measure them at every layer of a model and
+imbalanced classes; :class:`TiledNCAccumulator` and :func:`next_token_collapse`
+measure them at vocabulary scale (next-token classes, K up to 50,257, d < K - 1,
+no K x K matrix formed); :func:`layerwise` and :func:`track` measure them at every layer of a model and
 over training; :func:`imbalanced_geometry` gives the theory, :func:`train_ufm`
 the numerical optimum it predicts, :func:`minority_collapse` the
 cross-entropy minority collapse, and :func:`run_experiment` trains an MLP with a
@@ -57,17 +59,20 @@ Dang et al.'s closed form:
 """
 
 from workbench.collapse.accumulator import NCAccumulator
-from workbench.collapse.experiment import build_model, run_experiment
+from workbench.collapse.experiment import against_theory, build_model, run_experiment
 from workbench.collapse.extended import cdnv, hyperspherical_uniformity, ood_orthogonality, uniform_duality
 from workbench.collapse.layerwise import NCTracker, layerwise, track
 from workbench.collapse.metrics import nc_metrics
 from workbench.collapse.theory import etf_gram, imbalanced_geometry, of_gram
 from workbench.collapse.ufm import UFMOptimumWarning, minority_collapse, minority_cosine, train_ufm
+from workbench.collapse.vocab import TiledNCAccumulator, next_token_collapse
 
 __all__ = [
     "NCAccumulator",
     "NCTracker",
+    "TiledNCAccumulator",
     "UFMOptimumWarning",
+    "against_theory",
     "build_model",
     "cdnv",
     "etf_gram",
@@ -77,6 +82,7 @@ __all__ = [
     "minority_collapse",
     "minority_cosine",
     "nc_metrics",
+    "next_token_collapse",
     "of_gram",
     "ood_orthogonality",
     "run_experiment",

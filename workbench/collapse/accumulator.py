@@ -164,20 +164,24 @@ class NCAccumulator:
 
     def __init__(self, n_classes: int, dim: int, *, scatter: str = "full",
                  device: str | torch.device | None = None) -> None:
-        check_problem_size(n_classes, dim)
+        self.scatter = check_choice("scatter", scatter, SCATTER_MODES)
+        self._check_size(n_classes, dim)
         self.n_classes = int(n_classes)
         self.dim = int(dim)
-        self.scatter = check_choice("scatter", scatter, SCATTER_MODES)
-        k, d = self.n_classes, self.dim
-        # the result holds ~8 class-by-class float64 matrices (Grams, projected scatter, eigenvectors)
-        check_dense_size("n_classes", {"class x class matrices (about 8)": (8, k, k), "class means": (k, d),
-                                       **({"scatter": (d, d)} if scatter == "full" else {})})
         self.device = resolve_device(device)
         opts = dict(dtype=torch.float64, device=self.device)
         self.counts_ = torch.zeros(self.n_classes, **opts)
         self.means_ = torch.zeros(self.n_classes, self.dim, **opts)
         self._scatter_upper = torch.zeros(self.dim, self.dim, **opts) if scatter == "full" else None
         self._second: dict[str, Any] | None = None  # the second pass's running totals, once it starts
+
+    def _check_size(self, n_classes: int, dim: int) -> None:
+        """Refuse d < K - 1, and outputs that would not fit in memory."""
+        check_problem_size(n_classes, dim)
+        k, d = int(n_classes), int(dim)
+        # the result holds ~8 class-by-class float64 matrices (Grams, projected scatter, eigenvectors)
+        check_dense_size("n_classes", {"class x class matrices (about 8)": (8, k, k), "class means": (k, d),
+                                       **({"scatter": (d, d)} if self.scatter == "full" else {})})
 
     @property
     def scatter_(self) -> torch.Tensor:

@@ -111,7 +111,8 @@ def _heads(model: nn.Sequential, n_relu: int, n_linear: int) -> dict[str, torch.
 def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None,
                    hidden: Sequence[int] = (256, 256, 256), n_linear: int = 3, loss: str = "mse",
                    epochs: int = 200, lr: float | None = None, momentum: float = 0.9, weight_decay: float = 5e-4,
-                   batch_size: int = 128, record_every: int = 10, global_mean: str = "class_means",
+                   feature_decay: float = 0.0, mlp_decay: float | None = None, batch_size: int | None = 128,
+                   schedule: str = "step", record_every: int = 10, global_mean: str = "class_means",
                    nc3: str = "papyan", seed: int = 0, device: str | torch.device | None = None,
                    progress: bool | Callable[[int, xr.Dataset], bool | None] = True) -> xr.Dataset:
     """Train an MLP + bias-free linear head and record NC metrics per layer and epoch.
@@ -133,6 +134,23 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     epochs, lr, momentum, weight_decay, batch_size
         SGD settings; the step (default 0.1 for MSE, 0.05 for CE) falls
         tenfold at 1/2 and 3/4 of the epochs. Weight decay covers every layer.
+        ``batch_size=None`` trains full-batch (one step per epoch).
+    mlp_decay : float, optional
+        Weight decay of the ReLU layers (the MLP body); default
+        ``weight_decay``. 0 leaves the features as free as the MLP allows,
+        as in the unconstrained-feature model.
+    schedule : {"step", "constant"}
+        The step falls tenfold at 1/2 and 3/4 of the epochs, or stays at ``lr``.
+    feature_decay : float
+        lambda_H >= 0: adds ``(lambda_H / 2) sum_i ||h_i||^2`` over the N
+        training samples' features h_i feeding the linear head (the output of
+        the last ReLU layer), as in the unconstrained-feature model, so the
+        whole objective is the UFM's ``(1/2N)||W_M...W_1 H - Y||^2 +
+        (lambda_W/2) sum ||W_m||^2 + (lambda_H/2)||H||^2`` (for MSE, with
+        lambda_W = ``weight_decay``) with H produced by the MLP; compare the
+        result with ``imbalanced_geometry(counts, weight_decay, feature_decay,
+        n_linear)``. A mini-batch adds ``(lambda_H N / 2)`` times its mean
+        squared feature norm, an unbiased estimate of the same term.
     record_every : int
         Measure every this many epochs (and at epoch 0 and the last).
     global_mean, nc3
@@ -155,8 +173,13 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     -------
     xarray.Dataset
         NC metrics over (``epoch``, ``layer``) as from
-        :func:`~workbench.collapse.layerwise`, plus ``train_loss`` and
-        ``train_accuracy`` over ``epoch``. Layers are ``relu1..`` and
+        :func:`~workbench.collapse.layerwise`, plus ``train_loss`` (the data
+        term), ``train_accuracy`` and ``ufm_objective`` over ``epoch``: for
+        MSE, the UFM objective evaluated at the linear head and the features
+        the MLP produces, ``train_loss + (weight_decay/2) sum_m ||W_m||^2 +
+        (feature_decay/2) sum_i ||h_i||^2``, which is never below
+        ``imbalanced_geometry(...).objective`` (the features are one feasible
+        H) and reaches it only at the UFM's global optimum (NaN for CE). Layers are ``relu1..`` and
         ``linear1..linear{M-1}``. ``class_means`` and ``classifier`` (the
         product of the linear maps after a layer; NaN at the ReLU layers but
         the last) are (epoch, layer, class, dim), NaN-padded beyond each layer's
@@ -185,8 +208,16 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     True
     """
     check_choice("loss", loss, ("mse", "ce"))
+    check_choice("schedule", schedule, ("step", "constant"))
+    if mlp_decay is not None and (isinstance(mlp_decay, bool) or not isinstance(mlp_decay, (int, float))
+                                  or not (np.isfinite(mlp_decay) and mlp_decay >= 0)):
+        raise ValueError(f"mlp_decay: expected None or a finite number >= 0, got {mlp_decay!r}")
     epochs, record_every = check_count("epochs", epochs), check_count("record_every", record_every)
-    batch_size = check_count("batch_size", batch_size)
+    if batch_size is not None:
+        batch_size = check_count("batch_size", batch_size)
+    if isinstance(feature_decay, bool) or not isinstance(feature_decay, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(feature_decay) and feature_decay >= 0):
+        raise ValueError(f"feature_decay: expected a finite number >= 0, got {feature_decay!r}")
     if lr is not None:
         lr = check_positive("lr", lr)
     dev = resolve_device(device)
@@ -195,32 +226,43 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
     x, y = _subsample(x, y, n_per_class, seed)
     k = int(y.max()) + 1
     model = build_model(x.shape[1], k, hidden, n_linear).to(dev)
+    body, head = model[:2 * len(hidden)], model[2 * len(hidden):]  # the MLP giving H, and the linear head
+    batch_size = len(y) if batch_size is None else batch_size
+    feature_weight = 0.5 * float(feature_decay) * len(y)
     layers = [f"relu{i}" for i in range(1, len(hidden) + 1)] + [f"linear{m}" for m in range(1, n_linear)]
     tracker = track(model, (x, y), layers, classifiers=lambda: _heads(model, len(hidden), n_linear),
                     n_classes=k, global_mean=global_mean, nc3=nc3, batch_size=2048, device=dev)
     step = lr if lr is not None else (0.1 if loss == "mse" else 0.05)
-    opt = torch.optim.SGD(model.parameters(), lr=step, momentum=momentum, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2, 3 * epochs // 4], gamma=0.1)
+    groups = [{"params": list(head.parameters())},
+              {"params": list(body.parameters()), "weight_decay": weight_decay if mlp_decay is None else mlp_decay}]
+    opt = torch.optim.SGD(groups, lr=step, momentum=momentum, weight_decay=weight_decay)
+    drops = [epochs // 2, 3 * epochs // 4] if schedule == "step" else []
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=drops, gamma=0.1)
     xd, yd = x.to(dev), y.to(dev)
     onehot = nn.functional.one_hot(yd, k).float()
     gen = torch.Generator().manual_seed(seed)
 
-    def evaluate() -> tuple[float, float]:
+    def evaluate() -> dict[str, float]:
         with torch.no_grad():
-            logits = model(xd)
-            value = _loss(logits, yd, onehot, loss)
-            return float(value), float((logits.argmax(1) == yd).float().mean())
+            features = body(xd)
+            logits = head(features)
+            value = float(_loss(logits, yd, onehot, loss))
+            # the UFM objective at the network's head and features: >= imbalanced_geometry's optimum (MSE)
+            decay = sum(float((p**2).sum()) for p in head.parameters())
+            objective = value + 0.5 * weight_decay * decay + feature_weight * float((features**2).sum(dim=1).mean())
+            return {"train_loss": value, "train_accuracy": float((logits.argmax(1) == yd).float().mean()),
+                    "ufm_objective": objective if loss == "mse" else np.nan}
 
     callback = progress if callable(progress) else None
     attrs = {"data": source, "n_per_class": np.bincount(y.numpy(), minlength=k).tolist(), "hidden": list(hidden),
              "n_linear": n_linear, "loss": loss, "epochs": epochs, "lr": step, "weight_decay": weight_decay,
-             "seed": seed, "workbench_version": workbench.__version__}
+             "feature_decay": float(feature_decay), "mlp_decay": weight_decay if mlp_decay is None else mlp_decay,
+             "batch_size": batch_size, "schedule": schedule, "seed": seed, "workbench_version": workbench.__version__}
     latest: xr.Dataset | None = None  # the metrics recorded so far, rebuilt only after a new measurement
 
     def record(epoch: int) -> None:
         nonlocal latest
-        train_loss, acc = evaluate()
-        tracker(epoch, train_loss=train_loss, train_accuracy=acc)
+        tracker(epoch, **evaluate())
         latest = None
 
     def recorded() -> xr.Dataset:
@@ -242,7 +284,11 @@ def run_experiment(data: Any = None, *, n_per_class: Sequence[int] | None = None
                 for rows in torch.randperm(len(yd), generator=gen).split(batch_size):
                     rows = rows.to(dev)
                     opt.zero_grad()
-                    _loss(model(xd[rows]), yd[rows], onehot[rows], loss).backward()
+                    features = body(xd[rows])
+                    value = _loss(head(features), yd[rows], onehot[rows], loss)
+                    if feature_weight:
+                        value = value + feature_weight * (features**2).sum(dim=1).mean()
+                    value.backward()
                     opt.step()
                 sched.step()
                 if epoch % record_every == 0 or epoch == epochs:
@@ -256,3 +302,91 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor, loss
     if loss == "mse":
         return 0.5 * ((logits - onehot) ** 2).sum(dim=1).mean()
     return nn.functional.cross_entropy(logits, labels)
+
+
+def against_theory(ds: xr.Dataset, *, epoch: int = -1, lambda_H: float | None = None) -> xr.Dataset:
+    """How closely a :func:`run_experiment` result matches Dang et al.'s closed form, per quantity.
+
+    At the features feeding the linear head (the last ReLU layer), with the
+    product of the M linear maps as classifier, the measured class-mean norms
+    ``||h_k||``, classifier-row norms ``||w_k||`` and alignments ``w_k . h_k``
+    are compared with :func:`~workbench.collapse.imbalanced_geometry`
+    ``(counts, weight_decay, lambda_H, M)``: Pearson correlation across
+    classes (NaN when the theory is the same for every class, as for balanced
+    counts) and the largest relative error, over the classes the theory keeps
+    (vanishing ones are counted in ``n_collapsed``). The theory's class means
+    and classifier rows are mutually orthogonal, so the largest |cosine|
+    between two (uncentred) class means and between two rows measure the
+    angles. ``objective_gap`` is ``ufm_objective / theory objective - 1`` (0 at
+    the UFM's global optimum; NaN when ``lambda_H`` is not the run's
+    ``feature_decay``, since the run's objective then has another penalty).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A :func:`run_experiment` result with MSE loss.
+    epoch : int
+        Position along ``epoch`` (default the last record).
+    lambda_H : float, optional
+        Feature decay for the theory; default the run's ``feature_decay``
+        (which must then be positive).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``correlation`` and ``max_relative_error`` over ``quantity``
+        (``feature_norm``, ``classifier_norm``, ``classifier_mean_dot``);
+        ``measured`` and ``theory`` over (``quantity``, ``class``); scalars
+        ``max_cos_means``, ``max_cos_classifier``, ``objective_gap``, ``nc1``,
+        ``train_accuracy``, ``n_collapsed``.
+
+    Examples
+    --------
+    >>> ds = run_experiment(n_per_class=[20, 20, 40, 40, 60, 60, 80, 80, 100, 100], hidden=(32,), n_linear=1,
+    ...                     epochs=5, batch_size=None, weight_decay=5e-4, feature_decay=5e-4, record_every=5,
+    ...                     progress=False, device="cpu")
+    >>> fit = against_theory(ds)
+    >>> fit.quantity.values.tolist()
+    ['feature_norm', 'classifier_norm', 'classifier_mean_dot']
+    >>> bool(fit.objective_gap > 0)  # the network's features are one feasible point of the UFM
+    True
+    """
+    from workbench.collapse.theory import imbalanced_geometry
+
+    if ds.attrs.get("loss") != "mse":
+        raise ValueError(f"ds: expected a run_experiment result with loss 'mse' (the theory is for MSE), "
+                         f"got loss {ds.attrs.get('loss')!r}")
+    lam_h = float(ds.attrs.get("feature_decay", 0.0)) if lambda_H is None else check_positive("lambda_H", lambda_H)
+    if not lam_h > 0:
+        raise ValueError("lambda_H: the run has no feature_decay; pass the lambda_H to compare with (> 0)")
+    counts, m = ds.attrs["n_per_class"], int(ds.attrs["n_linear"])
+    theory = imbalanced_geometry(counts, float(ds.attrs["weight_decay"]), lam_h, m)
+    at = ds.isel(epoch=epoch).sel(layer=f"relu{len(ds.attrs['hidden'])}")
+    width = int(at.layer_dim)
+    means, rows = at.class_means.values[:, :width], at.classifier.values[:, :width]
+    names = ("feature_norm", "classifier_norm", "classifier_mean_dot")
+    measured = np.stack([at.mean_norm.values, at.classifier_norm.values, at.classifier_mean_dot.values])
+    expected = np.stack([theory.mean_norm.values, theory.classifier_norm.values, theory.classifier_mean_dot.values])
+    keep = ~theory.collapsed.values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = [np.corrcoef(a[keep], b[keep])[0, 1] if np.ptp(b[keep]) > 0 else np.nan
+                for a, b in zip(measured, expected)]
+        rel = np.max(np.abs(measured[:, keep] / expected[:, keep] - 1), axis=1)
+
+    def max_cos(v: np.ndarray) -> float:
+        norms = np.linalg.norm(v, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = (v @ v.T) / np.outer(norms, norms)
+        return float(np.nanmax(np.abs(cos[np.ix_(keep, keep)][~np.eye(int(keep.sum()), dtype=bool)])))
+
+    return xr.Dataset(
+        {"correlation": ("quantity", np.asarray(corr)), "max_relative_error": ("quantity", rel),
+         "measured": (("quantity", "class"), measured), "theory": (("quantity", "class"), expected),
+         "max_cos_means": ((), max_cos(means)), "max_cos_classifier": ((), max_cos(rows)),
+         "objective_gap": ((), float(at.ufm_objective) / float(theory.objective) - 1.0
+                           if lam_h == float(ds.attrs.get("feature_decay", 0.0)) else np.nan),
+         "nc1": ((), float(at.nc1)), "train_accuracy": ((), float(at.train_accuracy)),
+         "n_collapsed": ((), int((~keep).sum()))},
+        coords={"quantity": list(names), "class": np.arange(len(counts)), "epoch": int(at.epoch)},
+        attrs={"layer": str(at.layer.values), "lambda_W": float(ds.attrs["weight_decay"]), "lambda_H": lam_h,
+               "depth": m, "n_per_class": list(counts)})

@@ -54,6 +54,11 @@ def _mean_var(total: float, total_sq: float, pairs: int) -> tuple[float, float]:
     return mean, max(total_sq / pairs - mean**2, 0.0)
 
 
+def cdnv_ratio(mi: torch.Tensor, mj: torch.Tensor, vi: torch.Tensor, vj: torch.Tensor) -> torch.Tensor:
+    """(Var_i + Var_j) / (2 ||mu_i - mu_j||^2) for every pair of rows of ``mi`` and ``mj``."""
+    return (vi[:, None] + vj[None, :]) / (2 * torch.cdist(mi, mj) ** 2)
+
+
 def cdnv(features: Any, labels: Any, *, n_classes: int | None = None, tile: int = 1024,
          device: str | torch.device | None = None) -> xr.Dataset:
     """Class-distance normalised variance (Galanti, Gyorgy & Hutter, ICLR 2022).
@@ -103,10 +108,7 @@ def cdnv(features: Any, labels: Any, *, n_classes: int | None = None, tile: int 
     means = torch.zeros(k, x.shape[1], dtype=torch.float64, device=dev).index_add_(0, y, x) / counts[:, None]
     variance = torch.zeros(k, dtype=torch.float64, device=dev).index_add_(0, y, ((x - means[y]) ** 2).sum(1)) / counts
 
-    def ratio(mi, mj, vi, vj):
-        return (vi[:, None] + vj[None, :]) / (2 * torch.cdist(mi, mj) ** 2)
-
-    mean, var = _mean_var(*_pairwise_tiles(means, tile, ratio, variance))
+    mean, var = _mean_var(*_pairwise_tiles(means, tile, cdnv_ratio, variance))
     return xr.Dataset({"cdnv": ((), mean), "cdnv_var": ((), var),
                        "class_variance": ("class", variance.cpu().numpy()),
                        "counts": ("class", counts.cpu().numpy().astype(np.int64))},
