@@ -81,7 +81,8 @@ def dynamic_connectome(traces, rank: int | None = None, *, ranks=range(2, 9), n_
         Level for ``significant``, ``pair_threshold`` and ``pair_above_chance``.
     community_edges : {"all", "above_chance"}
         ``above_chance`` builds each component's community graph only from
-        the pairs whose loading beats ``pair_threshold`` (needs ``n_surrogates``).
+        the pairs whose loading beats ``pair_threshold`` (needs ``n_surrogates``);
+        a neuron with no such pair is then a community of its own.
     seed : int
     device : str or torch.device, optional
     progress : bool
