@@ -157,12 +157,13 @@ def test_wormwideweb_behaviour_keys(tmp_path):
     payload = {"uid": "w", "trace_array": np.random.default_rng(0).normal(size=(2, 6)).tolist(),
                "timestamp_confocal": [0.0, 0.6, 1.2, 1.8, 2.4, 3.0], "labeled": {"1": {"label": "AVAL"},
                                                                                  "2": {"label": "AVAR"}},
-               "velocity": [0.1, None, 0.3, -0.1, -0.2, 0.0], "head_curvature": [0.0] * 6,
+               "velocity": [0.1, None, 0.3, -0.1, -0.2, 0.0], "head_curvature": [0.0] * 6, "pumping": [None] * 6,
                "reversal_events": [[2, 3]], "max_t": 6}
     (tmp_path / "w.json").write_text(json.dumps(payload))
     traces = load_traces(tmp_path / "w.json")
     np.testing.assert_array_equal(traces["reversal"].values[0], [0, 1, 1, 0, 0, 0])  # frames 2-3, 1-based inclusive
     np.testing.assert_array_equal(traces["velocity"].values[0], [0.1, np.nan, 0.3, -0.1, -0.2, 0.0])
     assert "head_curvature" in traces.coords and "max_t" not in traces.coords
+    assert "pumping" not in traces.coords  # never recorded: not kept
     bundled = load_traces(DATA / "atanas2023_worm")  # the re-export holds no behaviour
     assert [k for k in bundled.coords if k not in bundled.dims] == []

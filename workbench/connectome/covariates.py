@@ -101,7 +101,8 @@ def as_covariates(covariates, traces: xr.DataArray) -> dict[str, xr.DataArray]:
         if np.isinf(values).any():
             raise ValueError(f"covariates: expected finite values in {name!r} (NaN where not recorded), got inf")
         if np.isnan(values).all():
-            raise ValueError(f"covariates: {name!r} is NaN everywhere; expected recorded values")
+            raise ValueError(f"covariates: {name!r} is NaN everywhere; expected recorded values "
+                             f"(drop it, or pass covariates={{}} to ignore those the traces carry)")
         out[str(name)] = xr.DataArray(values, dims=("animal", "time"), attrs=attrs)
     return out
 

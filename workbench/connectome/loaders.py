@@ -58,6 +58,8 @@ def _covariates(candidates: dict, n_animals: int, n_time: int, reserved=()) -> d
         value = np.asarray(value)
         if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool) or np.iscomplexobj(value):
             continue
+        if np.isnan(value.astype(float)).all():  # nothing was recorded: nothing to keep
+            continue
         if value.shape == (n_time,):
             out[name] = np.broadcast_to(value.astype(float), (n_animals, n_time))
         elif value.shape == (n_animals, n_time) and n_animals > 1:
