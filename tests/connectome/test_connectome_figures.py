@@ -55,3 +55,31 @@ def test_graph_sweep_similarity(result):
     with pytest.raises(TypeError, match="result"):
         component_panel(ntf(x, 1, n_restarts=1, device="cpu"), 0)
     assert TEMPLATE_NAME
+
+
+def test_component_panel_overlays_a_covariate_and_marks_chance():
+    import numpy as np
+
+    import xarray as xr
+
+    ds = synthetic(12, 2, 160, 2, seed=0)
+    speed = xr.DataArray(np.random.default_rng(0).normal(size=(2, 160)), dims=("animal", "time"),
+                         attrs={"units": "mm/s"})  # per animal: each component sees its own animal-weighted mean
+    out = dynamic_connectome(ds, rank=2, n_restarts=1, max_iter=40, n_surrogates=3, community_method="leiden",
+                             alpha=0.5, covariates={"speed": speed}, device="cpu")
+    binned = out["covariate_binned"].sel(covariate="speed")
+    assert not np.allclose(binned[0], binned[1])
+    for c in range(2):
+        fig = component_panel(out, c, covariate="speed")
+        overlay = next(t for t in fig.data if t.name == "speed")
+        np.testing.assert_allclose(overlay.y, binned[c].values)
+        assert overlay.yaxis == "y3" and fig.layout.yaxis3.title.text == "speed (mm/s)"  # the time panel's 2nd axis
+        r = float(out["covariate_correlation"][0, c])
+        assert f"r = {r:.2f}" in fig.layout.annotations[1].text
+        verdict = "more than chance" if bool(out["significant"][c]) else "not above chance at 0.5"
+        assert verdict in fig.layout.title.text and "3 surrogates" in fig.layout.title.text
+        time_line = next(t for t in fig.data if t.name == "time")
+        assert (time_line.line.color == "#999999") != bool(out["significant"][c])
+    assert "surrogates" not in component_panel(out, 0, mark_significant=False).layout.title.text
+    with pytest.raises(ValueError, match="covariate: expected one of"):
+        component_panel(out, 0, covariate="velocity")

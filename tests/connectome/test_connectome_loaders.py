@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from scipy.io import savemat
 
-from workbench.connectome import affinity, load_traces
+from workbench.connectome import affinity, dynamic_connectome, load_traces
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "connectome"
@@ -101,6 +101,8 @@ def test_dag_worms_netcdf_keeps_nan():
     assert traces.sizes == {"animal": 7, "neuron": 141, "time": 800}
     present_everywhere = traces.notnull().all(("animal", "time"))
     assert int(present_everywhere.sum()) == 40
+    assert traces["reversal"].dims == ("animal", "time") and set(np.unique(traces["reversal"])) <= {0.0, 1.0}
+    assert traces["velocity"].sizes == {"animal": 7, "time": 800}
 
 
 def test_bad_paths(tmp_path):
@@ -114,3 +116,54 @@ def test_bad_paths(tmp_path):
         load_traces(tmp_path / "bad.mat")
     with pytest.raises(TypeError, match="path"):
         load_traces(3)
+
+
+def test_covariates_are_kept_as_time_coords(tmp_path):
+    rng = np.random.default_rng(2)
+    n_time = 40
+    velocity = rng.normal(size=n_time)
+    savemat(tmp_path / "worm1.mat", {"neurons": np.array(["AVAL", "RIML"], dtype=object),
+                                     "norm_traces": rng.normal(size=(2, n_time)), "fps": 4.0,
+                                     "velocity": velocity, "gains": np.ones(3)})
+    mat = load_traces(tmp_path / "worm1.mat")
+    assert [k for k in mat.coords if k not in mat.dims] == ["velocity"]  # `gains` is not one value per frame
+    np.testing.assert_allclose(mat["velocity"].values, velocity[None])
+    assert mat["velocity"].dims == ("animal", "time")
+
+    np.savez(tmp_path / "t.npz", traces=rng.normal(size=(3, n_time)), neurons=np.array(list("ABC")),
+             reversal=(velocity < 0).astype(float), short=np.ones(n_time - 1))
+    npz = load_traces(tmp_path / "t.npz")
+    assert [k for k in npz.coords if k not in npz.dims] == ["reversal"]
+
+    da = xr.DataArray(rng.normal(size=(2, 3, n_time)), dims=("animal", "neuron", "time"),
+                      coords={"animal": ["a", "b"], "neuron": list("XYZ"), "time": np.arange(n_time) * 0.6})
+    speed = xr.DataArray(rng.normal(size=(2, n_time)), dims=("animal", "time"), attrs={"units": "mm/s"})
+    xr.Dataset({"traces": da, "speed": speed, "odor": ("time", np.ones(n_time)),
+                "gain": ("neuron", np.ones(3))}).to_netcdf(tmp_path / "w.nc")
+    nc = load_traces(tmp_path / "w.nc")
+    assert sorted(k for k in nc.coords if k not in nc.dims) == ["odor", "speed"]
+    assert nc["speed"].attrs["units"] == "mm/s" and nc["odor"].dims == ("animal", "time")
+    np.testing.assert_allclose(nc["speed"].values, speed.values)
+    assert sorted(nc.reset_coords().data_vars) == ["odor", "speed", "traces"]  # the Dataset form
+
+    both = load_traces([tmp_path / "worm1.mat", tmp_path / "t.npz"])  # velocity only in worm1, reversal only in t
+    assert np.isnan(both["velocity"].sel(animal="t")).all() and np.isnan(both["reversal"].sel(animal="worm1")).all()
+    np.testing.assert_allclose(both["velocity"].sel(animal="worm1"), velocity)
+    out = dynamic_connectome(both, rank=1, n_restarts=1, max_iter=20, device="cpu")
+    assert sorted(out["covariate"].values) == ["reversal", "velocity"]
+
+
+def test_wormwideweb_behaviour_keys(tmp_path):
+    payload = {"uid": "w", "trace_array": np.random.default_rng(0).normal(size=(2, 6)).tolist(),
+               "timestamp_confocal": [0.0, 0.6, 1.2, 1.8, 2.4, 3.0], "labeled": {"1": {"label": "AVAL"},
+                                                                                 "2": {"label": "AVAR"}},
+               "velocity": [0.1, None, 0.3, -0.1, -0.2, 0.0], "head_curvature": [0.0] * 6, "pumping": [None] * 6,
+               "reversal_events": [[2, 3]], "max_t": 6}
+    (tmp_path / "w.json").write_text(json.dumps(payload))
+    traces = load_traces(tmp_path / "w.json")
+    np.testing.assert_array_equal(traces["reversal"].values[0], [0, 1, 1, 0, 0, 0])  # frames 2-3, 1-based inclusive
+    np.testing.assert_array_equal(traces["velocity"].values[0], [0.1, np.nan, 0.3, -0.1, -0.2, 0.0])
+    assert "head_curvature" in traces.coords and "max_t" not in traces.coords
+    assert "pumping" not in traces.coords  # never recorded: not kept
+    bundled = load_traces(DATA / "atanas2023_worm")  # the re-export holds no behaviour
+    assert [k for k in bundled.coords if k not in bundled.dims] == []

@@ -18,6 +18,12 @@ The idea in four steps:
    neurons that act together in that component.
 4. **Pipeline and figures.** :func:`dynamic_connectome` runs it all;
    :mod:`workbench.figures.connectome` draws the results.
+5. **Chance and behaviour.** ``n_surrogates=`` refits the pipeline on
+   recordings whose neurons keep their own dynamics but lose their timing
+   (:func:`surrogate_traces`), giving each component a p-value and each pair
+   a chance threshold; covariates that travel with the traces (velocity,
+   reversals, stimuli) are correlated with every time factor
+   (:mod:`workbench.connectome.covariates`).
 
 Worked example on planted data: two motifs, each a pair of communities that
 co-activate in one epoch in some animals.
@@ -43,6 +49,7 @@ from workbench.connectome.ntf import NTFResult, default_device, ntf
 from workbench.connectome.pairs import matrix_to_pairs, pairs_to_matrix
 from workbench.connectome.pipeline import dynamic_connectome
 from workbench.connectome.rank import rank_sweep, suggest_rank
+from workbench.connectome.surrogates import surrogate_traces
 from workbench.data.synthetic_connectome import synthetic_connectome as synthetic
 
 __all__ = [
@@ -59,5 +66,6 @@ __all__ = [
     "pairs_to_matrix",
     "rank_sweep",
     "suggest_rank",
+    "surrogate_traces",
     "synthetic",
 ]

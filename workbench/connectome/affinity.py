@@ -91,6 +91,19 @@ def _bin_mean(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def bin_centres(time: np.ndarray, window: int) -> np.ndarray:
+    """Time of each bin of ``window`` frames (mean of its frames; the first one for non-numeric times).
+
+    Examples
+    --------
+    >>> bin_centres(np.arange(10.0), 4).tolist()
+    [1.5, 5.5]
+    """
+    n_bins = len(time) // window
+    centres = np.asarray(time)[: n_bins * window].reshape(n_bins, window)
+    return centres.mean(1) if np.issubdtype(centres.dtype, np.number) else centres[:, 0]
+
+
 def _differential(values: np.ndarray, ia, ib, window: int, smooth: float, kernel_width: float) -> np.ndarray:
     deriv = np.gradient(_smooth(values, smooth), axis=-1)
     with warnings.catch_warnings():
@@ -168,14 +181,10 @@ def affinity(traces: xr.DataArray, *, method: str = "differential", window: int 
         aff = _differential(values, ia, ib, window, smooth, kernel_width)
     else:
         aff = _correlation(values, ia, ib, window, smooth)
-    time = traces["time"].values
-    n_bins = aff.shape[-1]
-    centres = time[: n_bins * window].reshape(n_bins, window)
-    centres = centres.mean(1) if np.issubdtype(centres.dtype, np.number) else centres[:, 0]
     out = xr.DataArray(
         aff.transpose(1, 2, 0),
         dims=("pair", "time", "animal"),
-        coords={"time": centres, "animal": traces["animal"].values, **pair_coords(traces["neuron"].values)},
+        coords={"time": bin_centres(traces["time"].values, window), "animal": traces["animal"].values, **pair_coords(traces["neuron"].values)},
         name="affinity",
         attrs={**traces.attrs, "method": method, "window": int(window), "smooth": float(smooth),
                "kernel_width": float(kernel_width)},

@@ -18,6 +18,17 @@ Formats (picked from the path):
 Several paths (a list) are several animals, aligned by neuron identity: a
 neuron not identified in an animal is NaN there, never zero. Stimulus windows
 travel as ``attrs`` ``stim_names``, ``stim_start``, ``stim_end`` (seconds).
+
+Covariates (behaviour, stimuli: anything sampled on the time axis) that a file
+holds are kept as coords ``(animal, time)`` of the traces, named as in the file
+(NaN where an animal lacks one): extra numeric ``.mat`` fields and ``.npz``
+arrays with one value per frame, netCDF/zarr data variables on ``time`` (and
+maybe ``animal``, with their ``attrs`` such as ``units``), and WormWideWeb's
+behaviour keys (``velocity``, ``head_curvature``, ``pumping``,
+``angular_velocity``, ``body_curvature``, and ``reversal``: 1 inside the
+``reversal_events`` [start, stop] frames, read as 1-based and inclusive like
+the file's other indices). Suite2p and the WormWideWeb re-export folder have
+none. ``traces.reset_coords()`` gives them as data variables of a Dataset.
 """
 
 from __future__ import annotations
@@ -30,9 +41,34 @@ import numpy as np
 import xarray as xr
 
 _NEUROPIL_COEFF = 0.7  # Suite2p's default neuropil subtraction factor
+_MAT_FIELDS = ("neurons", "norm_traces", "fps", "stim_names", "stim_times")
+_NPZ_FIELDS = ("traces", "neurons", "time", "animals", "fps", "stim_names", "stim_times")
 
 
-def _make(traces: np.ndarray, neurons, time, *, animals=None, attrs: dict | None = None) -> xr.DataArray:
+#: WormWideWeb dataset keys holding one behaviour value per confocal frame.
+_WORMWIDEWEB_BEHAVIOUR = ("velocity", "head_curvature", "pumping", "angular_velocity", "body_curvature")
+
+
+def _covariates(candidates: dict, n_animals: int, n_time: int, reserved=()) -> dict[str, np.ndarray]:
+    """The numeric entries of ``candidates`` with one value per frame, as (animal, time) arrays."""
+    out = {}
+    for name, value in candidates.items():
+        if name in reserved or name.startswith("__") or name in ("animal", "neuron", "time"):
+            continue
+        value = np.asarray(value)
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool) or np.iscomplexobj(value):
+            continue
+        if np.isnan(value.astype(float)).all():  # nothing was recorded: nothing to keep
+            continue
+        if value.shape == (n_time,):
+            out[name] = np.broadcast_to(value.astype(float), (n_animals, n_time))
+        elif value.shape == (n_animals, n_time) and n_animals > 1:
+            out[name] = value.astype(float)
+    return out
+
+
+def _make(traces: np.ndarray, neurons, time, *, animals=None, attrs: dict | None = None,
+          covariates: dict | None = None) -> xr.DataArray:
     traces = np.asarray(traces, dtype=float)
     if traces.ndim == 2:
         traces = traces[None]
@@ -45,8 +81,10 @@ def _make(traces: np.ndarray, neurons, time, *, animals=None, attrs: dict | None
     if (counts > 1).any():
         raise ValueError(f"neurons: expected unique names, got duplicates {uniq[counts > 1].tolist()}")
     animals = animals if animals is not None else [f"animal{a}" for a in range(traces.shape[0])]
+    extra = {name: (("animal", "time"), values) for name, values in (covariates or {}).items()}
     return xr.DataArray(traces, dims=("animal", "neuron", "time"),
-                        coords={"animal": [str(a) for a in animals], "neuron": neurons, "time": np.asarray(time, float)},
+                        coords={"animal": [str(a) for a in animals], "neuron": neurons, "time": np.asarray(time, float),
+                                **extra},
                         name="traces", attrs=attrs or {})
 
 
@@ -88,7 +126,9 @@ def _load_mat(path: Path) -> xr.DataArray:
     n_time = values.shape[-1]
     attrs = {"fps": fps, "source": str(path), **_stim_attrs(data.get("stim_names"), data.get("stim_times"))}
     animals = [path.stem] if values.ndim == 2 else None
-    return _make(values, neurons, np.arange(n_time) / fps, animals=animals, attrs=attrs)
+    n_animals = 1 if values.ndim == 2 else values.shape[0]
+    covariates = _covariates(data, n_animals, n_time, reserved=_MAT_FIELDS)
+    return _make(values, neurons, np.arange(n_time) / fps, animals=animals, attrs=attrs, covariates=covariates)
 
 
 def _load_suite2p(path: Path, fps: float | None) -> xr.DataArray:
@@ -128,7 +168,16 @@ def _load_wormwideweb(path: Path) -> xr.DataArray:
     if not rows:
         raise ValueError("path: the WormWideWeb JSON has no identified neuron in 'labeled'")
     uid = str(data.get("uid", path.stem))
-    return _make(values[rows], names, time[: values.shape[1]], animals=[uid], attrs={"source": str(path)})
+    n_time = values.shape[1]
+    behaviour = {k: np.asarray([np.nan if v is None else v for v in data[k]], dtype=float)
+                 for k in _WORMWIDEWEB_BEHAVIOUR if isinstance(data.get(k), list)}
+    if isinstance(data.get("reversal_events"), list):
+        reversal = np.zeros(n_time)
+        for start, stop in data["reversal_events"]:
+            reversal[max(int(start) - 1, 0): int(stop)] = 1.0
+        behaviour["reversal"] = reversal
+    return _make(values[rows], names, time[:n_time], animals=[uid], attrs={"source": str(path)},
+                 covariates=_covariates(behaviour, 1, n_time))
 
 
 def _load_xarray(path: Path) -> xr.DataArray:
@@ -144,6 +193,10 @@ def _load_xarray(path: Path) -> xr.DataArray:
         da = da.expand_dims(animal=[path.stem])
     if not {"neuron", "time"} <= set(da.dims):
         raise ValueError(f"path: expected a variable with dims (animal, neuron, time), got {da.dims}")
+    for name, var in ds.data_vars.items():
+        if name != da.name and "time" in var.dims and set(var.dims) <= {"animal", "time"}:
+            var = var.load().astype(float).broadcast_like(da.isel(neuron=0, drop=True))
+            da = da.assign_coords({str(name): var.transpose("animal", "time")})
     return da.transpose("animal", "neuron", "time").astype(float)
 
 
@@ -160,7 +213,9 @@ def _load_npz(path: Path) -> xr.DataArray:
         attrs = {"fps": fps, "source": str(path),
                  **_stim_attrs(data["stim_names"] if "stim_names" in data else None,
                                data["stim_times"] if "stim_times" in data else None)}
-    return _make(values, neurons, time, animals=animals, attrs=attrs)
+        n_animals = 1 if values.ndim == 2 else values.shape[0]
+        covariates = _covariates({k: data[k] for k in data.files}, n_animals, n_time, reserved=_NPZ_FIELDS)
+    return _make(values, neurons, time, animals=animals, attrs=attrs, covariates=covariates)
 
 
 def _load_one(path: Path, fps: float | None) -> xr.DataArray:
@@ -204,6 +259,12 @@ def align(recordings: list[xr.DataArray]) -> xr.DataArray:
     """
     if len(recordings) == 1:
         return recordings[0]
+    covariates = {}
+    for r in recordings:
+        covariates.update({k: v.attrs for k, v in r.coords.items() if k not in r.dims})
+    recordings = [r.assign_coords({k: xr.DataArray(np.full((r.sizes["animal"], r.sizes["time"]), np.nan),
+                                                   dims=("animal", "time"), attrs=attrs)
+                                   for k, attrs in covariates.items() if k not in r.coords}) for r in recordings]
     times = [r["time"].values for r in recordings]
     same_time = all(t.shape == times[0].shape and np.allclose(t, times[0]) for t in times)
     if not same_time:

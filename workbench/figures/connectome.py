@@ -26,7 +26,39 @@ def _component(result: xr.Dataset, component: int) -> int:
     return int(component)
 
 
-def component_panel(result: xr.Dataset, component: int = 0) -> go.Figure:
+def _significance_label(result: xr.Dataset, c: int) -> str:
+    """``EV 0.33, p = 0.05 (more than chance)`` when the result carries a surrogate test, else ''."""
+    if "explained_variance_p" not in result:
+        return ""
+    p = float(result["explained_variance_p"][c])
+    alpha = float(result.attrs.get("alpha", result["explained_variance_p"].attrs.get("alpha", 0.05)))
+    verdict = "more than chance" if p <= alpha else f"not above chance at {alpha:g}"
+    return (f" · EV {float(result['explained_variance'][c]):.2f}, p = {p:.2g} vs "
+            f"{int(result.attrs.get('n_surrogates', 0))} surrogates ({verdict})")
+
+
+def _covariate_overlay(fig: go.Figure, result: xr.Dataset, c: int, covariate: str) -> str:
+    """Draw ``covariate`` as binned for component ``c`` on the time panel's second y-axis; its label."""
+    if "covariate_binned" not in result:
+        raise ValueError("covariate: the result has no covariates (pass covariates= to dynamic_connectome, "
+                         "or traces that carry them)")
+    names = [str(n) for n in result["covariate"].values]
+    if covariate not in names:
+        raise ValueError(f"covariate: expected one of {names}, got {covariate!r}")
+    binned = result["covariate_binned"].sel(covariate=covariate)[c]
+    units = str(result["covariate_units"].sel(covariate=covariate).item())
+    title = f"{covariate} ({units})" if units else f"{covariate} (units unknown)"
+    fig.add_trace(go.Scatter(x=binned["time"].values, y=binned.values, mode="lines", name=covariate,
+                             line=dict(color=PALETTE[3], width=1.0, dash="dot")), row=1, col=2, secondary_y=True)
+    fig.update_yaxes(title_text=title, secondary_y=True, nticks=4, tickformat=".2g", showgrid=False,
+                     title_font_color=PALETTE[3], tickfont_color=PALETTE[3], title_standoff=2, row=1, col=2)
+    r = float(result["covariate_correlation"].sel(covariate=covariate)[c])
+    p = float(result["covariate_p"].sel(covariate=covariate)[c])
+    return f"time vs {covariate}: r = {r:.2f}, p = {p:.2g}"
+
+
+def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | None = None,
+                    mark_significant: bool = True) -> go.Figure:
     """Pair matrix ordered by community, time factor with stimulus windows, animal loadings.
 
     Parameters
@@ -34,13 +66,26 @@ def component_panel(result: xr.Dataset, component: int = 0) -> go.Figure:
     result : xr.Dataset
         Output of :func:`workbench.connectome.dynamic_connectome`.
     component : int
+    covariate : str, optional
+        A covariate of ``result`` (``result.covariate``) drawn over the time
+        factor on a second y-axis, binned as the factor is and titled with its
+        units; the time panel's title gives its correlation and shift p-value.
+    mark_significant : bool
+        When ``result`` holds a surrogate test (``n_surrogates``), say in the
+        title whether the component is more than chance, and draw the time
+        factor of one that is not in grey.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from workbench.connectome import synthetic, dynamic_connectome
     >>> out = dynamic_connectome(synthetic(16, 3, 240, 2).traces, rank=2, n_restarts=2, device="cpu")
     >>> len(component_panel(out, 0).data)
     3
+    >>> out = dynamic_connectome(synthetic(16, 3, 240, 2).traces, rank=1, n_restarts=1, max_iter=30,
+    ...                          covariates={"speed": np.arange(240.0)}, device="cpu")
+    >>> [t.name for t in component_panel(out, 0, covariate="speed").data]
+    ['pairs', 'time', 'speed', 'animals']
     """
     _check_result(result, ("pair_factor", "time_factor", "animal_factor", "community"))
     c = _component(result, component)
@@ -48,24 +93,34 @@ def component_panel(result: xr.Dataset, component: int = 0) -> go.Figure:
     labels = result["community"][c].values
     order = np.lexsort((np.arange(labels.size), labels))
     names = matrix["neuron"].values[order].astype(str)
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.4, 0.2], horizontal_spacing=0.09,
-                        subplot_titles=("pairs (by community)", "time", "animals"))
+    time_title = "time"
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.42, 0.2], horizontal_spacing=0.12,
+                        specs=[[{}, {"secondary_y": True}, {}]], subplot_titles=("pairs (by community)", "time", "animals"))
+    fig.update_annotations(font_size=10)
     fig.add_trace(go.Heatmap(z=matrix.values[np.ix_(order, order)], x=names, y=names, colorscale=SEQUENTIAL,
-                             showscale=False), row=1, col=1)
+                             showscale=False, name="pairs"), row=1, col=1)
     fig.update_yaxes(autorange="reversed", showticklabels=names.size <= 40, row=1, col=1)
     fig.update_xaxes(showticklabels=names.size <= 40, row=1, col=1)
     time = result["time_factor"]
-    fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines",
-                             line=dict(color=PALETTE[0], width=1.2), name="time"), row=1, col=2)
+    chance = mark_significant and "significant" in result and not bool(result["significant"][c])
+    fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines", name="time",
+                             line=dict(color="#999999" if chance else PALETTE[0], width=1.2)), row=1, col=2)
     if "stimulus_response" in result:
         for start, end in zip(result["stim_start"].values, result["stim_end"].values):
             fig.add_vrect(x0=float(start), x1=float(end), fillcolor=PALETTE[1], opacity=0.2, line_width=0,
                           row=1, col=2)
+    if covariate is not None:
+        time_title = _covariate_overlay(fig, result, c, covariate)
+        fig.layout.annotations[1].text = time_title
+    frames = "frame" in str(result.attrs.get("time_units", ""))
+    fig.update_xaxes(title_text="time (frames)" if frames else "time (s)", row=1, col=2)
+    fig.update_yaxes(title_text="loading", secondary_y=False, row=1, col=2)
     animal = result["animal_factor"]
     fig.add_trace(go.Bar(x=animal["animal"].values.astype(str), y=animal[:, c].values, marker_color=PALETTE[2],
                          name="animals"), row=1, col=3)
-    fig.update_layout(title=f"component {c}", showlegend=False)
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=260)
+    title = f"component {c}" + (_significance_label(result, c) if mark_significant else "")
+    fig.update_layout(title=title, showlegend=False, margin=dict(t=48))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=280)
 
 
 def _sweep_variables(sweep: xr.Dataset) -> dict[str, xr.DataArray]:
