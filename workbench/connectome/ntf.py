@@ -384,9 +384,9 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
         return bool(callback(it, err.cpu().numpy())) if callback is not None else False
 
     width = _compress_width(compress, rank, values.shape, observed is None)
-    missing = None if observed is None else tuple(torch.as_tensor(ix, device=device) for ix in np.nonzero(~observed))
+    seen = None if observed is None else torch.as_tensor(observed.reshape(I, J * K), device=device)
     with _threads_for(values.size * rank * n_restarts, device):
-        errors, n_iter = _run(X0, (I, J, K), A, B, C, missing, max_iter, tol, n_inner, width, seed, observed_sq,
+        errors, n_iter = _run(X0, (I, J, K), A, B, C, seen, max_iter, tol, n_inner, width, seed, observed_sq,
                               report if (bar or callback) else None)
     if bar:
         bar.close()
@@ -406,9 +406,9 @@ def _compress_width(compress, rank: int, shape: tuple[int, int, int], complete: 
     raise ValueError(f"compress: expected 'auto', None or an integer >= rank ({rank}), got {compress!r}")
 
 
-def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, observed_sq, report):
-    if missing is None:
-        return _hals.fit(X0, shape, A, B, C, missing=None, max_iter=max_iter, tol=tol, n_inner=n_inner, eps=0.0,
+def _run(X0, shape, A, B, C, observed, max_iter, tol, n_inner, width, seed, observed_sq, report):
+    if observed is None:
+        return _hals.fit(X0, shape, A, B, C, observed=None, max_iter=max_iter, tol=tol, n_inner=n_inner, eps=0.0,
                          compress=width, seed=seed, observed_sq=observed_sq, progress=report)
     # EM completes one copy of the tensor per restart: run restarts in chunks that fit in memory.
     chunk = max(1, _MISSING_BATCH_BYTES // X0.element_size() // X0.numel())
@@ -416,7 +416,7 @@ def _run(X0, shape, A, B, C, missing, max_iter, tol, n_inner, width, seed, obser
     for start in range(0, A.shape[0], chunk):
         part = slice(start, start + chunk)
         Xb = X0.unsqueeze(0).repeat(A[part].shape[0], 1, 1)
-        err, it = _hals.fit(Xb, shape, A[part], B[part], C[part], missing=missing, max_iter=max_iter, tol=tol,
+        err, it = _hals.fit(Xb, shape, A[part], B[part], C[part], observed=observed, max_iter=max_iter, tol=tol,
                             n_inner=n_inner, eps=0.0, observed_sq=observed_sq, progress=report)
         errors.append(err)
         n_iter = max(n_iter, it)
