@@ -410,8 +410,10 @@ def _run(X0, shape, A, B, C, observed, max_iter, tol, n_inner, width, seed, obse
     if observed is None:
         return _hals.fit(X0, shape, A, B, C, observed=None, max_iter=max_iter, tol=tol, n_inner=n_inner, eps=0.0,
                          compress=width, seed=seed, observed_sq=observed_sq, progress=report)
-    # EM completes one copy of the tensor per restart: run restarts in chunks that fit in memory.
-    chunk = max(1, _MISSING_BATCH_BYTES // X0.element_size() // X0.numel())
+    # EM completes one copy of the tensor per restart: run restarts in chunks that fit in memory. On the CPU
+    # one restart at a time: its 2-D GEMMs beat batched ones (10 restarts: 0.57 -> 0.36 s/it at 1770 x 240 x 7),
+    # and each restart then stops at its own tolerance.
+    chunk = 1 if X0.device.type == "cpu" else max(1, _MISSING_BATCH_BYTES // X0.element_size() // X0.numel())
     errors, n_iter = [], 0
     for start in range(0, A.shape[0], chunk):
         part = slice(start, start + chunk)
