@@ -175,3 +175,29 @@ def test_masked_em_equals_dense_hals_on_the_completed_tensor():
         model = np.einsum("ir,jr,kr->ijk", *(f[0].numpy() for f in ref))
         explicit = np.linalg.norm((x - model)[observed]) / np.linalg.norm(x[observed])
         assert float(error[b]) == pytest.approx(explicit, rel=1e-9)
+
+
+def test_missing_time_fibres_take_the_shared_tensor_path_with_the_same_iterates():
+    """A time-independent mask (pairs absent in some animals) uses the correction path of _fibres;
+    it must follow the general EM path (one completed copy per restart) to rounding."""
+    from workbench.connectome import _fibres, _hals
+
+    rng = np.random.default_rng(1)
+    shape, rank, iters = (15, 8, 4), 3, 7
+    x = np.einsum("ir,jr,kr->ijk", *(rng.random((n, rank)) for n in shape)) + 0.05 * rng.random(shape)
+    observed = np.repeat(rng.random((shape[0], 1, shape[2])) >= 0.6, shape[1], axis=1)
+    missing = _fibres.missing_fibres(observed)
+    assert missing is not None and missing.mean() > 0.3
+    start = [torch.as_tensor(rng.random((3, n, rank))) for n in shape]
+    X0 = torch.as_tensor(np.where(observed, x, 0.0).reshape(shape[0], -1))
+    observed_sq = (X0.double() ** 2).sum()
+    general = [f.clone() for f in start]
+    err_general, _ = _hals.fit(X0.unsqueeze(0).repeat(3, 1, 1), shape, *general,
+                               observed=torch.as_tensor(observed.reshape(shape[0], -1)), max_iter=iters, tol=0.0,
+                               n_inner=2, eps=0.0)
+    fibres = [f.clone() for f in start]
+    err_fibres, _ = _fibres.fit_fibres(X0, shape, *fibres, torch.as_tensor(missing), max_iter=iters, tol=0.0,
+                                       n_inner=2, eps=0.0, observed_sq=observed_sq)
+    for a, b in zip(general, fibres):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(err_fibres.numpy(), err_general.numpy(), rtol=1e-9)

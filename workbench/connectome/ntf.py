@@ -5,7 +5,9 @@ terms, ``X[i, j, k] ~ sum_r w_r a_ir b_jr c_kr`` with every factor
 non-negative, fitted by HALS (hierarchical alternating least squares) in torch.
 All restarts run side by side as one batch; see :mod:`workbench.connectome._hals`
 for the kernels and for how missing entries are handled (exact EM on the
-observed entries: missing values never enter the loss).
+observed entries: missing values never enter the loss), and
+:mod:`workbench.connectome._fibres` for the fast EM when whole time fibres are
+missing (pairs of neurons not identified in some animals).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from workbench.connectome import _hals
+from workbench.connectome import _fibres, _hals
 from workbench.connectome.fms import pairwise_scores
 
 #: Below this many multiply-adds per MTTKRP, CPU runs use one thread: the HALS
@@ -384,10 +386,17 @@ def ntf(tensor, rank: int, *, n_restarts: int = 10, mask=None, seed: int = 0, ma
         return bool(callback(it, err.cpu().numpy())) if callback is not None else False
 
     width = _compress_width(compress, rank, values.shape, observed is None)
-    seen = None if observed is None else torch.as_tensor(observed.reshape(I, J * K), device=device)
+    fibres = None if observed is None else _fibres.missing_fibres(observed)
+    seen = None if observed is None or fibres is not None else torch.as_tensor(observed.reshape(I, J * K),
+                                                                               device=device)
     with _threads_for(values.size * rank * n_restarts, device):
-        errors, n_iter = _run(X0, (I, J, K), A, B, C, seen, max_iter, tol, n_inner, width, seed, observed_sq,
-                              report if (bar or callback) else None)
+        if fibres is not None:  # whole time fibres missing: EM on the shared tensor plus small corrections
+            errors, n_iter = _fibres.fit_fibres(X0, (I, J, K), A, B, C, torch.as_tensor(fibres), max_iter=max_iter,
+                                                tol=tol, n_inner=n_inner, eps=0.0, observed_sq=observed_sq,
+                                                progress=report if (bar or callback) else None)
+        else:
+            errors, n_iter = _run(X0, (I, J, K), A, B, C, seen, max_iter, tol, n_inner, width, seed, observed_sq,
+                                  report if (bar or callback) else None)
     if bar:
         bar.close()
     return _package(tensor, [A, B, C], errors.cpu().numpy(), n_iter, scale)
