@@ -16,7 +16,7 @@ Quick mode ``--masked [--neurons N]``: seconds per iteration of ``ntf`` on a
 7-animal tensor (N neurons -> pairs x 240 time x 7 animals, rank 8) with 60% of
 the pairs missing in each animal (the pair's whole time fibre, as when a
 neuron is not identified in that animal) against the same tensor fully
-observed, for 1 and 10 restarts; results go to ``benchmarks/results/ntf_masked.json``.
+observed, for 1 and 10 restarts; results go to ``benchmarks/results/ntf_masked_N_neurons.json``.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def main():
                               "torch": torch.__version__, "load_average_at_start": os.getloadavg()},
                   "masked": masked_speed(args.neurons)}
         result["machine"]["load_average_at_end"] = os.getloadavg()
-        path = OUT.with_name("ntf_masked.json")
+        path = OUT.with_name(f"ntf_masked_{args.neurons}_neurons.json")
         path.write_text(json.dumps(result, indent=2))
         print(f"wrote {path}")
         return

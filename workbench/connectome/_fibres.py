@@ -56,9 +56,11 @@ def _weights(m: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return (m @ _outer(C, C).reshape(b, K, R * R)).reshape(b, -1, R, R)
 
 
-def _missing_sq(A0, GB, W):
-    """``||(1 - mask) * model||^2`` per restart, in float64."""
-    return (_outer(A0, A0).double() * W.double() * GB.double()[:, None]).sum((1, 2, 3))
+def _correction(A0, GB, W):
+    """``corr[b, i, r] = sum_s A0[i, s] G_B[s, r] W[i, s, r]`` (the mode-0 MTTKRP of the missing part) and
+    ``||(1 - mask) * model||^2 = sum_ir corr[i, r] A0[i, r]`` per restart (float64 sum)."""
+    corr = (A0[:, :, None, :] @ (W * GB[:, None])).squeeze(2)
+    return corr, (corr * A0).double().sum((1, 2))
 
 
 def fit_fibres(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
@@ -73,8 +75,8 @@ def fit_fibres(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B
     for n_iter in range(1, max_iter + 1):
         A0, GB, GC = A.clone(), gram(B), gram(C)
         W = _weights(m, C)
-        norm_sq = observed_sq + _missing_sq(A0, GB, W)
-        corr = (A0[..., :, None] * GB[:, None] * W).sum(2)  # sum_s A0[i, s] G_B[s, r] W[i, s, r]
+        corr, missing_sq = _correction(A0, GB, W)
+        norm_sq = observed_sq + missing_sq
         hals_sweeps(A, mttkrp_mode0(X0, B, C) + corr, GB * GC, n_inner, eps)
         b, _, R = A.shape
         P = (m.T @ _outer(A, A0).reshape(b, -1, R * R)).reshape(b, K, R, R)  # sum_i m[i, k] A1[i, r] A0[i, s]
@@ -97,7 +99,7 @@ def fit_fibres(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B
         previous = error
     # the observed loss at the final model: ||X||^2 - 2 <X, model> + ||mask * model||^2
     W = _weights(m, C)
-    observed_model_sq = model_norm_sq(A, B, C) - _missing_sq(A, gram(B), W)
+    observed_model_sq = model_norm_sq(A, B, C) - _correction(A, gram(B), W)[1]
     inner = (A.double() * mttkrp_mode0(X0, B, C).double()).sum((1, 2))
     error = (observed_sq - 2 * inner + observed_model_sq).clamp_min(0).sqrt() / observed_sq.sqrt()
     return error, n_iter
