@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from workbench.connectome._hals import gram, hals_sweeps, model_norm_sq, mttkrp_mode0, normalise, project_mode0
+from workbench.connectome._hals import (gram, hals_sweeps, model_norm_sq, mttkrp_mode0, normalise, project_mode0,
+                                        update_b_c)
 
 
 def missing_fibres(observed: np.ndarray) -> np.ndarray | None:
@@ -82,13 +83,7 @@ def fit_fibres(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B
         P = (m.T @ _outer(A, A0).reshape(b, -1, R * R)).reshape(b, K, R, R)  # sum_i m[i, k] A1[i, r] A0[i, s]
         Q = (C[:, :, None, :] * P).reshape(b, K * R, R)  # C0[k, s] P[k, r, s]
         Y = project_mode0(X0, A, J, K) + (B @ Q.transpose(1, 2)).reshape(b, J, K, R).permute(0, 3, 1, 2)
-        GA = gram(A)
-        hals_sweeps(B, torch.einsum("brjk,bkr->bjr", Y, C), GA * GC, n_inner, eps)
-        GB = gram(B)
-        MC = torch.einsum("brjk,bjr->bkr", Y.double(), B.double())
-        hals_sweeps(C, MC.to(C.dtype), GA * GB, n_inner, eps)
-        inner = (C.double() * MC).sum((1, 2))
-        error = (norm_sq - 2 * inner + model_norm_sq(A, B, C)).clamp_min(0).sqrt() / observed_sq.sqrt()
+        error = update_b_c(Y, A, B, C, GC, norm_sq, n_inner, eps) / observed_sq.sqrt()
         normalise(A, B, C)
         if previous is not None:
             finished |= (previous - error).abs() <= tol * previous

@@ -236,7 +236,13 @@ def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B:
     I, J, K = shape
     GB, GC = gram(B), gram(C)
     hals_sweeps(A, mttkrp_mode0(X0, B, C), GB * GC, n_inner, eps)
-    Y = project_mode0(X0, A, J, K)
+    return update_b_c(project_mode0(X0, A, J, K), A, B, C, GC, norm_sq, n_inner, eps) / norm_sq.sqrt()
+
+
+def update_b_c(Y: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, GC: torch.Tensor,
+               norm_sq: torch.Tensor, n_inner: int, eps: float) -> torch.Tensor:
+    """In place: B, then C, from ``Y = A^T X`` (b, R, J, K); returns ``||X - [[A, B, C]]||`` per restart
+    for a tensor of squared norm ``norm_sq``."""
     GA = gram(A)
     hals_sweeps(B, torch.einsum("brjk,bkr->bjr", Y, C), GA * GC, n_inner, eps)
     GB = gram(B)
@@ -244,7 +250,7 @@ def iteration(X0: torch.Tensor, shape: tuple[int, int, int], A: torch.Tensor, B:
     hals_sweeps(C, MC.to(C.dtype), GA * GB, n_inner, eps)
     # ||X - [[A,B,C]]||^2 = ||X||^2 - 2 <C, MC> + sum(GA * GB * GC): no model tensor is built.
     inner = (C.double() * MC).sum((1, 2))
-    return (norm_sq - 2 * inner + model_norm_sq(A, B, C)).clamp_min(0).sqrt() / norm_sq.sqrt()
+    return (norm_sq - 2 * inner + model_norm_sq(A, B, C)).clamp_min(0).sqrt()
 
 
 def model_norm_sq(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
