@@ -108,7 +108,7 @@ def table(results: Path = RESULTS) -> str:
     lines = [HEADER]
     for path in sorted(results.glob("*.json")):
         stem = path.stem
-        if stem in NOT_BENCHMARKS:
+        if stem in NOT_BENCHMARKS or stem.startswith("ntf_masked_"):  # ours vs ours: see bench_ntf_masked.py
             continue
         data = json.loads(path.read_text())
         if data.get("format") == "harness-1":

@@ -144,3 +144,60 @@ def test_the_best_restart_is_returned(planted):
         np.testing.assert_array_equal(f.values, g)
     recon = res.reconstruct().values
     assert abs(np.linalg.norm(planted[0] - recon) / np.linalg.norm(planted[0]) - res.error) < 1e-4
+
+
+def test_masked_em_equals_dense_hals_on_the_completed_tensor():
+    """EM by definition: complete the missing entries with the current model (built here in numpy),
+    take one plain dense HALS iteration, repeat. The masked fit must follow the same path."""
+    from workbench.connectome import _hals
+
+    rng = np.random.default_rng(0)
+    shape, rank, iters = (12, 9, 4), 3, 6
+    x = np.einsum("ir,jr,kr->ijk", *(rng.random((n, rank)) for n in shape)) + 0.05 * rng.random(shape)
+    observed = rng.random(shape) >= 0.6
+    observed[:, :, 0] &= rng.random(shape[0])[:, None] >= 0.5  # and whole missing fibres, as with absent neurons
+    start = [torch.as_tensor(rng.random((2, n, rank))) for n in shape]  # two restarts
+
+    masked = [f.clone() for f in start]
+    X0 = torch.as_tensor(np.where(observed, x, 0.0).reshape(shape[0], -1))
+    seen = torch.as_tensor(observed.reshape(shape[0], -1))
+    error, _ = _hals.fit(X0.unsqueeze(0).repeat(2, 1, 1), shape, *masked, observed=seen, max_iter=iters, tol=0.0,
+                         n_inner=2, eps=0.0)
+
+    for b in range(2):
+        ref = [f[b:b + 1].clone() for f in start]
+        for _ in range(iters):
+            model = np.einsum("ir,jr,kr->ijk", *(f[0].numpy() for f in ref))
+            filled = torch.as_tensor(np.where(observed, x, model).reshape(shape[0], -1))
+            _hals.fit(filled, shape, *ref, observed=None, max_iter=1, tol=0.0, n_inner=2, eps=0.0, extrapolate=False)
+        for f_masked, f_ref in zip(masked, ref):
+            np.testing.assert_allclose(f_masked[b].numpy(), f_ref[0].numpy(), rtol=1e-9, atol=1e-12)
+        model = np.einsum("ir,jr,kr->ijk", *(f[0].numpy() for f in ref))
+        explicit = np.linalg.norm((x - model)[observed]) / np.linalg.norm(x[observed])
+        assert float(error[b]) == pytest.approx(explicit, rel=1e-9)
+
+
+def test_missing_time_fibres_take_the_shared_tensor_path_with_the_same_iterates():
+    """A time-independent mask (pairs absent in some animals) uses the correction path of _fibres;
+    it must follow the general EM path (one completed copy per restart) to rounding."""
+    from workbench.connectome import _fibres, _hals
+
+    rng = np.random.default_rng(1)
+    shape, rank, iters = (15, 8, 4), 3, 7
+    x = np.einsum("ir,jr,kr->ijk", *(rng.random((n, rank)) for n in shape)) + 0.05 * rng.random(shape)
+    observed = np.repeat(rng.random((shape[0], 1, shape[2])) >= 0.6, shape[1], axis=1)
+    missing = _fibres.missing_fibres(observed)
+    assert missing is not None and missing.mean() > 0.3
+    start = [torch.as_tensor(rng.random((3, n, rank))) for n in shape]
+    X0 = torch.as_tensor(np.where(observed, x, 0.0).reshape(shape[0], -1))
+    observed_sq = (X0.double() ** 2).sum()
+    general = [f.clone() for f in start]
+    err_general, _ = _hals.fit(X0.unsqueeze(0).repeat(3, 1, 1), shape, *general,
+                               observed=torch.as_tensor(observed.reshape(shape[0], -1)), max_iter=iters, tol=0.0,
+                               n_inner=2, eps=0.0)
+    fibres = [f.clone() for f in start]
+    err_fibres, _ = _fibres.fit_fibres(X0, shape, *fibres, torch.as_tensor(missing), max_iter=iters, tol=0.0,
+                                       n_inner=2, eps=0.0, observed_sq=observed_sq)
+    for a, b in zip(general, fibres):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(err_fibres.numpy(), err_general.numpy(), rtol=1e-9)

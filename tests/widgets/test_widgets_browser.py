@@ -131,6 +131,19 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     _finish(tab, server, "connectome")
 
 
+def test_connectome_bundled_worm_shows_named_traces_and_hides_synthetic_controls(tab, server):
+    _open(tab, server, "connectome")
+    assert tab.locator(".wb-synthetic").is_visible()
+    worm = [o for o in tab.locator(".wb-recording select option").all_inner_texts() if o.endswith("atanas2023_worm")]
+    tab.locator(".wb-recording select").select_option(worm[0])
+    tab.get_by_text("traces of atanas2023_worm").wait_for(timeout=90_000)
+    tab.locator("g.ytick text", has_text="AVAL").first.wait_for(timeout=30_000)
+    assert "AVAL" in tab.locator("g.ytick text").all_text_contents()  # NeuroPAL names label the rows
+    assert tab.get_by_text("neuron (NeuroPAL label)").count() >= 1 and tab.get_by_text("time (s)").count() >= 1
+    assert not tab.locator(".wb-synthetic").is_visible()
+    _finish(tab, server, "connectome-worm")
+
+
 # Records the title of every figure plotly.js draws (newPlot or react) in window.drawn.
 COUNT_DRAWS = """
 window.drawn = [];

@@ -323,3 +323,27 @@ def test_two_sessions_with_identical_settings_follow_one_job(tmp_path):
     assert not second.running and not job.cancelled and first.running
     assert first.wait(120).result is not None and not job.cancelled
     assert third.run() is None and third.result is not None  # finished: read from the store, no job
+
+
+def test_connectome_fits_the_bundled_worm_as_one_recording(tmp_path):
+    """The bundled NeuroPAL worm: one animal, named neurons, synthetic controls hidden, robust colours, units."""
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path, rank_min=1, rank_max=2, n_restarts=2, max_iter=10)
+    controls = page.controls()
+    synthetic = next(c for c in controls if "wb-synthetic" in (c.css_classes or []))
+    assert synthetic.visible
+    worm = next(r for r in page.param.recording.objects if r.endswith("atanas2023_worm"))
+    page.recording = worm
+    page.wait(120)
+    assert page.message == "" and page.traces.sizes["animal"] == 1 and not synthetic.visible
+    heat = page.figures()["traces"]
+    values = page.traces.isel(animal=0).values
+    assert (heat.data[0].zmin, heat.data[0].zmax) == pytest.approx(tuple(np.percentile(values, [1, 99])))
+    assert list(heat.layout.yaxis.ticktext) == page.traces.neuron.values.tolist() and "AVAL" in heat.layout.yaxis.ticktext
+    assert heat.layout.xaxis.title.text == "time (s)" and "NeuroPAL" in heat.layout.yaxis.title.text
+    assert "a.u." in heat.data[0].colorbar.title.text
+    page.run()
+    page.wait(600)
+    assert page.message == "" and page.result.sizes["animal"] == 1 and page.result.attrs["rank"] in (1, 2)
+    assert set(page.result.community.neuron.values) == set(page.traces.neuron.values)

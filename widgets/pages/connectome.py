@@ -247,8 +247,13 @@ class ConnectomePage(Page):
         run = pn.widgets.Button(label="Run rank sweep + NTF", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
-        data = pn.Param(self.param, parameters=["source", "recording", "path", *SYNTHETIC], show_name=False,
-                        widgets={"path": {"css_classes": ["wb-path"]}, "source": {"css_classes": ["wb-source"]}})
+        data = pn.Param(self.param, parameters=["source", "recording", "path"], show_name=False,
+                        widgets={"path": {"css_classes": ["wb-path"]}, "source": {"css_classes": ["wb-source"]},
+                                 "recording": {"css_classes": ["wb-recording"]}})
+        # The generator's settings mean nothing for a recording: shown only while the source is synthetic.
+        synthetic = pn.Param(self.param, parameters=list(SYNTHETIC), show_name=False, css_classes=["wb-synthetic"],
+                             visible=self.source == "synthetic")
+        self.param.watch(lambda event: setattr(synthetic, "visible", event.new == "synthetic"), "source")
         fit = pn.Param(self.param, parameters=[*FIT, "animal", "component"], show_name=False,
                        widgets={"component": {"css_classes": ["wb-component"]}})
-        return [data, load, fit, run]
+        return [data, synthetic, load, fit, run]

@@ -43,6 +43,7 @@ co-activate in one epoch in some animals.
 
 from workbench.connectome.affinity import affinity
 from workbench.connectome.communities import communities
+from workbench.connectome.consensus import consensus_communities
 from workbench.connectome.fms import congruence, factor_match_score
 from workbench.connectome.loaders import load_traces
 from workbench.connectome.ntf import NTFResult, default_device, ntf
@@ -57,6 +58,7 @@ __all__ = [
     "affinity",
     "communities",
     "congruence",
+    "consensus_communities",
     "default_device",
     "dynamic_connectome",
     "factor_match_score",

@@ -259,8 +259,34 @@ def restart_similarity_plot(similarity) -> go.Figure:
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX - 40)
 
 
+def _is_named(neurons: np.ndarray) -> bool:
+    """True when the neuron coordinate holds names (e.g. NeuroPAL labels), not just indices."""
+    return neurons.dtype.kind in "USO" and not all(str(n).isdigit() for n in neurons)
+
+
+def robust_range(values, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """The ``low``-th and ``high``-th percentiles of the finite values: a colour range that a few outliers do not set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> robust_range(np.r_[np.arange(100.0), 1e6])
+    (1.0, 99.0)
+    """
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [low, high])
+    return (float(lo), float(hi)) if hi > lo else (float(finite.min()), float(finite.max()) + 1e-12)
+
+
 def traces_heatmap(traces: xr.DataArray, animal: int = 0) -> go.Figure:
     """Neuron x time heatmap of one animal's traces with its stimulus windows shaded.
+
+    Colours span the 1st to 99th percentile of the traces (a few bright
+    frames do not wash the rest out; the colorbar says so). Neuron names
+    (e.g. NeuroPAL labels) label the rows, up to 120 neurons.
 
     Examples
     --------
@@ -273,14 +299,23 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0) -> go.Figure:
         raise ValueError(f"animal: expected an index in [0, {traces.sizes['animal']}), got {animal!r}")
     one = traces.isel(animal=animal)
     name = str(traces["animal"].values[animal])
-    fig = new_figure(title=f"traces of {name}", xaxis_title="time (s)", width=FULL_WIDTH_PX, height=300)
-    fig.add_heatmap(z=one.values, x=one["time"].values, y=one["neuron"].values.astype(str), colorscale=SEQUENTIAL,
-                    colorbar=dict(title="activity"))
+    neurons = one["neuron"].values
+    n = neurons.size
+    height = int(min(900, max(300, 120 + 9 * n))) if n <= 120 else 300
+    fig = new_figure(title=f"traces of {name}", xaxis_title="time (s)", width=FULL_WIDTH_PX, height=height)
+    zmin, zmax = robust_range(one.values)
+    unit = traces.attrs.get("units", "a.u.")
+    fig.add_heatmap(z=one.values, x=one["time"].values, y=np.arange(n), zmin=zmin, zmax=zmax, colorscale=SEQUENTIAL,
+                    customdata=np.broadcast_to(neurons.astype(str)[:, None], one.shape),
+                    hovertemplate="%{customdata} at %{x:.1f} s: %{z:.3g}<extra></extra>",
+                    colorbar=dict(title=f"activity ({unit})<br>1st-99th pct"))
     names = traces.attrs.get("stim_names") or []
     starts, ends = np.atleast_1d(traces.attrs.get("stim_start", [])), np.atleast_1d(traces.attrs.get("stim_end", []))
     for start, end in zip(starts, ends):
         fig.add_vrect(x0=float(start), x1=float(end), line=dict(color="white", width=1, dash="dot"))
     if len(names):
         fig.update_layout(meta={"stimuli": list(np.atleast_1d(names))})
-    fig.update_yaxes(autorange="reversed", showticklabels=one.sizes["neuron"] <= 40)
+    fig.update_yaxes(title_text="neuron (NeuroPAL label)" if _is_named(neurons) else "neuron (index)",
+                     tickvals=list(range(n)), ticktext=neurons.astype(str).tolist(), showticklabels=n <= 120,
+                     tickfont=dict(size=6 if n > 40 else 9), range=[n - 0.5, -0.5])
     return fig
