@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -77,12 +78,17 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     the TopK family's ``rescale_acts_by_decoder_norm`` is written (decoder
     norms folded into the encoder first where the flag is ``None``).
 
+    Saves from several threads or processes into one folder all succeed: each
+    writes its own temporary files, and the two renames happen under the
+    folder's ``.save.lock`` (which :func:`load_sae` also takes), so the folder
+    always holds one whole save.
+
     Examples
     --------
     >>> import tempfile
     >>> from workbench.sae import AttentionSAE, SAEConfig
     >>> sorted(p.name for p in save_sae(AttentionSAE(SAEConfig(d_in=4, d_sae=8, k=2)), tempfile.mkdtemp()).iterdir())
-    ['cfg.json', 'sae_weights.safetensors']
+    ['.save.lock', 'cfg.json', 'sae_weights.safetensors']
     """
     folder = check_folder("path", path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,13 +115,47 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     if cfg.architecture == "topk":
         doc.update(k=cfg.k, activation_fn_kwargs={"k": cfg.k}, rescale_acts_by_decoder_norm=rescale)
     tensors = {name: t.to("cpu").contiguous() for name, t in tensors.items()}
-    # Temporary names then rename: a crash leaves each file whole, and the save id tells a new one beside an old one.
-    for name, write in ((WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={_SAVE_ID: save_id})),
-                        (CFG_FILE, lambda p: p.write_text(json.dumps(doc, indent=2)))):
-        tmp = folder / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, folder / name)
+    # Temporary names unique to this save, then both renames under the folder's lock: a crash leaves each
+    # file whole (the save id tells a new one beside an old one), and concurrent saves never interleave.
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staged = []
+    try:
+        for name, write in ((WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={_SAVE_ID: save_id})),
+                            (CFG_FILE, lambda p: p.write_text(json.dumps(doc, indent=2)))):
+            tmp = folder / f".{name}.{tag}.tmp"
+            staged.append((tmp, folder / name))
+            write(tmp)
+        with _folder_lock(folder):
+            for tmp, final in staged:
+                os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     return folder
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, create: bool = True):
+    """An exclusive lock on ``folder/.save.lock`` (POSIX ``flock``); readers pass ``create=False``.
+
+    No lock where ``fcntl`` is missing (Windows) or the folder is read-only (a
+    shared release cache nobody saves into): unique temporary names still keep
+    each file whole, and a mixed pair is refused on load by its save id. A
+    folder no save of ours wrote has no lock file, and loading it makes none.
+    """
+    try:
+        import fcntl
+
+        handle = open(folder / ".save.lock", "a" if create else "r")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _saelens_version_major(doc: dict) -> int | None:
@@ -287,10 +327,11 @@ def load_sae(path: str | os.PathLike, *, sae_id: str | None = None, device: str 
             raise FileNotFoundError(f"path: expected an SAELens folder with {CFG_FILE} and {WEIGHTS_FILE}, "
                                     f"{name} is missing in {folder}")
     try:
-        doc = json.loads((folder / CFG_FILE).read_text())
-        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
-            weights_id = (weights.metadata() or {}).get(_SAVE_ID)
-            tensors = {name: weights.get_tensor(name) for name in weights.keys()}
+        with _folder_lock(folder, create=False):  # a save's two renames never land between these two reads
+            doc = json.loads((folder / CFG_FILE).read_text())
+            with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+                weights_id = (weights.metadata() or {}).get(_SAVE_ID)
+                tensors = {name: weights.get_tensor(name) for name in weights.keys()}
     except (ValueError, SafetensorError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         name = WEIGHTS_FILE if isinstance(error, SafetensorError) else CFG_FILE
         raise ValueError(f"{name}: could not read {folder / name} ({error})") from error
