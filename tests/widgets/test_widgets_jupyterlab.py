@@ -1,0 +1,190 @@
+"""The pages and controls inline in JupyterLab itself, offline, in headless system Chromium; and exported HTML.
+
+JupyterLab runs on loopback with a token in a temporary folder (its settings,
+runtime and workspaces there too). A notebook showing one page of each kind
+and one ipywidgets control is run through the UI ("Run All Cells"); every
+output must draw a plotly figure, react to one interaction, and no request
+may leave 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.browser
+playwright = pytest.importorskip("playwright.sync_api")
+
+from test_widgets_browser import ARTIFACTS, CHROMIUM, FIGURE, _free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "workbench-test-token"
+
+SETUP = "import os\n\nimport widgets\n\nwidgets.notebook_setup()\nCACHE = os.environ['WORKBENCH_CACHE']"
+# One page of each kind, small settings, each computed before it is shown; then one ipywidgets control.
+PAGES = {
+    "collapse": "from widgets.pages.collapse import CollapsePage\n\n"
+                "collapse = CollapsePage(cache_dir=CACHE, n_classes=3, n_major=20, width=16, epochs=4, record_every=2)\n"
+                "collapse.run()\ncollapse.wait(120)\ncollapse",
+    "connectome": "from widgets.pages.connectome import ConnectomePage\n\n"
+                  "connectome = ConnectomePage(cache_dir=CACHE, n_neurons=12, n_time=160, rank_min=1, rank_max=2,\n"
+                  "                            n_restarts=2, max_iter=30)\nconnectome.run()\nconnectome.wait(120)\n"
+                  "connectome",
+    "spectra": "from widgets.pages.spectra import SpectraPage\n\n"
+               "spectra = SpectraPage(cache_dir=CACHE, model='tiny-attn-2l', n_seq=2, seq_len=16)\n"
+               "spectra.compute()\nspectra.wait(120)\nspectra",
+    "overview": "from widgets.pages.overview import OverviewPage\n\n"
+                "overview = OverviewPage(cache_dir=CACHE, n_seq=2, seq_len=8)\n"
+                "overview.compute_induction()\noverview.wait(120)\noverview",
+    "sae": "from widgets.pages.sae import SAEPage\n\n"
+           "sae = SAEPage(cache_dir=CACHE, d_sae=32, k=4, n_seq=16, seq_len=32, n_tokens=2048, eval_seq=8)\n"
+           "sae.train()\nsae.wait(120)\nsae",
+}
+CONTROL = "from widgets.notebook import epoch_slider\n\nepoch_slider(collapse.result)"
+
+LAB_SETTINGS = {  # no news or update checks, and every cell kept in the page (no windowing)
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                        "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@contextlib.contextmanager
+def jupyter_lab(folder: Path):
+    """``jupyter lab`` on a free loopback port with a token, everything in ``folder``; yields its URL."""
+    for name, values in LAB_SETTINGS.items():
+        settings = folder / "lab-settings" / name
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(json.dumps(values))
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")]), "WORKBENCH_CACHE": str(folder / "cache"), "JUPYTER_CONFIG_DIR": str(folder / "config"),
+        "JUPYTER_RUNTIME_DIR": str(folder / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(folder / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(folder / "workspaces"), "IPYTHONDIR": str(folder / "ipython")}
+    log = open(folder / "lab.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+                             f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={TOKEN}",
+                             f"--ServerApp.root_dir={folder}", "--LabApp.news_url=None",
+                             *(["--allow-root"] if os.geteuid() == 0 else [])],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"jupyter lab did not come up: {(folder / 'lab.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no system Chromium at {CHROMIUM}")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+def recording_tab(browser, local: tuple[str, ...]):
+    """A tab that records console errors and every request not starting with one of ``local``."""
+    tab = browser.new_page(viewport={"width": 1500, "height": 1100})
+    tab.errors, tab.outside = [], []
+    tab.on("console", lambda msg: tab.errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda err: tab.errors.append(str(err)))
+    tab.on("request", lambda req: None if req.url.startswith(local) else tab.outside.append(req.url))
+    return tab
+
+
+def _cell(tab, index: int):
+    return tab.locator(".jp-Notebook .jp-CodeCell").nth(index)
+
+
+def _wait_text(cell, text: str, timeout: float = 60_000):
+    cell.get_by_text(text).first.wait_for(timeout=timeout)
+
+
+def test_pages_and_a_control_run_inline_in_jupyterlab_offline(chromium, tmp_path):
+    started = time.time()
+    write_notebook(tmp_path / "inline.ipynb", [SETUP, *PAGES.values(), CONTROL])
+    with jupyter_lab(tmp_path) as url:
+        port = url.rsplit(":", 1)[1]
+        tab = recording_tab(chromium, tuple(f"{scheme}://127.0.0.1:{port}" for scheme in ("http", "ws"))
+                            + ("data:", "blob:"))
+        tab.goto(f"{url}/lab/tree/inline.ipynb?token={TOKEN}")
+        tab.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+        tab.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+        tab.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+        tab.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+        # a plotly figure renders inside every page output and inside the control
+        for index in range(1, len(PAGES) + 2):
+            _cell(tab, index).locator(".jp-OutputArea " + FIGURE).first.wait_for(timeout=150_000)
+        collapse, connectome, spectra, overview, sae, control = (_cell(tab, i) for i in range(1, len(PAGES) + 2))
+
+        # one interaction per output changes its figure
+        layer = collapse.locator(".wb-layer select option").first.inner_text()
+        collapse.locator(".wb-layer select").select_option(layer)
+        _wait_text(collapse, f"NC metrics at {layer}")
+        connectome.locator(".wb-component select").select_option("1")
+        _wait_text(connectome, "component 1")
+        spectra.locator(".wb-metric select").select_option("stable_rank")
+        _wait_text(spectra, "stable_rank of tiny-attn-2l")
+        sae.locator(".wb-feature input").fill("3")
+        sae.locator(".wb-feature input").press("Enter")
+        _wait_text(sae, "feature 3:")
+        control.locator(".widget-toggle-button", has_text="orthogonal frame").click()
+        _wait_text(control, "Gram vs orthogonal frame")
+
+        # inline jobs finish on screen, with no helper cell: a model switch computes its induction scores ...
+        other = [o for o in overview.locator(".wb-model select option").all_inner_texts()
+                 if o != overview.locator(".wb-model select").input_value()][0]
+        overview.locator(".wb-model select").select_option(other)
+        _wait_text(overview, f"Induction score: {other}", 90_000)
+        # ... and Run with new settings trains, reports and delivers the result
+        seed = collapse.locator(".bk-input-group", has_text="Seed").locator("input")
+        seed.fill("1")
+        seed.press("Enter")
+        collapse.locator(".wb-run button").click()
+        _wait_text(collapse, "neural-collapse run: done in", 90_000)
+
+        tab.wait_for_timeout(1000)  # late stylesheet or script requests of the last redraws
+        ARTIFACTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / "jupyterlab-inline.png"), full_page=True)
+        for name, cell in zip(["collapse", "sae", "control"], [collapse, sae, control]):
+            cell.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"))
+        assert tab.errors == [], f"JavaScript console errors: {tab.errors}"
+        assert tab.outside == [], f"requests left 127.0.0.1: {tab.outside}"
+        tab.close()
+    assert time.time() - started < 240, f"the JupyterLab test took {time.time() - started:.0f} s"
