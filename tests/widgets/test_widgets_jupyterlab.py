@@ -128,6 +128,21 @@ def recording_tab(browser, local: tuple[str, ...]):
     return tab
 
 
+def run_all_cells(tab, url: str, name: str) -> None:
+    """Open notebook ``name`` in JupyterLab at ``url`` and run every cell from the Run menu."""
+    tab.goto(f"{url}/lab/tree/{name}?token={TOKEN}")
+    tab.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+    indicator = tab.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    accept = tab.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel", when the kernel list came late
+    deadline = time.time() + 60
+    while not (indicator.count() and not accept.count()) and time.time() < deadline:
+        if accept.count():
+            accept.click()
+        tab.wait_for_timeout(500)
+    tab.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+    tab.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+
+
 def _cell(tab, index: int):
     return tab.locator(".jp-Notebook .jp-CodeCell").nth(index)
 
@@ -143,48 +158,104 @@ def test_pages_and_a_control_run_inline_in_jupyterlab_offline(chromium, tmp_path
         port = url.rsplit(":", 1)[1]
         tab = recording_tab(chromium, tuple(f"{scheme}://127.0.0.1:{port}" for scheme in ("http", "ws"))
                             + ("data:", "blob:"))
-        tab.goto(f"{url}/lab/tree/inline.ipynb?token={TOKEN}")
-        tab.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
-        tab.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
-        tab.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-        tab.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-        # a plotly figure renders inside every page output and inside the control
-        for index in range(1, len(PAGES) + 2):
-            _cell(tab, index).locator(".jp-OutputArea " + FIGURE).first.wait_for(timeout=150_000)
-        collapse, connectome, spectra, overview, sae, control = (_cell(tab, i) for i in range(1, len(PAGES) + 2))
-
-        # one interaction per output changes its figure
-        layer = collapse.locator(".wb-layer select option").first.inner_text()
-        collapse.locator(".wb-layer select").select_option(layer)
-        _wait_text(collapse, f"NC metrics at {layer}")
-        connectome.locator(".wb-component select").select_option("1")
-        _wait_text(connectome, "component 1")
-        spectra.locator(".wb-metric select").select_option("stable_rank")
-        _wait_text(spectra, "stable_rank of tiny-attn-2l")
-        sae.locator(".wb-feature input").fill("3")
-        sae.locator(".wb-feature input").press("Enter")
-        _wait_text(sae, "feature 3:")
-        control.locator(".widget-toggle-button", has_text="orthogonal frame").click()
-        _wait_text(control, "Gram vs orthogonal frame")
-
-        # inline jobs finish on screen, with no helper cell: a model switch computes its induction scores ...
-        other = [o for o in overview.locator(".wb-model select option").all_inner_texts()
-                 if o != overview.locator(".wb-model select").input_value()][0]
-        overview.locator(".wb-model select").select_option(other)
-        _wait_text(overview, f"Induction score: {other}", 90_000)
-        # ... and Run with new settings trains, reports and delivers the result
-        seed = collapse.locator(".bk-input-group", has_text="Seed").locator("input")
-        seed.fill("1")
-        seed.press("Enter")
-        collapse.locator(".wb-run button").click()
-        _wait_text(collapse, "neural-collapse run: done in", 90_000)
+        try:
+            _run_and_interact(tab, url)
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            tab.screenshot(path=str(ARTIFACTS / "jupyterlab-failed.png"))
+            shown = [tab.locator(".jp-Cell-outputArea").nth(i).inner_text()[:300]
+                     for i in range(tab.locator(".jp-Cell-outputArea").count())]
+            raise AssertionError(f"cell outputs: {shown}; console errors: {tab.errors}")
 
         tab.wait_for_timeout(1000)  # late stylesheet or script requests of the last redraws
         ARTIFACTS.mkdir(exist_ok=True)
         tab.screenshot(path=str(ARTIFACTS / "jupyterlab-inline.png"), full_page=True)
-        for name, cell in zip(["collapse", "sae", "control"], [collapse, sae, control]):
-            cell.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"))
+        for index, name in enumerate([*PAGES, "control"], start=1):
+            _cell(tab, index).screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"))
         assert tab.errors == [], f"JavaScript console errors: {tab.errors}"
         assert tab.outside == [], f"requests left 127.0.0.1: {tab.outside}"
         tab.close()
     assert time.time() - started < 240, f"the JupyterLab test took {time.time() - started:.0f} s"
+
+
+def _run_and_interact(tab, url: str) -> None:
+    run_all_cells(tab, url, "inline.ipynb")
+    # a plotly figure renders inside every page output and inside the control
+    for index in range(1, len(PAGES) + 2):
+        _cell(tab, index).locator(".jp-OutputArea " + FIGURE).first.wait_for(timeout=150_000)
+    collapse, connectome, spectra, overview, sae, control = (_cell(tab, i) for i in range(1, len(PAGES) + 2))
+
+    # one interaction per output changes its figure
+    layer = collapse.locator(".wb-layer select option").first.inner_text()
+    collapse.locator(".wb-layer select").select_option(layer)
+    _wait_text(collapse, f"NC metrics at {layer}")
+    connectome.locator(".wb-component select").select_option("1")
+    _wait_text(connectome, "component 1")
+    spectra.locator(".wb-metric select").select_option("stable_rank")
+    _wait_text(spectra, "stable_rank of tiny-attn-2l")
+    sae.locator(".wb-feature input").fill("3")
+    sae.locator(".wb-feature input").press("Enter")
+    _wait_text(sae, "feature 3:")
+    control.locator(".widget-toggle-button", has_text="orthogonal frame").click()
+    _wait_text(control, "Gram vs orthogonal frame")
+
+    # inline jobs finish on screen, with no helper cell: a model switch computes its induction scores ...
+    other = [o for o in overview.locator(".wb-model select option").all_inner_texts()
+             if o != overview.locator(".wb-model select").input_value()][0]
+    overview.locator(".wb-model select").select_option(other)
+    _wait_text(overview, f"Induction score: {other}", 90_000)
+    # ... and Run with new settings trains, reports and delivers the result
+    collapse.locator(".bk-input-group", has_text="Loss").locator("select").select_option("ce")
+    collapse.locator(".wb-run button").click()
+    _wait_text(collapse, "neural-collapse run: done in", 90_000)
+
+
+EXPORTED = [
+    SETUP,
+    "import plotly.graph_objects as go\n\ngo.Figure(go.Bar(y=[3, 1, 2]), layout_title_text='plain figure')",
+    "from widgets.pages.connectome import ConnectomePage\n\n"
+    "page = ConnectomePage(cache_dir=CACHE, n_neurons=12, n_animals=2, n_time=160)\npage.load()\npage",
+    "import ipywidgets as ipw\nfrom widgets.notebook import FigureBrowser\n\n"
+    "FigureBrowser({'n': ipw.IntSlider(value=2, min=1, max=4)},\n"
+    "              lambda n: {'bars': go.Figure(go.Bar(y=list(range(n))), layout_title_text=f'{n} bars')})",
+]
+# nbconvert's own page template links require.js and MathJax from cdnjs; nothing else may be remote.
+TEMPLATE_URLS = ("https://cdnjs.cloudflare.com/ajax/libs/require.js/", "https://cdnjs.cloudflare.com/ajax/libs/mathjax/")
+
+
+def test_nbconvert_html_shows_figures_page_and_control_offline(chromium, tmp_path):
+    from bs4 import BeautifulSoup
+
+    notebook = write_notebook(tmp_path / "export.ipynb", EXPORTED)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")]), "WORKBENCH_CACHE": str(tmp_path / "cache"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ipython")}
+    # without widget state the control's HTML version is exported (the widget state would need a widget
+    # loader from unpkg: no installed package ships one)
+    done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
+                           "--NotebookClient.store_widget_state=False", str(notebook)],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # (Panel's empty display handle of each page, dict_keys([]), has nothing to represent)
+    assert "mimetype(s) dict_keys(['" not in done.stderr, done.stderr[-3000:]
+    page = (tmp_path / "export.html").read_text()
+    outputs = BeautifulSoup(page, "html.parser").select(".jp-OutputArea-output")
+    linked = [tag.get("src") or tag.get("href") for output in outputs for tag in output.select(
+        "script[src], link[href], img[src], iframe[src]")]
+    assert [url for url in linked if not url.startswith("data:")] == [], "outputs link scripts or styles"
+    assert len(outputs) >= 4 and "jupyter-widgets/html-manager" not in page
+
+    tab = recording_tab(chromium, ("file://", "data:", "blob:"))
+    tab.route(re.compile(r"^https?://"), lambda route: route.abort())  # no internet
+    tab.goto((tmp_path / "export.html").as_uri())
+    tab.get_by_text("plain figure").first.wait_for(timeout=30_000)
+    tab.get_by_text("2 bars").first.wait_for(timeout=30_000)
+    tab.locator(".jp-CodeCell").nth(2).locator(FIGURE).first.wait_for(timeout=30_000)  # the page: Bokeh, Panel
+    tab.wait_for_timeout(1000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "nbconvert-export.png"), full_page=True)
+    assert tab.locator(FIGURE).count() >= 3
+    assert [url for url in tab.outside if not url.startswith(TEMPLATE_URLS)] == []
+    template_failures = ("Failed to load resource", "net::ERR_FAILED")
+    assert [e for e in tab.errors if not any(f in e for f in template_failures)] == [], tab.errors
+    tab.close()
