@@ -205,12 +205,7 @@ def page_mimebundle(page: "Page", include=None, exclude=None) -> Any:
     if in_kernel():
         if not _state["setup"]:
             notebook_setup()
-        data, metadata = page.view()._repr_mimebundle_(include, exclude)
-        # Keys typed in the page are the page's: Bokeh's shadow DOM hides its inputs from JupyterLab, whose
-        # notebook shortcuts would otherwise take Enter (a number input never commits) or "a"/"b"/"d" (new or
-        # deleted cells while typing a path).
-        data["text/html"] = f'<div data-lm-suppress-shortcuts="true">{data["text/html"]}</div>'
-        return data, metadata
+        return page.view()._repr_mimebundle_(include, exclude)
     return static_page(page)
 
 
