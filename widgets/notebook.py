@@ -44,6 +44,8 @@ import xarray as xr
 
 #: Errors a control value can cause that are shown as a message instead of raised.
 _SHOWN_ERRORS = (ValueError, TypeError, KeyError)
+#: The value of :func:`layer_picker`'s "all layers" choice.
+ALL = "all"
 
 
 def display_data(item: go.Figure | str) -> dict:
@@ -117,6 +119,17 @@ class FigureBrowser(ipw.VBox):
         for control in self.controls.values():
             control.observe(self._redraw, names="value")
         self._redraw(first=True)
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widget, plus the figures now shown as static HTML for a notebook exported without its
+        widget state (drawn by the plotly.js :func:`widgets.notebook_setup` publishes)."""
+        from widgets.jupyter import figure_html
+
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        values = ", ".join(f"{name} = {value!r}" for name, value in self.values.items())
+        blocks = [f"<p>{html.escape(values)}</p>"]
+        blocks += [figure_html(item) if isinstance(item, go.Figure) else item for item in self.figures.values()]
+        return {**bundle, "text/html": "\n".join(blocks)}
 
     @property
     def values(self) -> dict[str, Any]:
@@ -233,7 +246,7 @@ def layer_picker(spectra: xr.Dataset, *, kind: str = "ov", metric: str = "stable
     Returns
     -------
     FigureBrowser
-        Controls ``"layer"`` (None: all layers), ``"kind"`` and ``"metric"``;
+        Controls ``"layer"`` (a layer, or ``"all"``), ``"kind"`` and ``"metric"``;
         figures ``"heads"`` (:func:`~workbench.figures.spectra.head_spectra_figure`)
         and ``"metric"`` (:func:`~workbench.figures.spectra.metric_heatmap`).
 
@@ -261,13 +274,15 @@ def layer_picker(spectra: xr.Dataset, *, kind: str = "ov", metric: str = "stable
     if metric not in metrics:
         raise ValueError(f"metric: expected one of {metrics}, got {metric!r}")
     layers = sorted({int(v) for v in spectra["layer"].values if v >= 0})
-    layer = ipw.Dropdown(options=[("all layers", None)] + [(f"layer {v}", v) for v in layers], value=None,
-                             description="layer")
+    # "all", not None: ipywidgets takes a None value for "nothing chosen" and shows an empty box
+    layer = ipw.Dropdown(options=[("all layers", ALL)] + [(f"layer {v}", v) for v in layers], value=ALL,
+                         description="layer")
     kind_control = ipw.ToggleButtons(options=kinds, value=kind, description="circuit")
     metric_control = ipw.Dropdown(options=metrics, value=metric, description="metric")
 
-    def draw(layer: int | None, kind: str, metric: str) -> dict[str, go.Figure]:
-        return {"heads": head_spectra_figure(spectra, kind, layer=layer), "metric": metric_heatmap(spectra, metric)}
+    def draw(layer: int | str, kind: str, metric: str) -> dict[str, go.Figure]:
+        shown = None if layer == ALL else layer
+        return {"heads": head_spectra_figure(spectra, kind, layer=shown), "metric": metric_heatmap(spectra, metric)}
 
     return FigureBrowser({"layer": layer, "kind": kind_control, "metric": metric_control}, draw)
 

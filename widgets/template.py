@@ -257,10 +257,14 @@ _BLANK = go.Figure(layout=dict(height=60, width=360, xaxis=dict(visible=False), 
 def start_polling(page: "Page") -> None:
     """Once the session is served: poll the page's jobs from its event loop, then ``page.on_open()``.
 
-    Outside a server (scripts, tests) there is no loop: callers use
+    Inline in a notebook the kernel's loop polls instead (:func:`widgets.jupyter.poll_inline`; pages start
+    no work on display there). Outside both (scripts, tests) there is no loop: callers use
     :meth:`Page.wait` instead.
     """
     if pn.state.curdoc is None:
+        from widgets.jupyter import poll_inline
+
+        poll_inline(page)
         return
 
     def opened() -> None:

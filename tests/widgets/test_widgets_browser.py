@@ -27,6 +27,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, seconds: float) -> None:
+    """Wait until ``url`` answers; fail with the end of ``log`` when ``proc`` exits or ``seconds`` pass."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"{proc.args[:4]} did not come up: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def served(cache: Path, *args: str, env: dict | None = None, ready: str = "/overview"):
     """Run ``workbench serve`` with ``args`` on a free loopback port until the block ends; yields (url, process)."""
@@ -36,16 +50,7 @@ def served(cache: Path, *args: str, env: dict | None = None, ready: str = "/over
                              *args], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + ready, timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"workbench serve did not come up: {(cache / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    wait_until_up(url + ready, proc, cache / "serve.log", 120)
     try:
         yield url, proc
     finally:

@@ -143,7 +143,9 @@ def _planted_spectra() -> xr.Dataset:
 def test_layer_picker_shows_the_chosen_layer_and_circuit():
     ds = _planted_spectra()
     browser = layer_picker(ds)
-    assert browser.controls["layer"].value is None and len(browser.figures["heads"].data) == 4  # all layers
+    assert browser.controls["layer"].value == "all" and len(browser.figures["heads"].data) == 4  # all layers
+    # the "all layers" choice is a value ipywidgets shows (None would be an empty box)
+    assert browser.controls["layer"].label == "all layers"
     browser.controls["kind"].value = "qk"
     browser.controls["layer"].value = 1
     traces = browser.figures["heads"].data

@@ -267,10 +267,21 @@ def test_views_build_without_a_server(connectome_page):
     assert isinstance(connectome_page.__panel__(), pn.Row)
     assert sorted(routes(connectome_page.cache_dir)) == sorted(PAGES)
     assert {"overview", "collapse", "connectome"} <= set(PAGES)
-    # `page` alone in a notebook cell (after pn.extension) renders Panel's bundle, not the Parameterized repr
+    # the view renders Panel's bundle (what `page` alone in a notebook cell shows in a kernel) ...
     pn.extension("plotly")
-    data, metadata = connectome_page._repr_mimebundle_()
+    data, metadata = connectome_page.view()._repr_mimebundle_()
     assert "application/vnd.holoviews_exec.v0+json" in data and "text/html" in data
+    # ... and without a Jupyter kernel the page degrades to static images with one warning, never a blank
+    import widgets.jupyter as jupyter
+
+    jupyter._state["warned"] = False
+    with pytest.warns(UserWarning, match="no Jupyter kernel") as caught:
+        shown = connectome_page._repr_mimebundle_()
+        again = connectome_page._repr_mimebundle_()
+    assert len(caught) == 1 and again["text/plain"] == shown["text/plain"]
+    assert shown["text/plain"].startswith("<ConnectomePage: ")
+    figures = connectome_page.figures()
+    assert figures and shown["text/html"].count('src="data:image/png;base64,') == len(figures)
 
 
 def test_serve_defaults_bind_localhost():

@@ -25,7 +25,10 @@ import plotly.graph_objects as go
 
 from widgets.access import DataFolders
 from widgets.jobs import Cancelled, Job
+from widgets.jupyter import prefer_inline
 from widgets.results import ResultStore
+
+prefer_inline()  # in a kernel, even a plain pn.extension("plotly") then publishes Bokeh and Panel inline (offline)
 
 # Exceptions a user can cause with bad input; anything else is a bug and keeps its traceback type in the message.
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError)
@@ -447,5 +450,11 @@ class Page(param.Parameterized):
         return self.view()
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        """``page`` as the last line of a notebook cell renders the page itself, not its repr."""
-        return self.view()._repr_mimebundle_(include, exclude)
+        """``page`` as the last line of a notebook cell renders the page itself, offline, not its repr.
+
+        The first display sets the kernel up (:func:`widgets.jupyter.notebook_setup`); outside a
+        Jupyter kernel the page shows static images (:func:`widgets.jupyter.static_page`).
+        """
+        from widgets.jupyter import page_mimebundle
+
+        return page_mimebundle(self, include, exclude)

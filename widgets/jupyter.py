@@ -1,0 +1,288 @@
+"""The pages and figures inline in JupyterLab and Notebook 7, offline, and in exported HTML.
+
+One call, :func:`notebook_setup` (the first page displayed makes it too),
+sets a Jupyter kernel up so that nothing a notebook shows is fetched from
+the internet:
+
+- Panel runs in *inline* resource mode: Bokeh, Panel and plotly.js are
+  published once into the setup cell's output. Inline holds in JupyterLab 4,
+  Notebook 7 and in ``jupyter nbconvert --to html`` alike; resources served by
+  Panel's Jupyter server extension (``/panel-preview/static``) do not reach an
+  exported file and depend on the server's base URL.
+- Stylesheets Panel creates after the first render (``theme/native.css``,
+  ``css/loading.css`` ... of widgets added by a redraw) point at Panel's CDN;
+  they are rewritten to ``data:`` URLs of the copies installed with Panel.
+- Plotly figures render with the ``"workbench"`` renderer: plotly's MIME type
+  (JupyterLab's plotly extension draws it) plus an HTML version that uses the
+  plotly.js published by the setup, so an exported notebook shows them too.
+
+Outside a Jupyter kernel (plain IPython, a script) a page shows its
+figures as static PNG images instead, after one warning.
+
+Examples
+--------
+>>> notebook_setup()   # no Jupyter kernel here: nothing to set up
+'static'
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io.base_renderers import MimetypeRenderer
+
+if TYPE_CHECKING:
+    from widgets.pages.base import Page
+
+RENDERER = "workbench"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+INLINE_POLL_MS = 250  # how often an inline page copies job progress into its widgets
+
+_state = {"patched": False, "setup": False, "warned": False}
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, Notebook 7, VS Code, nbconvert/nbclient).
+
+    Examples
+    --------
+    >>> in_kernel()
+    False
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def figure_html(fig: go.Figure | Mapping) -> str:
+    """``fig`` as an HTML block drawn by the plotly.js the setup published (no script fetched).
+
+    Examples
+    --------
+    >>> block = figure_html(go.Figure(go.Bar(y=[1, 2])))
+    >>> "Plotly.newPlot" in block, "<script src" in block
+    (True, False)
+    """
+    return pio.to_html(fig, include_plotlyjs=False, include_mathjax=False, full_html=False,
+                       default_width="100%", validate=False, config={"displaylogo": False})
+
+
+class OfflineRenderer(MimetypeRenderer):
+    """Plotly renderer: the plotly MIME type for JupyterLab and an HTML version for exported notebooks."""
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        return {PLOTLY_MIME: pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)[PLOTLY_MIME],
+                "text/html": figure_html(fig_dict)}
+
+
+def plotlyjs_html() -> str:
+    """A script defining ``window.Plotly`` from the plotly.js shipped with plotly, even where require.js is loaded.
+
+    Examples
+    --------
+    >>> script = plotlyjs_html()
+    >>> script.startswith("<script>") and len(script) > 1_000_000
+    True
+    """
+    from plotly.offline import get_plotlyjs
+
+    # The bundle is UMD: with an AMD loader on the page (nbconvert's classic template) it would register
+    # a module instead of window.Plotly, so define/module/exports are hidden from it.
+    return ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};\n"
+            "(function (define, module, exports, require) {\n" + get_plotlyjs() + "\n}).call(window);</script>")
+
+
+@functools.lru_cache(maxsize=None)
+def _data_url(path: str) -> str:
+    return "data:text/css;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def local_stylesheet(url: str) -> str:
+    """The ``data:`` URL of Panel's installed copy of a stylesheet Panel links from its CDN, else ``url``.
+
+    Examples
+    --------
+    >>> from panel.io.resources import CDN_DIST
+    >>> local_stylesheet(CDN_DIST + "css/loading.css?v=1").startswith("data:text/css;base64,")
+    True
+    >>> local_stylesheet("https://example.org/x.css")
+    'https://example.org/x.css'
+    """
+    from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
+
+    for prefix in (CDN_DIST, LOCAL_DIST):
+        if url.startswith(prefix):
+            path = DIST_DIR / url[len(prefix):].split("?")[0]
+            if path.is_file():
+                return _data_url(str(path))
+    return url
+
+
+def _inline_late_stylesheets() -> None:
+    """Make the stylesheets of widgets created after the first render local too (once per process).
+
+    Panel inlines the stylesheets of an inline render, but widgets a redraw
+    creates later link ``cdn.holoviz.org`` through ``patch_stylesheet``.
+    """
+    import panel.io.resources as resources
+    import panel.reactive as reactive
+
+    original = resources.patch_stylesheet
+
+    def patch_stylesheet(stylesheet, dist_url):
+        original(stylesheet, dist_url)
+        try:
+            url = stylesheet.url
+        except Exception:  # Panel's own guard: some stylesheets have no url set
+            return
+        local = local_stylesheet(url)
+        if local != url:
+            stylesheet.url = local
+
+    resources.patch_stylesheet = patch_stylesheet
+    reactive.patch_stylesheet = patch_stylesheet
+
+
+def notebook_setup() -> str:
+    """Set this Jupyter kernel up to show pages and figures inline with no request leaving the machine.
+
+    Publishes Bokeh, Panel and plotly.js into this cell's output (Panel's
+    inline mode) and makes ``"workbench"`` plotly's default renderer. Run it
+    in the first cell; calling it again is harmless (and republishes the
+    scripts, for a browser that reloaded the notebook). The first page
+    displayed calls it when no cell did.
+
+    Returns
+    -------
+    str
+        ``"inline"`` in a Jupyter kernel; ``"static"`` elsewhere, where pages
+        show static images (see :func:`page_mimebundle`).
+
+    Examples
+    --------
+    >>> notebook_setup(), notebook_setup()
+    ('static', 'static')
+    """
+    if not in_kernel():
+        return "static"
+    import panel as pn
+    from IPython.display import HTML, display
+
+    if not _state["patched"]:
+        _inline_late_stylesheets()
+        pio.renderers[RENDERER] = OfflineRenderer()
+        _state["patched"] = True
+    pn.config.inline = True
+    pn.extension("plotly", inline=True)
+    display(HTML(plotlyjs_html()))
+    pio.renderers.default = RENDERER
+    _state["setup"] = True
+    return "inline"
+
+
+def prefer_inline() -> None:
+    """In a Jupyter kernel, make a later plain ``pn.extension(...)`` inline (offline) too."""
+    if in_kernel():
+        import panel as pn
+
+        pn.config.inline = True
+
+
+def page_mimebundle(page: "Page", include=None, exclude=None) -> Any:
+    """What a page as the last line of a cell shows: the live page in a kernel, static images elsewhere."""
+    if in_kernel():
+        if not _state["setup"]:
+            notebook_setup()
+        return page.view()._repr_mimebundle_(include, exclude)
+    return static_page(page)
+
+
+def static_page(page: "Page") -> dict:
+    """The page's status and figures as PNG images (plotly titles only when kaleido cannot render), one warning.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> from widgets.pages.base import Page
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     bundle = static_page(Page(cache_dir=tempfile.mkdtemp()))
+    >>> bundle["text/plain"]
+    '<Page: no figures yet>'
+    """
+    if not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn("no Jupyter kernel: dashboard pages show static images here; run them in JupyterLab "
+                      "(after widgets.notebook_setup()) or serve them with 'workbench serve' to interact",
+                      UserWarning, stacklevel=3)
+    try:
+        figures = page.figures()
+    except (ValueError, TypeError, KeyError) as err:
+        figures, page.message = {}, str(err)
+    lines = [line for line in (page.status, page.message) if line]
+    blocks = [f"<p>{html.escape(line)}</p>" for line in lines]
+    for name, fig in figures.items():
+        blocks.append(f"<figure><figcaption>{html.escape(name)}</figcaption>{_png_img(fig)}</figure>")
+    names = ", ".join(figures) or "no figures yet"
+    text = f"<{type(page).__name__}: {names}>" + "".join(f"\n{line}" for line in lines)
+    return {"text/plain": text, "text/html": "\n".join(blocks) or f"<p>{html.escape(text)}</p>"}
+
+
+def _png_img(fig: go.Figure) -> str:
+    from workbench.figures import export
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            data = export(fig, os.path.join(folder, "figure.png")).read_bytes()
+    except Exception as err:  # no Chromium or kaleido: say so instead of showing nothing
+        title = fig.layout.title.text or "figure"
+        return f"<p>{html.escape(title)} (no static image: {html.escape(str(err))})</p>"
+    return f'<img alt="{html.escape(fig.layout.title.text or "figure")}" ' \
+           f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}"/>'
+
+
+def poll_inline(page: "Page") -> bool:
+    """Poll ``page``'s jobs from the kernel's event loop, as a served page does; True when started.
+
+    A cell's output is a comm-backed Bokeh document: changes made on the
+    kernel's loop reach the browser, so progress, live curves and results
+    arrive without a helper cell. Without a running loop (scripts, tests)
+    nothing starts and :meth:`Page.wait` delivers results instead.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from widgets.pages.base import Page
+    >>> poll_inline(Page(cache_dir=tempfile.mkdtemp()))
+    False
+    """
+    import asyncio
+
+    from panel.io.callbacks import PeriodicCallback
+
+    if getattr(page, "_inline_poll", None) is not None:
+        return True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    callback = PeriodicCallback(callback=page.poll, period=INLINE_POLL_MS, background=True)
+    callback.start()
+    page._inline_poll = callback
+    return True
+
+
+__all__ = ["OfflineRenderer", "figure_html", "in_kernel", "local_stylesheet", "notebook_setup", "page_mimebundle",
+           "plotlyjs_html", "poll_inline", "prefer_inline", "static_page"]
