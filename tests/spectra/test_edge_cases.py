@@ -101,3 +101,18 @@ def test_esd_figure_of_a_spectrum_with_nothing_to_draw_says_so(values):
         esd_figure(xr.DataArray(values, dims="index"))
     with pytest.raises(ValueError, match="bins: expected an int >= 1, got 0"):
         esd_figure(xr.DataArray(np.arange(1.0, 5.0), dims="index"), bins=0)
+
+
+def test_power_law_fit_and_participation_ratio_say_when_there_is_nothing_to_measure():
+    """Issue 16: both used to return NaN silently."""
+    from workbench.spectra import participation_ratio, power_law_fit
+
+    for values in (np.full(5, np.nan), np.zeros(5), [4.0]):
+        with pytest.warns(RuntimeWarning, match="too few to fit a tail"):
+            assert np.isnan(power_law_fit(values)["alpha"])
+    with pytest.raises(ValueError, match="eigenvalues: expected finite values"):
+        power_law_fit([1.0, np.inf, 2.0])
+    with pytest.warns(RuntimeWarning, match="every eigenvalue is 0"):
+        assert np.isnan(participation_ratio(np.zeros(4)))
+    with pytest.raises(ValueError, match="eigenvalues: expected finite values, got 1 NaN or inf of 3"):
+        participation_ratio(np.array([1.0, np.nan, 2.0]))

@@ -22,6 +22,8 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import numpy as np
@@ -34,13 +36,25 @@ from workbench.spectra._validate import resolve_device
 def participation_ratio(eigenvalues: np.ndarray) -> float:
     """``(sum mu)^2 / sum mu^2`` of covariance eigenvalues ``mu``.
 
+    Negative eigenvalues (round-off of a PSD matrix) count as 0. NaN or inf
+    is refused; all zero (constant activations) has no participation ratio:
+    NaN, with a warning.
+
     Examples
     --------
     >>> participation_ratio(np.array([3.0, 0.0, 0.0]))
     1.0
     """
-    mu = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
-    return float(mu.sum() ** 2 / (mu ** 2).sum()) if mu.any() else float("nan")
+    mu = np.asarray(eigenvalues, dtype=np.float64)
+    if not np.isfinite(mu).all():
+        raise ValueError(f"eigenvalues: expected finite values, got {int((~np.isfinite(mu)).sum())} NaN or inf "
+                         f"of {mu.size}")
+    mu = np.clip(mu, 0.0, None)
+    if not mu.any():
+        warnings.warn("participation_ratio: every eigenvalue is 0 (constant activations); returning NaN",
+                      RuntimeWarning, stacklevel=2)
+        return float("nan")
+    return float(mu.sum() ** 2 / (mu ** 2).sum())
 
 
 def _effective_rank(mu: np.ndarray) -> float:

@@ -11,7 +11,8 @@ eigenvalues of the smaller Gram matrix, WeightWatcher's ``evals``).
                        (``np.linalg.matrix_rank``'s rule; WeightWatcher's ``matrix_rank``
                        for float64 input)
 ``energy_rank_p``      smallest ``k`` with ``sum_{i<=k} lambda_i >= p sum lambda``, p = 50/90/99 %
-``alpha``              power-law exponent of the ESD tail (:mod:`~workbench.spectra.powerlaw`)
+``alpha``              power-law exponent of the ESD tail (:mod:`~workbench.spectra.powerlaw`); NaN for a
+                       matrix with fewer than two eigenvalues above 1e-5 (no tail to fit)
 ``alpha_weighted``     ``alpha log10 lambda_1``
 ``ks_distance``        KS distance of that fit (WeightWatcher's ``D``)
 ``xmin``               start of the fitted tail
@@ -35,6 +36,8 @@ Examples
 """
 
 from __future__ import annotations
+
+import warnings
 
 from typing import Any
 
@@ -84,7 +87,9 @@ def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], prec
     cum = np.cumsum(lam)
     for level in ENERGY_LEVELS:
         out[f"energy_rank_{level}"] = int(np.searchsorted(cum, level / 100 * total * (1 - _ENERGY_SLACK)) + 1)
-    fit = power_law_fit(lam)
+    with warnings.catch_warnings():  # too few eigenvalues is a NaN alpha in the table (see the module docstring)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = power_law_fit(lam)
     out["alpha"] = fit["alpha"]
     out["alpha_weighted"] = float(fit["alpha"] * np.log10(lam[0])) if fit["n_tail"] else np.nan
     out["ks_distance"] = fit["ks_distance"]

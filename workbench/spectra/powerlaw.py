@@ -37,6 +37,8 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 #: WeightWatcher drops eigenvalues at or below this before the fit (absolute).
@@ -91,9 +93,13 @@ def power_law_fit(eigenvalues: np.ndarray) -> dict:
     True
     """
     lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
+    if np.isinf(lam).any():
+        raise ValueError(f"eigenvalues: expected finite values (NaN only as padding), got {int(np.isinf(lam).sum())} inf")
     lam = np.sort(lam[np.isfinite(lam) & (lam > EVALS_THRESHOLD)])
     n = lam.size
     if n < 2:
+        warnings.warn(f"power_law_fit: {n} eigenvalue(s) above {EVALS_THRESHOLD:g} (the rest NaN or ~0), too few to "
+                      "fit a tail; returning NaN", RuntimeWarning, stacklevel=2)
         return {"alpha": np.nan, "xmin": np.nan, "ks_distance": np.nan, "n_tail": 0, "sigma": np.nan}
     logx = np.log(lam)
     n_tail = (n - np.arange(n - 1)).astype(np.float64)
