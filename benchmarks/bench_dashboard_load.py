@@ -39,21 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_dashboard import ARGS, FIGURE_SHOWS  # noqa: E402  (the same browser flags and figure probe)
+
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
 OUT = Path(__file__).parent / "results" / "dashboard.json"
 ANSWER_S = 90.0  # an action not answered within this is a failure
-FIGURE = ".js-plotly-plot .main-svg"
 LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "blob:http://127.0.0.1:", "data:")
-# True once a rendered plotly figure (in any shadow root) shows `text`.
-FIGURE_SHOWS = """(text) => {
-  const roots = [document];
-  for (let i = 0; i < roots.length; i++) {
-    for (const el of roots[i].querySelectorAll('*')) { if (el.shadowRoot) roots.push(el.shadowRoot); }
-  }
-  return roots.some(r => [...r.querySelectorAll('.js-plotly-plot .main-svg')].some(s => s.textContent.includes(text)));
-}"""
 SAE_URL = "sae?d_sae=32&k=4&n_seq=16&seq_len=32&n_tokens=2048&eval_seq=8"
 
 
