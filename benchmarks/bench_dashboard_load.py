@@ -219,9 +219,10 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def server_errors(log_path: Path) -> list[str]:
-    """Tracebacks and ERROR lines in the server's log."""
+    """Each ERROR line or traceback in the server's log, with the 25 lines that follow it."""
     lines = log_path.read_text(errors="replace").splitlines()
-    return [line for line in lines if "Traceback" in line or " ERROR " in line or line.startswith("ERROR")]
+    starts = [i for i, line in enumerate(lines) if "Traceback" in line or " ERROR " in line or line.startswith("ERROR")]
+    return ["\n".join(lines[i:i + 25]) for i in starts]
 
 
 def run_load(sessions: int = 8, seconds: float = 60.0) -> dict:

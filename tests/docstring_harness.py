@@ -23,6 +23,8 @@ import importlib
 import pkgutil
 
 AREAS = ("sae", "connectome", "collapse", "spectra")
+#: Figure modules an area's harness runs besides ``workbench.figures.<area>``.
+AREA_FIGURES = {"connectome": ("workbench.figures.communities",), "sae": ("workbench.figures.sae_steering",)}
 
 
 def package_modules(package: str) -> list[str]:
@@ -33,7 +35,7 @@ def package_modules(package: str) -> list[str]:
 
 def area_modules(area: str) -> list[str]:
     """The modules the harness of ``area`` owns (its package, its figures, its synthetic data)."""
-    extra = [f"workbench.figures.{area}", f"workbench.data.synthetic_{area}"]
+    extra = [f"workbench.figures.{area}", *AREA_FIGURES.get(area, ()), f"workbench.data.synthetic_{area}"]
     return package_modules(f"workbench.{area}") + [m for m in extra if importlib.util.find_spec(m) is not None]
 
 
