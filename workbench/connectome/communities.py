@@ -1,6 +1,6 @@
 """Communities of neurons in one component's pair factor (a weighted graph).
 
-``wsbm`` fits the weighted degree-corrected SBM of :mod:`workbench.connectome.wsbm`
+``wsbm`` fits the weighted SBM of :mod:`workbench.connectome.wsbm`
 (the number of communities is chosen by description length); ``leiden`` is the
 usual baseline, modularity-style (RB configuration) Leiden from leidenalg on
 an igraph graph.
@@ -63,7 +63,7 @@ def communities(weights, *, method: str = "wsbm", seed: int = 0, max_blocks: int
         A pair factor (e.g. ``result.factor("pair")[:, c]``) or a symmetric
         non-negative matrix.
     method : {"wsbm", "leiden"}
-        Weighted degree-corrected SBM with exponential weights and the number
+        Weighted SBM with exponential weights and the number
         of blocks by description length, or the Leiden baseline.
     seed : int
     max_blocks : int, optional
