@@ -130,7 +130,9 @@ def connectome_page(tmp_path_factory):
     from widgets.pages.connectome import ConnectomePage
 
     page = ConnectomePage(cache_dir=tmp_path_factory.mktemp("connectome"), n_neurons=12, n_time=160,
-                          rank_min=1, rank_max=2, n_restarts=2, max_iter=30)
+                          rank_min=1, rank_max=2, n_restarts=2, max_iter=30, n_surrogates=2)
+    traces = page.traces  # a recording with a covariate travels with it as a time coord
+    page._use(traces.assign_coords(speed=("time", np.sin(np.arange(traces.sizes["time"]) / 9.0))), {"speed": 1})
     page.run()
     page.wait(120)
     return page
@@ -141,9 +143,38 @@ def test_connectome_run_fits_the_rank_sweep_and_browses_components(connectome_pa
     assert page.message == ""
     assert page.result["sweep_error"]["rank"].values.tolist() == [1, 2]
     assert page.param.component.objects == list(range(page.result.attrs["rank"]))
-    assert list(page.figures()) == ["traces", "rank_sweep", "component", "communities"]
+    assert list(page.figures()) == ["traces", "rank_sweep", "component", "top_pairs", "communities", "consensus"]
     page.component = page.param.component.objects[-1]
-    assert page.figures()["component"].layout.title.text == f"component {page.component}"
+    assert page.figures()["component"].layout.title.text.startswith(f"component {page.component} · EV ")
+
+
+def test_connectome_page_overlays_significance_covariate_and_consensus(connectome_page):
+    page = connectome_page
+    c = int(page.component)
+    p = float(page.result["explained_variance_p"][c])
+    title = page.figures()["component"].layout.title.text
+    assert f"p = {p:.2g} vs 2 surrogates" in title  # the p-value of the shown component
+    grey = page.figures()["component"].data[1].line.color == "#999999"
+    assert grey == (not bool(page.result["significant"][c]))  # not above chance: greyed
+    assert page.param.covariate.objects == ["", "speed"]
+    page.covariate = "speed"
+    assert [t.name for t in page.figures()["component"].data] == ["pairs", "time", "speed", "animals"]
+    page.covariate = ""
+    # consensus over the seeds, computed in the job: each neuron's confidence is its mean co-assignment
+    # with its consensus mates (1 - its largest co-assignment when alone), counted here by hand
+    co = page.result["consensus_co_assignment"][c].values
+    labels = page.result["consensus_community"][c].values
+    for i in range(labels.size):
+        mates = np.flatnonzero((labels == labels[i]) & (np.arange(labels.size) != i))
+        others = np.delete(co[i], i)
+        expected = co[i, mates].mean() if mates.size else 1.0 - others.max()
+        assert page.result["consensus_confidence"][c].values[i] == pytest.approx(expected)
+    consensus = page.figures()["consensus"]
+    assert consensus.layout.title.text.startswith("consensus of 3 runs")
+    names = page.figures()["top_pairs"].data[0].y
+    factor = page.result["pair_factor"][:, c]
+    best = int(np.argmax(factor.values))
+    assert names[0] == f"{factor['neuron_a'].values[best]}–{factor['neuron_b'].values[best]}"
 
 
 def test_connectome_missing_file_is_a_message_not_an_exception(connectome_page, tmp_path):

@@ -50,19 +50,55 @@ def read_recording(folders, text: str) -> tuple[xr.DataArray, dict]:
         raise ValueError(f"path: {path.name!r} is not a recording the workbench reads (.mat, .json, .nc, .zarr, "
                          ".npz, a Suite2p or WormWideWeb folder; see workbench.connectome.load_traces)") from err
     return traces, {"path": str(path), "mtime_ns": path.stat().st_mtime_ns}
-FIT = ("rank_min", "rank_max", "n_restarts", "max_iter")
+FIT = ("rank_min", "rank_max", "n_restarts", "max_iter", "n_surrogates")
+CONSENSUS_SEEDS = (0, 1, 2)
 
 
-def _figure_builders(ds: xr.Dataset, component: int) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
+def add_consensus(ds: xr.Dataset, seeds=CONSENSUS_SEEDS, job: Job | None = None) -> xr.Dataset:
+    """``ds`` with each component's consensus communities over ``seeds``: co-assignment and confidence per neuron."""
+    from workbench.connectome.consensus import consensus_communities
+
+    parts = []
+    for c in range(ds.sizes["component"]):
+        if job is not None:
+            job.check()
+            job.report(c / ds.sizes["component"], f"consensus communities: component {c}")
+        parts.append(consensus_communities(ds["pair_factor"][:, c], seeds=seeds))
+    stacked = xr.concat(parts, dim="component")
+    out = ds.assign(consensus_co_assignment=stacked["co_assignment"].drop_vars(["neuron", "neuron_"]),
+                    consensus_community=stacked["community"].drop_vars("neuron"),
+                    consensus_confidence=stacked["confidence"].drop_vars("neuron"))
+    out["consensus_confidence"].attrs.update(method=parts[0].attrs["method"], n_graphs=1, n_seeds=len(list(seeds)))
+    return out
+
+
+def consensus_of(ds: xr.Dataset, component: int) -> xr.Dataset:
+    """The consensus Dataset of one component (what :func:`~workbench.figures.communities.coassignment_plot` draws)."""
+    one = ds.isel(component=component)
+    neurons = ds["community"]["neuron"].values
+    return xr.Dataset({"co_assignment": (("neuron", "neuron_"), one["consensus_co_assignment"].values),
+                       "community": ("neuron", one["consensus_community"].values),
+                       "confidence": ("neuron", one["consensus_confidence"].values)},
+                      coords={"neuron": neurons, "neuron_": neurons}, attrs=dict(ds["consensus_confidence"].attrs))
+
+
+def _figure_builders(ds: xr.Dataset, component: int,
+                     covariate: str | None = None) -> dict[str, tuple[Hashable, Callable[[], go.Figure]]]:
     """``{name: (key, build)}``: each key names exactly the view settings its figure depends on."""
-    from workbench.figures.connectome import community_graph, component_panel, rank_sweep_plot
+    from workbench.figures.communities import coassignment_plot
+    from workbench.figures.connectome import community_graph, component_panel, rank_sweep_plot, top_pairs_plot
 
     def sweep() -> go.Figure:
         return rank_sweep_plot(ds)
 
-    return {"rank_sweep": (("rank_sweep",), sweep),
-            "component": (("component", component), lambda: component_panel(ds, component)),
-            "communities": (("communities", component), lambda: community_graph(ds, component))}
+    builders = {"rank_sweep": (("rank_sweep",), sweep),
+                "component": (("component", component, covariate),
+                              lambda: component_panel(ds, component, covariate=covariate)),
+                "top_pairs": (("top_pairs", component), lambda: top_pairs_plot(ds, component)),
+                "communities": (("communities", component), lambda: community_graph(ds, component))}
+    if "consensus_confidence" in ds:
+        builders["consensus"] = (("consensus", component), lambda: coassignment_plot(consensus_of(ds, component)))
+    return builders
 
 
 def connectome_figures(ds: xr.Dataset, component: int = 0) -> dict[str, go.Figure]:
@@ -73,7 +109,7 @@ def connectome_figures(ds: xr.Dataset, component: int = 0) -> dict[str, go.Figur
     >>> from workbench.connectome import synthetic, dynamic_connectome
     >>> ds = dynamic_connectome(synthetic(12, 2, 160, 2).traces, ranks=[1, 2], n_restarts=2, device="cpu")
     >>> list(connectome_figures(ds))
-    ['rank_sweep', 'component', 'communities']
+    ['rank_sweep', 'component', 'top_pairs', 'communities']
     """
     return {name: build() for name, (_, build) in _figure_builders(ds, component).items()}
 
@@ -98,6 +134,9 @@ class ConnectomePage(Page):
     rank_max = param.Integer(default=3, bounds=(1, 20), doc="Largest rank tried; no mode size bounds it (one animal is fine).")
     n_restarts = param.Integer(default=3, bounds=(2, 20))
     max_iter = param.Integer(default=60, bounds=(5, 2000))
+    n_surrogates = param.Integer(default=0, bounds=(0, 200), doc="Circular-shift surrogate recordings fitted the same "
+                                 "way, to say which components are more than chance (0: no test).")
+    covariate = param.Selector(default="", objects=[""], doc="Covariate of the recording drawn over the time factor.")
     animal = param.Integer(default=0, bounds=(0, None), doc="Animal whose traces are shown.")
     component = param.Selector(default=0, objects=[0], doc="Component shown in the browser.")
     traces = param.Parameter(default=None, doc="(animal, neuron, time) traces in use.")
@@ -162,7 +201,7 @@ class ConnectomePage(Page):
         if self.source == "synthetic":
             self.load()
 
-    @param.depends("animal", "component", watch=True)
+    @param.depends("animal", "component", "covariate", watch=True)
     def _view_changed(self) -> None:
         if not self._choosing:  # the caller redraws once for the new result and component together
             self.revision += 1
@@ -172,10 +211,13 @@ class ConnectomePage(Page):
         components = [int(c) for c in range(ds.sizes["component"])]
         keep = self.component if self.component in components else 0
         self._choose("component", components, keep)
+        names = [str(n) for n in ds["covariate"].values] if "covariate_binned" in ds else []
+        self._choose("covariate", ["", *names], self.covariate if self.covariate in names else "")
         self.result = ds
         self.revision += 1
+        covariate = self.covariate or None
         self.prefetch({key: build for component in components
-                       for key, build in _figure_builders(ds, component).values()})
+                       for key, build in _figure_builders(ds, component, covariate).values()})
 
     def run(self) -> Job | None:
         """Rank sweep over ``rank_min..rank_max`` and NTF at the suggested rank, in the background.
@@ -196,7 +238,7 @@ class ConnectomePage(Page):
             return None
         traces, key = self.traces, self._key()
         ranks = list(range(self.rank_min, self.rank_max + 1))
-        n_restarts, max_iter = self.n_restarts, self.max_iter
+        n_restarts, max_iter, n_surrogates = self.n_restarts, self.max_iter, self.n_surrogates or None
 
         def work(job: Job) -> xr.Dataset:
             from workbench.connectome import affinity, dynamic_connectome
@@ -221,15 +263,17 @@ class ConnectomePage(Page):
                 return job.cancelled
 
             ds = dynamic_connectome(traces, ranks=ranks, n_restarts=n_restarts, max_iter=max_iter, device="cpu",
-                                    callback=step)
+                                    n_surrogates=n_surrogates, callback=step)
             job.check()
+            ds = add_consensus(ds, job=job)
             self.store.save(key, ds)
             return ds
 
         return self.start(work, "rank sweep and NTF", self._show, share=key)
 
     def figures(self) -> dict[str, go.Figure]:
-        """Traces heatmap; once fitted, the rank sweep, component panel and community graph."""
+        """Traces heatmap; once fitted, the rank sweep, component panel (significance and covariate
+        overlays when the result has them), strongest pairs by name, community graph and consensus."""
         from workbench.figures.connectome import traces_heatmap
 
         figures = {}
@@ -237,8 +281,8 @@ class ConnectomePage(Page):
             traces, animal = self.traces, self.animal
             figures["traces"] = self.figure(("traces", animal), lambda: traces_heatmap(traces, animal))
         if self.result is not None:
-            figures.update({name: self.figure(key, build)
-                            for name, (key, build) in _figure_builders(self.result, int(self.component)).items()})
+            builders = _figure_builders(self.result, int(self.component), self.covariate or None)
+            figures.update({name: self.figure(key, build) for name, (key, build) in builders.items()})
         return figures
 
     def controls(self) -> list:
@@ -254,6 +298,7 @@ class ConnectomePage(Page):
         synthetic = pn.Param(self.param, parameters=list(SYNTHETIC), show_name=False, css_classes=["wb-synthetic"],
                              visible=self.source == "synthetic")
         self.param.watch(lambda event: setattr(synthetic, "visible", event.new == "synthetic"), "source")
-        fit = pn.Param(self.param, parameters=[*FIT, "animal", "component"], show_name=False,
-                       widgets={"component": {"css_classes": ["wb-component"]}})
+        fit = pn.Param(self.param, parameters=[*FIT, "animal", "component", "covariate"], show_name=False,
+                       widgets={"component": {"css_classes": ["wb-component"]},
+                                "covariate": {"css_classes": ["wb-covariate"]}})
         return [data, synthetic, load, fit, run]

@@ -98,9 +98,11 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
                         specs=[[{}, {"secondary_y": True}, {}]], subplot_titles=("pairs (by community)", "time", "animals"))
     fig.update_annotations(font_size=10)
     fig.add_trace(go.Heatmap(z=matrix.values[np.ix_(order, order)], x=names, y=names, colorscale=SEQUENTIAL,
-                             showscale=False, name="pairs"), row=1, col=1)
-    fig.update_yaxes(autorange="reversed", showticklabels=names.size <= 40, row=1, col=1)
-    fig.update_xaxes(showticklabels=names.size <= 40, row=1, col=1)
+                             showscale=False, name="pairs", hovertemplate="%{y}–%{x}: %{z:.3g}<extra></extra>"),
+                  row=1, col=1)
+    tick = dict(showticklabels=names.size <= 80, tickfont=dict(size=9 if names.size <= 30 else 6), dtick=1)
+    fig.update_yaxes(autorange="reversed", **tick, row=1, col=1)
+    fig.update_xaxes(**tick, row=1, col=1)
     time = result["time_factor"]
     chance = mark_significant and "significant" in result and not bool(result["significant"][c])
     fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines", name="time",
@@ -121,6 +123,36 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     title = f"component {c}" + (_significance_label(result, c) if mark_significant else "")
     fig.update_layout(title=title, showlegend=False, margin=dict(t=48))
     return apply_paper_style(fig, width=FULL_WIDTH_PX, height=280)
+
+
+def top_pairs_plot(result: xr.Dataset, component: int = 0, *, k: int = 15) -> go.Figure:
+    """The ``k`` strongest pairs of a component's pair factor as bars labelled ``A–B`` by neuron name.
+
+    A readable companion of the pair matrix when there are too many neurons
+    for its axes to carry names (e.g. 100+ NeuroPAL labels).
+
+    Examples
+    --------
+    >>> from workbench.connectome import synthetic, dynamic_connectome
+    >>> out = dynamic_connectome(synthetic(12, 2, 160, 2).traces, rank=1, n_restarts=1, max_iter=30, device="cpu")
+    >>> fig = top_pairs_plot(out, 0, k=3)
+    >>> len(fig.data[0].y), "–" in fig.data[0].y[0]
+    (3, True)
+    """
+    _check_result(result, ("pair_factor",))
+    c = _component(result, component)
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k: expected a positive integer number of pairs, got {k!r}")
+    factor = result["pair_factor"][:, c]
+    top = np.argsort(-factor.values, kind="stable")[: int(k)]
+    labels = [f"{a}–{b}" for a, b in zip(factor["neuron_a"].values[top], factor["neuron_b"].values[top])]
+    fig = new_figure(xaxis_title="pair loading",
+                     width=SINGLE_COLUMN_PX, height=int(120 + 16 * len(top)))
+    fig.add_bar(x=factor.values[top], y=labels, orientation="h", marker_color=PALETTE[0], name="pairs",
+                hovertemplate="%{y}: %{x:.3g}<extra></extra>")
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=8), automargin=True)
+    fig.update_layout(title=f"component {c}: strongest {len(top)} pairs (neuron–neuron)")
+    return fig
 
 
 def _sweep_variables(sweep: xr.Dataset) -> dict[str, xr.DataArray]:
