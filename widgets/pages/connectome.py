@@ -150,6 +150,10 @@ class ConnectomePage(Page):
         self._choose("recording", ["", *recordings], "")
         self.load()
 
+    def on_open(self) -> None:
+        """Served page opened: take the generator and fit settings from the URL query (``/connectome?n_surrogates=9``)."""
+        self.apply_query((*SYNTHETIC, *FIT))
+
     @param.depends("recording", watch=True)
     def _recording_chosen(self) -> None:
         if self.recording and not self._choosing:
