@@ -6,7 +6,8 @@ import plotly.graph_objects as go
 import pytest
 
 from workbench.connectome import dynamic_connectome, ntf, rank_sweep, synthetic
-from workbench.figures.connectome import community_graph, component_panel, rank_sweep_plot, restart_similarity_plot
+from workbench.figures.connectome import (community_graph, component_panel, rank_sweep_plot, restart_similarity_plot,
+                                          top_pairs_plot)
 from workbench.figures.template import TEMPLATE_NAME
 
 
@@ -22,6 +23,23 @@ def test_component_panel(result):
     assert len(fig.layout.shapes) == 2  # one shaded window per stimulus
     with pytest.raises(ValueError, match="component"):
         component_panel(result, 5)
+
+
+def test_top_pairs_names_the_strongest_pairs_in_order(result):
+    import numpy as np
+
+    factor = result["pair_factor"][:, 1].values
+    fig = top_pairs_plot(result, 1, k=4)
+    order = np.argsort(-factor)[:4]
+    neurons = result["community"]["neuron"].values
+    ia, ib = np.triu_indices(neurons.size, k=1)  # the pair order of the pair dim, independently of its coords
+    assert list(fig.data[0].y) == [f"{neurons[ia[i]]}–{neurons[ib[i]]}" for i in order]
+    np.testing.assert_allclose(fig.data[0].x, factor[order])
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="k: expected a positive integer"):
+            top_pairs_plot(result, 1, k=bad)
+    with pytest.raises(ValueError, match="component"):
+        top_pairs_plot(result, 2)
 
 
 def test_graph_sweep_similarity(result):
