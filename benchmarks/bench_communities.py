@@ -17,7 +17,7 @@ python (Debian's ``python3-graph-tool``; ``--graph-tool-python`` to change
 it); where it is absent the benchmark says so and runs the other two.
 
 Run: ``python benchmarks/bench_communities.py``; results go to
-``benchmarks/results/communities.json``. Takes a few minutes on 2 cores.
+``benchmarks/results/communities.json``. Takes about 8 minutes on 2 shared cores (WSBM 7, graph-tool 1).
 """
 
 from __future__ import annotations
