@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import numbers
+from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -26,11 +27,14 @@ from plotly.subplots import make_subplots
 
 from workbench.figures.template import (
     DIVERGING,
+    FONT_PX,
     FULL_WIDTH_PX,
+    TOP_MARGIN_WITH_TITLE,
     PALETTE,
     SEQUENTIAL,
     SINGLE_COLUMN_PX,
     apply_paper_style,
+    log_ticks,
 )
 
 
@@ -89,7 +93,8 @@ def _dfa_seq(dfa: xr.DataArray, seq: int | None) -> int:
 
 
 def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray, dfa: xr.DataArray | None = None,
-                      firing: xr.DataArray | None = None, seq: int | None = None) -> go.Figure:
+                      firing: xr.DataArray | None = None, seq: int | None = None,
+                      tokens: Sequence[str] | None = None) -> go.Figure:
     """Dashboard of one feature: activation histogram, DFA heatmap, head shares, logit effects.
 
     Parameters
@@ -114,6 +119,9 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
         SAEs, whose activation grows with the pre-activation, that is where
         the activation is largest; a TopK SAE may drop that token from its
         top k. The shown sequence is named in the heatmap's x-axis title.
+    tokens : sequence of str, optional
+        The decoded tokens of the shown sequence, one per position: the DFA
+        heatmap's axes then show them (else positions).
 
     Examples
     --------
@@ -142,27 +150,47 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     if dfa is None and seq is not None:
         raise ValueError(f"seq: expected None when no dfa is given, got {seq!r}")
     one = top.sel(feature=feature)
-    fig = make_subplots(rows=2, cols=2, subplot_titles=("activations", "DFA by source position",
-                                                        "decoder share per head", "logit effects"))
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.2,
+                        subplot_titles=("activations", "DFA by source position", "decoder share per head",
+                                        "logit effects"))
     values = firing.values.ravel() if firing is not None else one["activation"].values
     fig.add_trace(go.Histogram(x=values[np.isfinite(values) & (values > 0)], marker_color=PALETTE[0],
                                name="activation"), row=1, col=1)
+    fig.update_xaxes(title_text="activation (where > 0)", row=1, col=1)
+    fig.update_yaxes(title_text="tokens", row=1, col=1)
     if dfa is not None:
         one_dfa = dfa.sel(feature=feature)
         shown = _dfa_seq(one_dfa, seq)
-        fig.add_trace(go.Heatmap(z=one_dfa.isel(seq=shown).values, colorscale=DIVERGING, zmid=0,
-                                 showscale=False, name="DFA"), row=1, col=2)  # DFA is signed: white is 0
-        fig.update_xaxes(title_text=f"source (sequence {shown})", row=1, col=2)
-        fig.update_yaxes(title_text="destination", autorange="reversed", row=1, col=2)
+        z = one_dfa.isel(seq=shown).values
+        bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() and np.nanmax(np.abs(z)) > 0 else 1.0
+        fig.add_trace(go.Heatmap(z=z, colorscale=DIVERGING, zmin=-bound, zmax=bound, name="DFA",
+                                 colorbar=dict(title=dict(text="DFA", side="right"), len=0.4, y=0.8, x=1.0,
+                                               thickness=8)),
+                      row=1, col=2)  # DFA is signed: white is 0
+        pos = np.arange(z.shape[-1])
+        ticks = dict(tickmode="array", tickvals=pos, ticktext=_token_labels(tokens)) if tokens is not None \
+            else dict(dtick=1, tick0=0)
+        if tokens is not None and len(tokens) != z.shape[-1]:
+            raise ValueError(f"tokens: expected one token per position ({z.shape[-1]}), got {len(tokens)}")
+        fig.update_xaxes(title_text=f"source token (sequence {shown})" if tokens is not None
+                         else f"source position (sequence {shown})", tickangle=-60 if tokens is not None else None,
+                         showgrid=False, **ticks, row=1, col=2)
+        fig.update_yaxes(title_text="destination token" if tokens is not None else "destination position",
+                         autorange="reversed", showgrid=False, **ticks, row=1, col=2)
     fig.add_trace(go.Bar(x=head_share["head"].values, y=head_share.sel(feature=feature).values,
                          marker_color=PALETTE[2], name="head share"), row=2, col=1)
-    tokens = list(one["top_logit_token"].values) + list(one["bottom_logit_token"].values)
+    fig.update_xaxes(title_text="head", dtick=1, tick0=0, row=2, col=1)
+    fig.update_yaxes(title_text="share of decoder norm", row=2, col=1)
+    logit_tokens = list(one["top_logit_token"].values) + list(one["bottom_logit_token"].values)
     effects = np.concatenate([one["top_logit"].values, one["bottom_logit"].values])
-    fig.add_trace(go.Bar(x=effects, y=[repr(str(t)) for t in tokens], orientation="h", name="logit effect",
+    fig.add_trace(go.Bar(x=effects, y=[repr(str(t)) for t in logit_tokens], orientation="h", name="logit effect",
                          marker_color=[PALETTE[2] if v > 0 else PALETTE[3] for v in effects]), row=2, col=2)
+    fig.update_xaxes(title_text="direct logit effect", row=2, col=2)
+    fig.update_yaxes(title_text="output token", autorange="reversed", row=2, col=2)
     fig.update_layout(showlegend=False, title=f"feature {feature}")
-    apply_paper_style(fig, width=FULL_WIDTH_PX, height=500)
-    return fig.update_layout(margin=dict(t=60))  # room for the title above the subplot titles
+    apply_paper_style(fig, width=FULL_WIDTH_PX, height=560 if tokens is not None else 500)
+    fig.update_annotations(font_size=FONT_PX)
+    return fig.update_layout(margin=dict(t=TOP_MARGIN_WITH_TITLE))  # room for the title above the subplot titles
 
 
 def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
@@ -197,7 +225,8 @@ def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
         fig.add_trace(go.Scatter(x=ev["l0"].values.ravel()[order], y=recovered,
                                  mode="lines+markers", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_xaxes(title_text="L0 (active latents per token)", type="log")
+    l0 = evaluations["l0"].values
+    fig.update_xaxes(title_text="L0 (active latents per token)", type="log", **log_ticks(l0))
     fig.update_yaxes(title_text="CE loss recovered")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
 
@@ -241,7 +270,8 @@ def head_family_matrix(families: xr.Dataset, layer: int) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=counts.values, x=[str(f) for f in counts["family"].values],
                                y=[f"head {h}" for h in counts["head"].values], colorscale=SEQUENTIAL,
                                colorbar=dict(title="features"), text=counts.values, texttemplate="%{text}"))
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(title_text="head", autorange="reversed")
+    fig.update_xaxes(title_text="feature family")
     fig.update_layout(title=f"layer {layer}: features per head and family")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
 
@@ -279,7 +309,10 @@ def training_curves(history: xr.Dataset, held_out: xr.Dataset | None = None) -> 
                                      legendgroup=name, showlegend=col == 1,
                                      line=dict(color=PALETTE[i], width=1), marker=dict(size=3)), row=1, col=col)
     fig.update_xaxes(title_text="tokens seen")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fvu = np.concatenate([ds["fvu"].values.ravel() for ds in (history, held_out) if ds is not None])
+    fig.update_yaxes(title_text="FVU", type="log", row=1, col=1, **log_ticks(fvu))
+    fig.update_yaxes(title_text="L0 (active latents)", row=1, col=2)
+    fig.update_annotations(font_size=FONT_PX)
     return apply_paper_style(fig, width=FULL_WIDTH_PX, height=260)
 
 
