@@ -91,7 +91,8 @@ def nc_vs_epoch(ds: xr.Dataset, metrics: Sequence[str] = ("nc1", "nc2_etf", "nc3
     if "layer" in ds.dims:
         ds = _select(ds, "layer", layer)
     _require_over(ds, metrics, "epoch", "metrics")
-    fig = new_figure(xaxis_title="epoch", yaxis_title="metric", yaxis_type="log", width=SINGLE_COLUMN_PX)
+    fig = new_figure(xaxis_title="epoch", yaxis_title="metric", yaxis_type="log", width=SINGLE_COLUMN_PX,
+                     legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     shown = []
     for i, name in enumerate(metrics):
         y = ds[name].values.astype(float)
@@ -139,7 +140,7 @@ def nc_vs_layer(ds: xr.Dataset, metric: str = "nc1", epoch: int | None = None) -
                                  line=dict(color=PALETTE[3], dash="dash")))
     fig.update_xaxes(tickmode="array", tickvals=depth, ticktext=[str(v) for v in ds.layer.values])
     fig.update_yaxes(**log_ticks(y[keep]))
-    fig.update_layout(legend=dict(x=1, xanchor="right", y=1, yanchor="top"))
+    fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     fig.update_layout(meta={"slope": float(slope)})
     return fig
 
@@ -289,18 +290,22 @@ def class_means_3d(ds: xr.Dataset, W: Any = None, target: str | xr.Dataset | Non
     fig = go.Figure()
     labels = [str(c) for c in ds["class"].values]
 
-    def add(coords: np.ndarray, name: str, symbol: str, color: str) -> None:
-        p = coords @ basis
-        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers+text", text=labels, name=name,
+    def add(coords: np.ndarray, name: str, symbol: str, color: str, labelled: bool) -> None:
+        p = coords @ basis  # only the means carry class labels: the others sit near them and would overprint
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers+text" if labelled else "markers",
+                                   text=labels, name=name, hovertemplate=f"{name}: class %{{text}}<extra></extra>",
                                    marker=dict(size=5, symbol=symbol, color=color)))
 
-    add(points, "class means", "circle", PALETTE[0])
+    add(points, "class means", "circle", PALETTE[0], True)
     if rows is not None:
-        add(rows, "classifier rows", "diamond", PALETTE[3])
+        add(rows, "classifier rows", "diamond", PALETTE[3], False)
     if overlay is not None:
-        add(overlay, name, "circle-open", PALETTE[7])
-    fig.update_layout(scene=dict(xaxis_title="PC1", yaxis_title="PC2", zaxis_title="PC3", aspectmode="data"))
-    return apply_paper_style(fig, width=SINGLE_COLUMN_PX * 2, height=420)
+        add(overlay, name, "circle-open", PALETTE[7], False)
+    fig.update_layout(scene=dict(xaxis_title="PC1", yaxis_title="PC2", zaxis_title="PC3", aspectmode="data",
+                                 camera=dict(eye=dict(x=1.6, y=1.6, z=1.0))),
+                      legend=dict(x=0.01, xanchor="left", y=0.99, yanchor="top"))
+    apply_paper_style(fig, width=SINGLE_COLUMN_PX * 2, height=440)
+    return fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
 
 
 def minority_collapse_plot(ds: xr.Dataset) -> go.Figure:

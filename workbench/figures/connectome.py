@@ -103,12 +103,13 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     order = np.lexsort((np.arange(labels.size), labels))
     names = matrix["neuron"].values[order].astype(str)
     time_title = "time"
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.42, 0.2], horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.42, 0.2], horizontal_spacing=0.17,
                         specs=[[{}, {"secondary_y": True}, {}]], subplot_titles=("pairs (by community)", "time", "animals"))
     fig.update_annotations(font_size=FONT_PX)
     fig.add_trace(go.Heatmap(z=matrix.values[np.ix_(order, order)], x=names, y=names, colorscale=SEQUENTIAL,
                              colorbar=dict(title=dict(text="pair loading", side="right"), thickness=8, len=0.8,
-                                           x=0.33, xpad=2), name="pairs"), row=1, col=1)
+                                           x=fig.layout.xaxis.domain[1] + 0.005, xanchor="left", xpad=2, nticks=4),
+                             name="pairs"), row=1, col=1)
     few = names.size <= 24  # more neuron names than that do not fit a third of the width at a legible size
     fig.update_yaxes(title_text="neuron", autorange="reversed", showticklabels=few, row=1, col=1)
     fig.update_xaxes(title_text="neuron", showticklabels=few, tickangle=-90, row=1, col=1)

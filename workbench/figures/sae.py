@@ -34,6 +34,7 @@ from workbench.figures.template import (
     SEQUENTIAL,
     SINGLE_COLUMN_PX,
     apply_paper_style,
+    integer_ticks,
     log_ticks,
 )
 
@@ -186,8 +187,10 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     fig.add_trace(go.Bar(x=effects, y=[repr(str(t)) for t in logit_tokens], orientation="h", name="logit effect",
                          marker_color=[PALETTE[2] if v > 0 else PALETTE[3] for v in effects]), row=2, col=2)
     fig.update_xaxes(title_text="direct logit effect", row=2, col=2)
-    fig.update_yaxes(title_text="output token", autorange="reversed", row=2, col=2)
-    fig.update_layout(showlegend=False, title=f"feature {feature}")
+    labels = [repr(str(t)) for t in logit_tokens]
+    fig.update_yaxes(title_text="output token", autorange="reversed", tickmode="array", tickvals=labels,
+                     ticktext=labels, row=2, col=2)  # every token named, not every other one
+    fig.update_layout(showlegend=False, title=f"feature {feature}", bargap=0.15)
     apply_paper_style(fig, width=FULL_WIDTH_PX, height=560 if tokens is not None else 500)
     fig.update_annotations(font_size=FONT_PX)
     return fig.update_layout(margin=dict(t=TOP_MARGIN_WITH_TITLE))  # room for the title above the subplot titles
@@ -248,7 +251,7 @@ def firing_histogram(evaluation: xr.Dataset) -> go.Figure:
     if "dead_fraction" in evaluation:
         fig.update_layout(title=f"dead: {100 * float(evaluation['dead_fraction']):.1f}%")
     fig.update_xaxes(title_text="log10 firing frequency")
-    fig.update_yaxes(title_text="latents")
+    fig.update_yaxes(title_text="latents", **integer_ticks(np.nanmax(evaluation["firing_histogram"].values, initial=1)))
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=240)
 
 
@@ -267,13 +270,16 @@ def head_family_matrix(families: xr.Dataset, layer: int) -> go.Figure:
     if layer not in families["layer"].values:
         raise ValueError(f"layer: expected one of {families['layer'].values.tolist()}, got {layer!r}")
     counts = families["head_counts"].sel(layer=layer)
-    fig = go.Figure(go.Heatmap(z=counts.values, x=[str(f) for f in counts["family"].values],
-                               y=[f"head {h}" for h in counts["head"].values], colorscale=SEQUENTIAL,
-                               colorbar=dict(title="features"), text=counts.values, texttemplate="%{text}"))
-    fig.update_yaxes(title_text="head", autorange="reversed")
-    fig.update_xaxes(title_text="feature family")
+    families_ = [str(f) for f in counts["family"].values]  # the x values a click reports: the family names
+    fig = go.Figure(go.Heatmap(z=counts.values, x=families_, y=[f"head {h}" for h in counts["head"].values],
+                               colorscale=SEQUENTIAL, text=counts.values, texttemplate="%{text}",
+                               colorbar=dict(title="features", **integer_ticks(np.nanmax(counts.values, initial=1)))))
+    fig.update_yaxes(title_text="head", autorange="reversed", tickmode="array",
+                     tickvals=[f"head {h}" for h in counts["head"].values], ticktext=[str(h) for h in counts["head"].values])
+    fig.update_xaxes(title_text="feature family", tickmode="array", tickvals=families_, tickangle=0,
+                     ticktext=[f.replace("_", "<br>") for f in families_])
     fig.update_layout(title=f"layer {layer}: features per head and family")
-    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=300)
 
 
 def training_curves(history: xr.Dataset, held_out: xr.Dataset | None = None) -> go.Figure:

@@ -22,6 +22,7 @@ from workbench.figures.template import (
     PALETTE,
     SEQUENTIAL,
     SINGLE_COLUMN_PX,
+    integer_ticks,
     log_ticks,
     new_figure,
 )
@@ -194,15 +195,9 @@ def head_spectra_figure(ds: xr.Dataset, kind: str = "ov", *, layer: int | None =
         fig.add_trace(go.Scatter(y=s, mode="lines", name=f"L{at}H{head}",
                                  line=dict(color=PALETTE[colour % len(PALETTE)], width=1)))
     fig.update_yaxes(**log_ticks(np.concatenate(shown)))
-    fig.update_xaxes(**_integer_ticks(max(len(v) for v in shown)))
+    fig.update_xaxes(**integer_ticks(max(len(v) for v in shown)))
     return fig
 
-
-def _integer_ticks(n: int) -> dict:
-    """Integer ticks over ``0 .. n-1``: at most about eight of them."""
-    step = max(1, int(np.ceil(n / 8)))
-    step = next(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5) if m * 10 ** e >= step)
-    return {"dtick": step, "tick0": 0}
 
 
 def truncation_figure(curves: dict[str, xr.DataArray], *, relative: bool = True) -> go.Figure:
@@ -223,7 +218,7 @@ def truncation_figure(curves: dict[str, xr.DataArray], *, relative: bool = True)
         y = curve.values / curve.values[0] if relative and curve.values[0] > 0 else curve.values
         fig.add_trace(go.Scatter(x=curve["rank"].values, y=y, mode="lines", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_xaxes(**_integer_ticks(max(len(c["rank"]) for c in curves.values())))
+    fig.update_xaxes(**integer_ticks(max(len(c["rank"]) for c in curves.values())))
     return fig
 
 

@@ -162,3 +162,16 @@ def log_ticks(values) -> dict:
     if len(inside) < 2:
         inside = [t for t in ticks if x.min() / 2.6 <= t <= x.max() * 2.6]
     return {"tickmode": "array", "tickvals": inside, "ticktext": [f"{t:g}" for t in inside]}
+
+
+def integer_ticks(n: float) -> dict:
+    """Tick settings of an axis of whole numbers from 0 to about ``n``: a 1-2-5 step, at most about eight ticks.
+
+    Examples
+    --------
+    >>> integer_ticks(3), integer_ticks(128)
+    ({'dtick': 1, 'tick0': 0}, {'dtick': 20, 'tick0': 0})
+    """
+    step = max(1, int(math.ceil(float(n) / 8)))
+    step = next(m * 10 ** e for e in range(0, 12) for m in (1, 2, 5) if m * 10 ** e >= step)
+    return {"dtick": step, "tick0": 0}
