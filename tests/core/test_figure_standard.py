@@ -117,11 +117,11 @@ def axis_problems(fig: go.Figure) -> list[str]:
                 problems.append(f"{name} ({title!r}) is a token axis without the tokens' text")
         if axis.type == "log":
             decades = axis.dtick is not None and float(axis.dtick) == 1 if not isinstance(axis.dtick, str) else False
-            listed = tickvals is not None and len(tickvals) > 0 and all(
-                round(float(v) / 10 ** math.floor(math.log10(float(v))), 6) in (1, 2, 5) for v in tickvals)
+            listed = tickvals is not None and len(tickvals) > 0 and all(  # round values: 1 to 2 significant digits
+                float(f"{float(v):.2g}") == pytest.approx(float(v), rel=1e-9) for v in tickvals)
             if not (decades or listed):
                 problems.append(f"{name} ({title!r}) is a log axis labelled by plotly's defaults "
-                                f"(dtick {axis.dtick!r}): label decades (dtick=1) or 1-2-5 values")
+                                f"(dtick {axis.dtick!r}): label decades (dtick=1) or round values")
     for scene_name in [k for k in fig.layout if k.startswith("scene")]:
         scene = fig.layout[scene_name]
         if not any(getattr(t, "scene", "scene") == scene_name for t in fig.data if t.type.endswith("3d")):

@@ -238,6 +238,12 @@ def _consensus():
     return (consensus_communities((w + w.T) / 2, seeds=[0, 1, 2]),), {}
 
 
+def _late_token(prompt: xr.Dataset) -> int:
+    """The position, past the first three, where most features fire: a DFA with several sources to read."""
+    active = (prompt["activation"].values > 0).sum(axis=0)
+    return 3 + int(np.argmax(active[3:]))
+
+
 def _traces():
     from workbench.connectome import synthetic
 
@@ -264,7 +270,7 @@ INPUTS: dict[str, Callable[[], tuple[tuple, dict[str, Any]]]] = {
     "sae.head_family_matrix": lambda: ((_sae_dashboard()[["head_counts"]].expand_dims(layer=[1]), 1), {}),
     "sae.l0_ce_frontier": _l0_ce,
     "sae.prompt_heatmap": lambda: ((_prompt(),), {}),
-    "sae.token_dfa": lambda: ((_prompt(), int(np.argmax(_prompt()["activation"].values.max(axis=0)))), {}),
+    "sae.token_dfa": lambda: ((_prompt(), _late_token(_prompt())), {}),
     "sae.training_curves": _training,
     "sae_steering.steering_bars": _steering,
     "spectra.compression_frontier": _frontier,

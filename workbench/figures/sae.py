@@ -350,10 +350,10 @@ def prompt_heatmap(prompt: xr.Dataset) -> go.Figure:
                                colorbar=dict(title="activation"), xgap=1, ygap=1,
                                hovertemplate="%{y} at position %{x}: %{z:.3g}<extra></extra>"))
     fig.update_xaxes(tickmode="array", tickvals=pos, ticktext=_token_labels(prompt["token"].values), tickangle=-60,
-                     showgrid=False, title_text="token (click one for its DFA)")
+                     showgrid=False, title_text="token (click one for its DFA)", automargin=True)
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
     fig.update_layout(title="features firing on each token")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(220, 60 + 14 * prompt.sizes["feature"]))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(260, 130 + 16 * prompt.sizes["feature"]))
 
 
 def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
@@ -391,9 +391,10 @@ def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
                                  y=[f"f{int(f)}" for f in prompt["feature"].values[active]], colorscale=DIVERGING,
                                  zmin=-bound, zmax=bound, colorbar=dict(title="DFA"), xgap=1, ygap=1,
                                  hovertemplate="%{y} reads position %{x}: %{z:.3g}<extra></extra>"))
-        fig.update_xaxes(tickmode="array", tickvals=np.arange(pos + 1), ticktext=labels[: pos + 1], tickangle=-60)
+        fig.update_xaxes(tickmode="array", tickvals=np.arange(pos + 1), ticktext=labels[: pos + 1], tickangle=-60,
+                         automargin=True)
     fig.update_xaxes(title_text="source token", showgrid=False)
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
     suffix = "" if active.any() else ": no feature fires here"
     fig.update_layout(title=f"DFA at {labels[pos]!r} (position {pos}){suffix}")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(220, 60 + 14 * int(active.sum())))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(260, 130 + 16 * int(active.sum())))

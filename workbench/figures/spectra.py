@@ -26,7 +26,7 @@ from workbench.figures.template import (
     log_ticks,
     new_figure,
 )
-from workbench.spectra.powerlaw import MIN_TAIL, fit_reliability
+from workbench.spectra.powerlaw import MAX_RELIABLE_ALPHA, MIN_TAIL, fit_reliability
 
 
 def _require(obj, names: tuple[str, ...], arg: str) -> None:
@@ -85,13 +85,14 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
                                                dash="dash" if reliable else "dot")))
             shown_y.append(y[y >= density[keep].min() / 10])
         if not reliable:
-            fig.add_annotation(text=f"unreliable fit: {reason}", xref="paper", yref="paper", x=0.98, y=0.98,
-                               xanchor="right", yanchor="top", showarrow=False, align="right",
-                               font=dict(color="#666666"), width=int(0.6 * SINGLE_COLUMN_PX))
+            fig.add_annotation(text="unreliable fit:<br>" + reason.replace("; ", "<br>"), xref="paper",
+                               yref="paper", x=0.98, y=0.98, xanchor="right", yanchor="top", showarrow=False,
+                               align="right", font=dict(color="#666666"))
         if np.isfinite(float(metrics.bulk_max)):
             fig.add_vline(x=float(metrics.bulk_max), line=dict(color=PALETTE[2], dash="dot"),
                           annotation_text="MP edge λ₊", annotation_position="bottom right")
-    fig.update_xaxes(**log_ticks(lam))
+    pad = 0.05 * max(np.log10(lam.max() / lam.min()), 1.0)  # the range is fixed: annotations do not stretch it
+    fig.update_xaxes(range=[np.log10(lam.min()) - pad, np.log10(lam.max()) + pad], **log_ticks(lam))
     fig.update_yaxes(**log_ticks(np.concatenate(shown_y)))
     fig.update_layout(meta={"alpha_reliable": None if metrics is None else bool(_reliable(metrics))})
     return fig
@@ -109,7 +110,7 @@ def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, .
 
     For ``alpha`` and ``alpha_weighted``, cells whose power-law fit is
     unreliable (``alpha_reliable`` False) are left off the colour scale:
-    grey, crossed, with the value written in the cell and the reason on hover.
+    grey, with the value and a "?" written in the cell and the reason on hover.
 
     Examples
     --------
@@ -133,7 +134,7 @@ def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, .
         for kind, layer, ok in zip(whole["kind"].values, whole["layer"].values, whole["alpha_reliable"].values):
             if kind in kinds and not bool(ok):
                 unreliable[kinds.index(kind), layers.index(int(layer))] = True
-    shown = np.where(unreliable, np.nan, z)  # an unreliable fit is no colour on the scale: grey, crossed
+    shown = np.where(unreliable, np.nan, z)  # an unreliable fit is no colour on the scale: grey, its value marked '?'
     fig.add_trace(go.Heatmap(z=shown, x=layers, y=list(kinds), colorscale=SEQUENTIAL, name=metric,
                              colorbar=dict(title=dict(text=metric, side="right")),
                              hovertemplate="%{y} layer %{x}: %{z:.3g}<extra></extra>"))
@@ -142,14 +143,16 @@ def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, .
         for r, c in zip(rows, cols):
             fig.add_shape(type="rect", x0=layers[c] - 0.5, x1=layers[c] + 0.5, y0=r - 0.5, y1=r + 0.5,
                           fillcolor="#DDDDDD", line=dict(width=0), layer="below")
-        fig.add_trace(go.Scatter(x=[layers[c] for c in cols], y=[kinds[r] for r in rows], mode="markers+text",
-                                 text=[f"{z[r, c]:.3g}" for r, c in zip(rows, cols)], textposition="middle center",
-                                 marker=dict(symbol="x-thin", size=14, line=dict(color="#888888", width=1)),
-                                 textfont=dict(color="#555555"), name="α unreliable (grey ×: value shown, not on the scale)",
+        fig.add_trace(go.Scatter(x=[layers[c] for c in cols], y=[kinds[r] for r in rows], mode="text",
+                                 text=[f"{z[r, c]:.3g}?" for r, c in zip(rows, cols)], textposition="middle center",
+                                 textfont=dict(color="#444444"), name="unreliable α", showlegend=False,
                                  hovertext=[f"unreliable fit: {r}" for r in _reasons(whole, kinds, layers, rows, cols)],
                                  hoverinfo="text"))
-        fig.update_layout(showlegend=True, legend=dict(orientation="h", x=0, y=-0.3, yanchor="top"),
-                          height=320)
+        fig.add_annotation(text=f"grey, value?: power-law fit unreliable<br>(alpha > {MAX_RELIABLE_ALPHA:g} or "
+                                f"< {MIN_TAIL} tail eigenvalues)",
+                           xref="paper", yref="paper", x=0, y=-0.28, xanchor="left", yanchor="top", showarrow=False,
+                           align="left", font=dict(color="#444444"))
+        fig.update_layout(height=320, margin=dict(b=90))
     fig.update_xaxes(dtick=1, tick0=0, showgrid=False)
     fig.update_yaxes(showgrid=False)
     return fig

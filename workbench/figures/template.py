@@ -66,6 +66,7 @@ def _build_template() -> go.layout.Template:
         gridcolor="#E5E5E5",
         gridwidth=0.5,
         zeroline=False,
+        automargin=True,  # long or rotated tick labels push the margin out, never clip or cover the title
         title=dict(font=dict(size=FONT_PX)),
         tickfont=dict(size=FONT_PX),
     )
@@ -137,18 +138,22 @@ def paper_points(size_px: float, width_px: float | None = None) -> float:
 
 
 def log_ticks(values) -> dict:
-    """Tick settings of a log axis over ``values``: decades as powers of ten, or 1-2-5 values within one or two.
+    """Tick settings of a log axis over ``values``: decades as powers of ten, or round values within a few.
 
     Plotly's own log ticks label the minor ticks with bare digits ("2, 5, 2,
-    0.1"); these label only decades when the data span at least two, and
-    otherwise the values 1, 2 and 5 times a power of ten.
+    0.1"); these label only decades when the data span three or more, and
+    otherwise round values inside the data's range: 1, 2 and 5 times a power
+    of ten, or finer (1, 2, 3, 5; then steps of one significant digit) where
+    that leaves fewer than two ticks.
 
     Examples
     --------
     >>> log_ticks([0.001, 1.0])
     {'dtick': 1, 'exponentformat': 'power', 'showexponent': 'all'}
-    >>> log_ticks([0.3, 0.9])["ticktext"]
-    ['0.2', '0.5', '1']
+    >>> log_ticks([0.1, 0.9])["ticktext"]
+    ['0.1', '0.2', '0.5']
+    >>> log_ticks([1.9, 3.9])["ticktext"]
+    ['2', '3']
     """
     x = np.asarray(values, dtype=float).ravel()
     x = x[np.isfinite(x) & (x > 0)]
@@ -157,10 +162,13 @@ def log_ticks(values) -> dict:
     lo, hi = math.floor(math.log10(x.min())), math.ceil(math.log10(x.max()))
     if hi - lo >= 3:
         return {"dtick": 1, "exponentformat": "power", "showexponent": "all"}
-    ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in (1, 2, 5)]
-    inside = [t for t in ticks if x.min() / 1.6 <= t <= x.max() * 1.6]
-    if len(inside) < 2:
-        inside = [t for t in ticks if x.min() / 2.6 <= t <= x.max() * 2.6]
+    low, high = x.min() / 1.05, x.max() * 1.05  # about the padding of plotly's autorange
+    for mantissas in ((1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8)):
+        inside = [round(m * 10.0 ** e, 12) for e in range(lo, hi + 1) for m in mantissas if low <= m * 10.0 ** e <= high]
+        if len(inside) >= 2:
+            break
+    else:  # a range narrower than 8 to 6: its two ends, rounded
+        inside = sorted({float(f"{x.min():.2g}"), float(f"{x.max():.2g}")})
     return {"tickmode": "array", "tickvals": inside, "ticktext": [f"{t:g}" for t in inside]}
 
 
