@@ -142,7 +142,7 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     ...                    dims=("feature", "seq", "dest", "src"), coords={"feature": [3]})
     >>> fig = feature_dashboard(top, 3, head_share=share, dfa=dfa)
     >>> fig.data[1].z.tolist(), fig.layout.xaxis2.title.text
-    ([[0.0, 0.0], [3.0, -1.0]], 'source (sequence 1)')
+    ([[0.0, 0.0], [3.0, -1.0]], 'source position (sequence 1)')
     """
     _require(top, ("activation", "top_logit", "top_logit_token", "bottom_logit", "bottom_logit_token"),
              "top_activations", "top")
@@ -169,13 +169,12 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
                                                thickness=8)),
                       row=1, col=2)  # DFA is signed: white is 0
         pos = np.arange(z.shape[-1])
-        ticks = dict(tickmode="array", tickvals=pos, ticktext=_token_labels(tokens)) if tokens is not None \
-            else dict(dtick=1, tick0=0)
         if tokens is not None and len(tokens) != z.shape[-1]:
             raise ValueError(f"tokens: expected one token per position ({z.shape[-1]}), got {len(tokens)}")
+        ticks = _token_ticks(_token_labels(tokens)) if tokens is not None else dict(dtick=1, tick0=0)
         fig.update_xaxes(title_text=f"source token (sequence {shown})" if tokens is not None
-                         else f"source position (sequence {shown})", tickangle=-60 if tokens is not None else None,
-                         showgrid=False, **ticks, row=1, col=2)
+                         else f"source position (sequence {shown})", showgrid=False, **ticks, row=1, col=2)
+        ticks = {k: v for k, v in ticks.items() if k not in ("tickangle", "title_standoff")}
         fig.update_yaxes(title_text="destination token" if tokens is not None else "destination position",
                          autorange="reversed", showgrid=False, **ticks, row=1, col=2)
     fig.add_trace(go.Bar(x=head_share["head"].values, y=head_share.sel(feature=feature).values,
@@ -326,6 +325,12 @@ def _token_labels(tokens) -> list[str]:
     return [str(t).replace("\n", "\\n") for t in tokens]
 
 
+def _token_ticks(labels: list[str]) -> dict:
+    """An x axis of tokens: each token's text at its position, tilted; the margin grows to hold them and the title."""
+    return dict(tickmode="array", tickvals=np.arange(len(labels)), ticktext=labels, tickangle=-60, automargin=True,
+                title_standoff=8)
+
+
 def prompt_heatmap(prompt: xr.Dataset) -> go.Figure:
     """Which features fire on each token of a prompt: heatmap (feature x token position).
 
@@ -349,11 +354,11 @@ def prompt_heatmap(prompt: xr.Dataset) -> go.Figure:
                                y=[f"f{int(f)}" for f in prompt["feature"].values], colorscale=SEQUENTIAL,
                                colorbar=dict(title="activation"), xgap=1, ygap=1,
                                hovertemplate="%{y} at position %{x}: %{z:.3g}<extra></extra>"))
-    fig.update_xaxes(tickmode="array", tickvals=pos, ticktext=_token_labels(prompt["token"].values), tickangle=-60,
-                     showgrid=False, title_text="token (click one for its DFA)", automargin=True)
+    fig.update_xaxes(showgrid=False, title_text="token (click one for its DFA)",
+                     **_token_ticks(_token_labels(prompt["token"].values)))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
     fig.update_layout(title="features firing on each token")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(260, 130 + 16 * prompt.sizes["feature"]))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(320, 170 + 18 * prompt.sizes["feature"]))
 
 
 def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
@@ -391,10 +396,9 @@ def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
                                  y=[f"f{int(f)}" for f in prompt["feature"].values[active]], colorscale=DIVERGING,
                                  zmin=-bound, zmax=bound, colorbar=dict(title="DFA"), xgap=1, ygap=1,
                                  hovertemplate="%{y} reads position %{x}: %{z:.3g}<extra></extra>"))
-        fig.update_xaxes(tickmode="array", tickvals=np.arange(pos + 1), ticktext=labels[: pos + 1], tickangle=-60,
-                         automargin=True)
+        fig.update_xaxes(**_token_ticks(labels[: pos + 1]))
     fig.update_xaxes(title_text="source token", showgrid=False)
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
     suffix = "" if active.any() else ": no feature fires here"
     fig.update_layout(title=f"DFA at {labels[pos]!r} (position {pos}){suffix}")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(260, 130 + 16 * int(active.sum())))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(320, 170 + 18 * int(active.sum())))

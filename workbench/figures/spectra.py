@@ -43,7 +43,7 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
     A fit outside WeightWatcher's trustworthy range
     (:func:`~workbench.spectra.powerlaw.fit_reliability`) is drawn grey and
     dotted, named "(unreliable)", with the reason written on the plot;
-    ``fig.layout.meta["alpha_reliable"]`` holds the verdict.
+    ``fig.layout.meta["alpha_reliable"]`` holds the verdict (None without a fit).
 
     Examples
     --------
@@ -71,6 +71,7 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
     fig.add_trace(go.Scatter(x=centres[keep], y=density[keep], mode="markers", name="ESD",
                              marker=dict(color=PALETTE[0], size=4)))
     shown_y = [density[keep]]
+    reliable = None  # no fit to judge
     if metrics is not None and np.isfinite(float(metrics.alpha)):
         alpha, xmin = float(metrics.alpha), float(metrics.xmin)
         tail = lam[lam >= xmin]
@@ -87,22 +88,18 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
         if not reliable:
             fig.add_annotation(text="unreliable fit:<br>" + reason.replace("; ", "<br>"), xref="paper",
                                yref="paper", x=0.98, y=0.98, xanchor="right", yanchor="top", showarrow=False,
-                               align="right", font=dict(color="#666666"))
+                               align="right", font=dict(color="#666666"), bgcolor="rgba(255,255,255,0.85)")
         if np.isfinite(float(metrics.bulk_max)):
-            fig.add_vline(x=float(metrics.bulk_max), line=dict(color=PALETTE[2], dash="dot"),
-                          annotation_text="MP edge λ₊", annotation_position="bottom right")
-    pad = 0.05 * max(np.log10(lam.max() / lam.min()), 1.0)  # the range is fixed: annotations do not stretch it
-    fig.update_xaxes(range=[np.log10(lam.min()) - pad, np.log10(lam.max()) + pad], **log_ticks(lam))
+            edge = float(metrics.bulk_max)
+            fig.add_vline(x=edge, line=dict(color=PALETTE[2], dash="dot"))
+            fig.add_annotation(x=np.log10(edge), y=0.02, xref="x", yref="y domain", text="MP edge λ₊ ",
+                               xanchor="right", yanchor="bottom", showarrow=False, font=dict(color=PALETTE[2]))
+    low = min(centres[keep].min(), lam.max())  # the range is fixed to what is drawn: annotations do not stretch it
+    pad = 0.05 * max(np.log10(lam.max() / low), 1.0)
+    fig.update_xaxes(range=[np.log10(low) - pad, np.log10(lam.max()) + pad], **log_ticks([low, lam.max()]))
     fig.update_yaxes(**log_ticks(np.concatenate(shown_y)))
-    fig.update_layout(meta={"alpha_reliable": None if metrics is None else bool(_reliable(metrics))})
+    fig.update_layout(meta={"alpha_reliable": reliable})
     return fig
-
-
-def _reliable(metrics: xr.Dataset) -> bool:
-    """The fit's trustworthiness from ``metrics`` (``alpha_reliable`` when present, else recomputed)."""
-    if "alpha_reliable" in metrics:
-        return bool(metrics["alpha_reliable"])
-    return fit_reliability(float(metrics.alpha), int(metrics.get("n_tail", MIN_TAIL)))[0]
 
 
 def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, ...] | None = None) -> go.Figure:
