@@ -9,7 +9,6 @@ object. What only the eye can judge (overlaps, clipped legends) is for
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
@@ -297,3 +296,22 @@ def test_nc_by_layer_draws_no_fit_through_two_layers():
     assert [t.name for t in nc_vs_layer(two).data if "fit" in str(t.name)] == []
     three = xr.Dataset({"nc1": ("layer", [1.0, 0.1, 0.01])}, coords={"layer": ["a", "b", "c"]})
     assert not fit_problems(nc_vs_layer(three)) and len(nc_vs_layer(three).data) == 2
+
+
+def test_dfa_axes_show_the_tokens_given():
+    from workbench.figures.sae import feature_dashboard
+
+    top = xr.Dataset({"activation": (("feature", "example"), np.array([[2.0, 1.0]])),
+                      "top_logit_token": (("feature", "rank"), np.array([["a"]], dtype=object)),
+                      "top_logit": (("feature", "rank"), np.array([[0.5]])),
+                      "bottom_logit_token": (("feature", "rank"), np.array([["b"]], dtype=object)),
+                      "bottom_logit": (("feature", "rank"), np.array([[-0.5]]))}, coords={"feature": [3]})
+    share = xr.DataArray(np.array([[0.25, 0.75]]), dims=("feature", "head"), coords={"feature": [3]})
+    dfa = xr.DataArray(np.ones((1, 1, 2, 2)), dims=("feature", "seq", "dest", "src"), coords={"feature": [3]})
+    fig = feature_dashboard(top, 3, head_share=share, dfa=dfa, tokens=["<bos>", " def"])
+    assert list(fig.layout.xaxis2.ticktext) == ["<bos>", " def"] == list(fig.layout.yaxis2.ticktext)
+    assert not axis_problems(fig) and not colour_problems(fig)
+    with pytest.raises(ValueError, match="tokens: expected one token per position"):
+        feature_dashboard(top, 3, head_share=share, dfa=dfa, tokens=["<bos>"])
+    with pytest.raises(ValueError, match="tokens: expected None"):
+        feature_dashboard(top, 3, head_share=share, tokens=["<bos>", " def"])

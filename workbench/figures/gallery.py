@@ -9,8 +9,8 @@ test (``tests/core/test_figure_standard.py``) builds every builder on these
 inputs, so a builder missing here fails it; ``scripts/contact_sheet.py``
 exports the same figures to PNG for a look.
 
-Inputs are computed once per process (``functools.cache``); all of them
-together take about 20 s on one CPU core.
+Inputs are computed once per process (``functools.cache``), so the test and
+the contact sheet pay for each once; loading the bundled model dominates.
 
 Examples
 --------

@@ -150,6 +150,8 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
         raise TypeError("head_share: expected the (feature, head) DataArray of head_attribution")
     if dfa is None and seq is not None:
         raise ValueError(f"seq: expected None when no dfa is given, got {seq!r}")
+    if dfa is None and tokens is not None:
+        raise ValueError("tokens: expected None when no dfa is given (they label the DFA heatmap's axes)")
     one = top.sel(feature=feature)
     fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.2,
                         subplot_titles=("activations", "DFA by source position", "decoder share per head",
@@ -168,7 +170,6 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
                                  colorbar=dict(title=dict(text="DFA", side="right"), len=0.4, y=0.8, x=1.0,
                                                thickness=8)),
                       row=1, col=2)  # DFA is signed: white is 0
-        pos = np.arange(z.shape[-1])
         if tokens is not None and len(tokens) != z.shape[-1]:
             raise ValueError(f"tokens: expected one token per position ({z.shape[-1]}), got {len(tokens)}")
         ticks = _token_ticks(_token_labels(tokens)) if tokens is not None else dict(dtick=1, tick0=0)

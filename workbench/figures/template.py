@@ -130,8 +130,8 @@ def paper_points(size_px: float, width_px: float | None = None) -> float:
 
     Examples
     --------
-    >>> paper_points(11, SINGLE_COLUMN_PX), paper_points(11, 2 * FULL_WIDTH_PX)
-    (8.25, 4.125)
+    >>> paper_points(11, SINGLE_COLUMN_PX), round(paper_points(11, 2 * FULL_WIDTH_PX), 2)
+    (8.25, 4.12)
     """
     width_px = width_px or FULL_WIDTH_PX
     return float(size_px) * PT_PER_PX * min(1.0, FULL_WIDTH_PT / (PT_PER_PX * float(width_px)))
