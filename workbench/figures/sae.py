@@ -153,7 +153,8 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     if dfa is None and tokens is not None:
         raise ValueError("tokens: expected None when no dfa is given (they label the DFA heatmap's axes)")
     one = top.sel(feature=feature)
-    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.2,
+    # Tilted token labels under the DFA heatmap need room above the lower row's titles.
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.3 if tokens is not None else 0.2,
                         subplot_titles=("activations", "DFA by source position", "decoder share per head",
                                         "logit effects"))
     values = firing.values.ravel() if firing is not None else one["activation"].values
@@ -191,7 +192,7 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     fig.update_yaxes(title_text="output token", autorange="reversed", tickmode="array", tickvals=labels,
                      ticktext=labels, row=2, col=2)  # every token named, not every other one
     fig.update_layout(showlegend=False, title=f"feature {feature}", bargap=0.15)
-    apply_paper_style(fig, width=FULL_WIDTH_PX, height=560 if tokens is not None else 500)
+    apply_paper_style(fig, width=FULL_WIDTH_PX, height=640 if tokens is not None else 500)
     fig.update_annotations(font_size=FONT_PX)
     return fig.update_layout(margin=dict(t=TOP_MARGIN_WITH_TITLE))  # room for the title above the subplot titles
 

@@ -67,7 +67,7 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
     keep = density > 0
     fig = new_figure(width=SINGLE_COLUMN_PX, height=300, xaxis_title="eigenvalue λ = σ²", yaxis_title="density",
                      xaxis_type="log", yaxis_type="log",
-                     legend=dict(x=0.02, xanchor="left", y=0.02, yanchor="bottom"))
+                     legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     fig.add_trace(go.Scatter(x=centres[keep], y=density[keep], mode="markers", name="ESD",
                              marker=dict(color=PALETTE[0], size=4)))
     shown_y = [density[keep]]
