@@ -8,7 +8,7 @@ import pytest
 from workbench.connectome import dynamic_connectome, ntf, rank_sweep, synthetic
 from workbench.figures.connectome import (community_graph, component_panel, rank_sweep_plot, restart_similarity_plot,
                                           top_pairs_plot)
-from workbench.figures.template import TEMPLATE_NAME
+from workbench.figures.template import FONT_PX, TEMPLATE_NAME
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def result():
 
 def test_component_panel(result):
     fig = component_panel(result, 1)
-    assert isinstance(fig, go.Figure) and fig.layout.template.layout.font.size == 9
+    assert isinstance(fig, go.Figure) and fig.layout.template.layout.font.size == FONT_PX
     assert [t.type for t in fig.data] == ["heatmap", "scatter", "bar"]
     assert len(fig.layout.shapes) == 2  # one shaded window per stimulus
     with pytest.raises(ValueError, match="component"):

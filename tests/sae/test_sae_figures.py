@@ -68,7 +68,7 @@ def test_dashboard_shows_the_chosen_sequence_else_where_the_feature_peaks(random
     for seq, want in ((None, int(peak_seq[feature])), (0, 0), (3, 3)):
         z, title = shown(seq=seq)
         np.testing.assert_array_equal(z, attribution.sel(feature=feature).values[want])
-        assert title == f"source (sequence {want})"
+        assert title == f"source position (sequence {want})"
     for bad in (4, -1, 1.5, True):
         with pytest.raises(ValueError, match=rf"seq: expected a sequence index in \[0, 4\) .*got {bad!r}"):
             shown(seq=bad)

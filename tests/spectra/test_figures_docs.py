@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.figures import spectra as figs
-from workbench.figures.template import TEMPLATE_NAME
+from workbench.figures.template import FONT_PX
 from workbench.spectra import layer_spectra, rank_metrics, spectrum, truncation_curve
 
 
@@ -17,7 +17,7 @@ def test_builders(attn_model):
              figs.head_spectra_figure(ds, "qk", layer=1),
              figs.truncation_figure({"svd": truncation_curve(G)})]
     for fig in built:
-        assert fig.layout.template.layout.font.size == 9 or fig.layout.template == TEMPLATE_NAME
+        assert fig.layout.template.layout.font.size == FONT_PX  # 8.25 pt printed at column width
     assert len(built[2].data) == attn_model.cfg.n_heads
     with pytest.raises(ValueError, match="metric|missing"):
         figs.metric_heatmap(ds, "no_such_metric")

@@ -135,7 +135,8 @@ def heatmap_for(ds: xr.Dataset, metric: str) -> go.Figure:
     """``metric`` of every whole matrix as (kind x layer)."""
     from workbench.figures.spectra import metric_heatmap
 
-    fig = metric_heatmap(ds[[metric]], metric)
+    flags = [v for v in ("alpha_reliable", "alpha_reason") if v in ds]  # unreliable alpha fits are greyed out
+    fig = metric_heatmap(ds[[metric, *flags]], metric)
     return fig.update_layout(title=f"{metric} of {ds.attrs['model']} (click a cell)")
 
 

@@ -20,10 +20,14 @@ from plotly.subplots import make_subplots
 from workbench.collapse.theory import etf_gram, of_gram
 from workbench.figures.template import (
     DIVERGING,
+    FONT_PX,
     FULL_WIDTH_PX,
+    MIN_FIT_POINTS,
     PALETTE,
     SINGLE_COLUMN_PX,
+    TOP_MARGIN_WITH_TITLE,
     apply_paper_style,
+    log_ticks,
     new_figure,
 )
 
@@ -87,13 +91,19 @@ def nc_vs_epoch(ds: xr.Dataset, metrics: Sequence[str] = ("nc1", "nc2_etf", "nc3
     if "layer" in ds.dims:
         ds = _select(ds, "layer", layer)
     _require_over(ds, metrics, "epoch", "metrics")
-    fig = new_figure(xaxis_title="epoch", yaxis_title="metric", yaxis_type="log", width=SINGLE_COLUMN_PX)
+    fig = new_figure(xaxis_title="epoch", yaxis_title="metric", yaxis_type="log", width=SINGLE_COLUMN_PX,
+                     legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
+    shown = []
     for i, name in enumerate(metrics):
         y = ds[name].values.astype(float)
         keep = np.isfinite(y) & (y > 0)  # a log axis cannot show zeros (e.g. NC4 once training is exact)
         if keep.any():
+            shown.append(y[keep])
             fig.add_trace(go.Scatter(x=ds.epoch.values[keep], y=y[keep], mode="lines+markers",
                                      name=_LABELS.get(name, name), line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_yaxes(**log_ticks(np.concatenate(shown) if shown else []))
+    if ds.sizes["epoch"] <= 10:
+        fig.update_xaxes(tickmode="array", tickvals=ds.epoch.values)
     return fig
 
 
@@ -101,7 +111,9 @@ def nc_vs_layer(ds: xr.Dataset, metric: str = "nc1", epoch: int | None = None) -
     """One metric against layer depth (log y) with a least-squares line through log10(metric).
 
     The fitted slope (decades per layer) is in ``fig.layout.meta["slope"]``
-    and in the legend.
+    and in the legend. With fewer than three layers (with a positive value)
+    no line is drawn and the slope is NaN: a line through two points fits
+    nothing.
 
     Examples
     --------
@@ -121,11 +133,14 @@ def nc_vs_layer(ds: xr.Dataset, metric: str = "nc1", epoch: int | None = None) -
     fig.add_trace(go.Scatter(x=depth[keep], y=y[keep], mode="markers", name=_LABELS.get(metric, metric),
                              marker=dict(color=PALETTE[0], size=7)))
     slope = np.nan
-    if keep.sum() >= 2:
+    if keep.sum() >= MIN_FIT_POINTS:  # a line through two points is no fit: it always passes through both
         slope, intercept = np.polyfit(depth[keep], np.log10(y[keep]), 1)
         fig.add_trace(go.Scatter(x=depth[keep], y=10 ** (intercept + slope * depth[keep]), mode="lines",
-                                 name=f"fit: {slope:.2f} decades/layer", line=dict(color=PALETTE[3], dash="dash")))
-    fig.update_xaxes(tickvals=depth, ticktext=[str(v) for v in ds.layer.values])
+                                 name=f"fit: {slope:.2f} decades/layer", meta={"fit_points": int(keep.sum())},
+                                 line=dict(color=PALETTE[3], dash="dash")))
+    fig.update_xaxes(tickmode="array", tickvals=depth, ticktext=[str(v) for v in ds.layer.values])
+    fig.update_yaxes(**log_ticks(y[keep]))
+    fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     fig.update_layout(meta={"slope": float(slope)})
     return fig
 
@@ -177,10 +192,16 @@ def gram_heatmap(ds: xr.Dataset, target: str | xr.Dataset = "etf") -> go.Figure:
     limit = float(max(np.abs(observed).max(), np.abs(want).max()))
     for col, mat in enumerate((observed, want), start=1):
         fig.add_trace(go.Heatmap(z=mat, x=cls, y=cls, zmin=-limit, zmax=limit, colorscale=DIVERGING,
-                                 showscale=col == 2, colorbar=dict(thickness=10)), row=1, col=col)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x")
-    fig.update_layout(title=f"Gram vs {name}: distance {np.linalg.norm(observed - want):.2e}")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=320)
+                                 showscale=col == 2, colorbar=dict(thickness=10, title=dict(
+                                     text="Gram entry<br>(unit norm)", side="right"))), row=1, col=col)
+    fig.update_yaxes(autorange="reversed", title_text="class")
+    fig.update_yaxes(scaleanchor="x", row=1, col=1)
+    fig.update_yaxes(scaleanchor="x2", row=1, col=2)
+    fig.update_xaxes(title_text="class")
+    fig.update_layout(title=f"Gram vs {name}: distance {np.linalg.norm(observed - want):.2e}",
+                      margin=dict(t=TOP_MARGIN_WITH_TITLE))
+    fig.update_annotations(font_size=FONT_PX)
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=340)
 
 
 def _procrustes(target: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -269,18 +290,22 @@ def class_means_3d(ds: xr.Dataset, W: Any = None, target: str | xr.Dataset | Non
     fig = go.Figure()
     labels = [str(c) for c in ds["class"].values]
 
-    def add(coords: np.ndarray, name: str, symbol: str, color: str) -> None:
-        p = coords @ basis
-        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers+text", text=labels, name=name,
+    def add(coords: np.ndarray, name: str, symbol: str, color: str, labelled: bool) -> None:
+        p = coords @ basis  # only the means carry class labels: the others sit near them and would overprint
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers+text" if labelled else "markers",
+                                   text=labels, name=name, hovertemplate=f"{name}: class %{{text}}<extra></extra>",
                                    marker=dict(size=5, symbol=symbol, color=color)))
 
-    add(points, "class means", "circle", PALETTE[0])
+    add(points, "class means", "circle", PALETTE[0], True)
     if rows is not None:
-        add(rows, "classifier rows", "diamond", PALETTE[3])
+        add(rows, "classifier rows", "diamond", PALETTE[3], False)
     if overlay is not None:
-        add(overlay, name, "circle-open", PALETTE[7])
-    fig.update_layout(scene=dict(xaxis_title="PC1", yaxis_title="PC2", zaxis_title="PC3", aspectmode="data"))
-    return apply_paper_style(fig, width=SINGLE_COLUMN_PX * 2, height=420)
+        add(overlay, name, "circle-open", PALETTE[7], False)
+    fig.update_layout(scene=dict(xaxis_title="PC1", yaxis_title="PC2", zaxis_title="PC3", aspectmode="data",
+                                 camera=dict(eye=dict(x=1.6, y=1.6, z=1.0))),
+                      legend=dict(x=0.01, xanchor="left", y=0.99, yanchor="top"))
+    apply_paper_style(fig, width=SINGLE_COLUMN_PX * 2, height=440)
+    return fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
 
 
 def minority_collapse_plot(ds: xr.Dataset) -> go.Figure:
@@ -301,6 +326,7 @@ def minority_collapse_plot(ds: xr.Dataset) -> go.Figure:
                      xaxis_type="log", width=SINGLE_COLUMN_PX)
     fig.add_trace(go.Scatter(x=ds.ratio.values, y=ds.minority_cosine.values, mode="lines+markers",
                              name="UFM optimum", line=dict(color=PALETTE[0])))
+    fig.update_xaxes(**log_ticks(ds.ratio.values))
     k = ds.attrs.get("k_majority", 0) + ds.attrs.get("k_minority", 0)
     if k >= 2:
         fig.add_hline(y=-1.0 / (k - 1), line=dict(color=PALETTE[7], dash="dot"), annotation_text="ETF")

@@ -67,7 +67,8 @@ def coassignment_plot(consensus: xr.Dataset) -> go.Figure:
     for b in bounds:
         fig.add_shape(type="line", x0=b, x1=b, y0=-0.5, y1=n - 0.5, line=dict(color="white", width=1), row=1, col=1)
         fig.add_shape(type="line", x0=-0.5, x1=n - 0.5, y0=b, y1=b, line=dict(color="white", width=1), row=1, col=1)
-    ticks = dict(tickvals=pos.tolist(), ticktext=names.tolist(), showticklabels=n <= 60, tickfont=dict(size=6))
+    # Names are shown only where one fits each row at the template's font (else: hover for them).
+    ticks = dict(tickvals=pos.tolist(), ticktext=names.tolist(), showticklabels=n <= 32)
     fig.update_xaxes(title_text="neuron (ordered by consensus community)", range=[-0.5, n - 0.5], **ticks,
                      row=1, col=1)
     fig.update_yaxes(title_text="neuron", range=[n - 0.5, -0.5], **ticks, row=1, col=1)

@@ -8,7 +8,16 @@ import xarray as xr
 from plotly.subplots import make_subplots
 
 from workbench.connectome.pairs import pairs_to_matrix
-from workbench.figures.template import FULL_WIDTH_PX, PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, apply_paper_style, new_figure
+from workbench.figures.template import (
+    FONT_PX,
+    FULL_WIDTH_PX,
+    PALETTE,
+    SEQUENTIAL,
+    SINGLE_COLUMN_PX,
+    TOP_MARGIN_WITH_TITLE,
+    apply_paper_style,
+    new_figure,
+)
 
 
 def _check_result(result, needed: tuple[str, ...]) -> None:
@@ -94,15 +103,16 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     order = np.lexsort((np.arange(labels.size), labels))
     names = matrix["neuron"].values[order].astype(str)
     time_title = "time"
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.42, 0.2], horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.42, 0.2], horizontal_spacing=0.17,
                         specs=[[{}, {"secondary_y": True}, {}]], subplot_titles=("pairs (by community)", "time", "animals"))
-    fig.update_annotations(font_size=10)
+    fig.update_annotations(font_size=FONT_PX)
     fig.add_trace(go.Heatmap(z=matrix.values[np.ix_(order, order)], x=names, y=names, colorscale=SEQUENTIAL,
-                             showscale=False, name="pairs", hovertemplate="%{y}–%{x}: %{z:.3g}<extra></extra>"),
-                  row=1, col=1)
-    tick = dict(showticklabels=names.size <= 80, tickfont=dict(size=9 if names.size <= 30 else 6), dtick=1)
-    fig.update_yaxes(autorange="reversed", **tick, row=1, col=1)
-    fig.update_xaxes(**tick, row=1, col=1)
+                             colorbar=dict(title=dict(text="pair loading", side="right"), thickness=8, len=0.8,
+                                           x=fig.layout.xaxis.domain[1] + 0.005, xanchor="left", xpad=2, nticks=4),
+                             name="pairs", hovertemplate="%{y}–%{x}: %{z:.3g}<extra></extra>"), row=1, col=1)
+    few = names.size <= 24  # more neuron names than that do not fit a third of the width at a legible size
+    fig.update_yaxes(title_text="neuron", autorange="reversed", showticklabels=few, row=1, col=1)
+    fig.update_xaxes(title_text="neuron", showticklabels=few, tickangle=-90, row=1, col=1)
     time = result["time_factor"]
     chance = mark_significant and "significant" in result and not bool(result["significant"][c])
     fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines", name="time",
@@ -120,9 +130,11 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     animal = result["animal_factor"]
     fig.add_trace(go.Bar(x=animal["animal"].values.astype(str), y=animal[:, c].values, marker_color=PALETTE[2],
                          name="animals"), row=1, col=3)
+    fig.update_xaxes(title_text="animal", type="category", row=1, col=3)
+    fig.update_yaxes(title_text="loading", row=1, col=3)
     title = f"component {c}" + (_significance_label(result, c) if mark_significant else "")
-    fig.update_layout(title=title, showlegend=False, margin=dict(t=48))
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=280)
+    fig.update_layout(title=title, showlegend=False, margin=dict(t=TOP_MARGIN_WITH_TITLE))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=300)
 
 
 def top_pairs_plot(result: xr.Dataset, component: int = 0, *, k: int = 15) -> go.Figure:
@@ -150,7 +162,7 @@ def top_pairs_plot(result: xr.Dataset, component: int = 0, *, k: int = 15) -> go
                      width=SINGLE_COLUMN_PX, height=int(120 + 16 * len(top)))
     fig.add_bar(x=factor.values[top], y=labels, orientation="h", marker_color=PALETTE[0], name="pairs",
                 hovertemplate="%{y}: %{x:.3g}<extra></extra>")
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=8), automargin=True)
+    fig.update_yaxes(title_text="pair", autorange="reversed", automargin=True)
     fig.update_layout(title=f"component {c}: strongest {len(top)} pairs (neuron–neuron)")
     return fig
 
@@ -216,7 +228,8 @@ def rank_sweep_plot(sweep: xr.Dataset) -> go.Figure:
             fig.add_vline(x=int(chosen), line_dash="dot", line_color=PALETTE[2], row=1, col=col)
         fig.add_annotation(x=int(chosen), y=0.97, xref="x", yref="y domain", text=f" chosen: {int(chosen)}",
                            showarrow=False, xanchor="left", yanchor="top", font=dict(color=PALETTE[2]))
-    fig.update_xaxes(title_text="rank (components)", dtick=1)
+    fig.update_xaxes(title_text="rank (components)", dtick=1, tick0=0)
+    fig.update_annotations(font_size=FONT_PX)
     fig.update_yaxes(title_text="relative error (||X - model|| / ||X||)", row=1, col=1)
     fig.update_yaxes(title_text="worst-component congruence", range=[0, 1.05], row=1, col=2)
     fig.update_layout(legend=dict(orientation="h", y=-0.3))
@@ -254,8 +267,9 @@ def community_graph(result: xr.Dataset, component: int = 0, *, top_fraction: flo
     fig = go.Figure(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="rgba(0,0,0,0.25)", width=0.7),
                                hoverinfo="skip"))
     colors = [PALETTE[int(lab) % len(PALETTE)] for lab in labels]
-    fig.add_trace(go.Scatter(x=x, y=y, mode="markers+text", text=names if names.size <= 60 else None,
-                             textposition="top center", textfont=dict(size=6), marker=dict(color=colors, size=7),
+    fig.add_trace(go.Scatter(x=x, y=y, mode="markers+text" if names.size <= 24 else "markers",
+                             text=names if names.size <= 24 else None,
+                             textposition="top center", marker=dict(color=colors, size=7),
                              hovertext=[f"{n}: community {lab}" for n, lab in zip(names, labels)]))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
@@ -286,8 +300,8 @@ def restart_similarity_plot(similarity) -> go.Figure:
         raise TypeError(f"similarity: expected a (restart, restart_) DataArray or NTFResult, got {type(similarity).__name__}")
     fig = go.Figure(go.Heatmap(z=similarity.values, zmin=0, zmax=1, colorscale=SEQUENTIAL,
                                colorbar=dict(title="FMS")))
-    fig.update_xaxes(title_text="restart")
-    fig.update_yaxes(title_text="restart", autorange="reversed")
+    fig.update_xaxes(title_text="restart", dtick=1, tick0=0)
+    fig.update_yaxes(title_text="restart", dtick=1, tick0=0, autorange="reversed")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX - 40)
 
 
@@ -333,7 +347,8 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0) -> go.Figure:
     name = str(traces["animal"].values[animal])
     neurons = one["neuron"].values
     n = neurons.size
-    height = int(min(900, max(300, 120 + 9 * n))) if n <= 120 else 300
+    height = int(min(900, max(300, 120 + 13 * n))) if n <= 120 else 300
+    labelled = n <= 60  # one name per 13 px row at the template's font, else hover for them
     fig = new_figure(title=f"traces of {name}", xaxis_title="time (s)", width=FULL_WIDTH_PX, height=height)
     zmin, zmax = robust_range(one.values)
     unit = traces.attrs.get("units", "a.u.")
@@ -348,6 +363,6 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0) -> go.Figure:
     if len(names):
         fig.update_layout(meta={"stimuli": list(np.atleast_1d(names))})
     fig.update_yaxes(title_text="neuron (NeuroPAL label)" if _is_named(neurons) else "neuron (index)",
-                     tickvals=list(range(n)), ticktext=neurons.astype(str).tolist(), showticklabels=n <= 120,
-                     tickfont=dict(size=6 if n > 40 else 9), range=[n - 0.5, -0.5])
+                     tickvals=list(range(n)), ticktext=neurons.astype(str).tolist(), showticklabels=labelled,
+                     range=[n - 0.5, -0.5])
     return fig

@@ -25,9 +25,9 @@ def induction_heatmap(scores: xr.DataArray, *, title: str = "Induction score") -
     fig = new_figure(title=title, width=SINGLE_COLUMN_PX, height=220)
     fig.add_heatmap(z=scores.values, x=[f"H{h}" for h in scores["head"].values],
                     y=[f"L{layer}" for layer in scores["layer"].values], colorscale=SEQUENTIAL, zmin=0, zmax=1,
-                    texttemplate="%{z:.2f}", textfont=dict(size=9), colorbar=dict(title="score"))
-    fig.update_yaxes(autorange="reversed", showgrid=False)
-    fig.update_xaxes(showgrid=False)
+                    texttemplate="%{z:.2f}", colorbar=dict(title="induction<br>score"))
+    fig.update_yaxes(title_text="layer", autorange="reversed", showgrid=False)
+    fig.update_xaxes(title_text="head", showgrid=False)
     return fig
 
 
@@ -46,5 +46,6 @@ def head_norms(z: xr.DataArray, *, title: str = "Mean |z| per head") -> go.Figur
     for layer in norms["layer"].values:
         values = norms.sel(layer=layer)
         fig.add_bar(x=[f"H{h}" for h in values["head"].values], y=values.values, name=f"layer {layer}")
-    fig.update_yaxes(title="mean |z|")
+    fig.update_yaxes(title="mean |z| (L2 norm per token)")
+    fig.update_xaxes(title="head")
     return fig

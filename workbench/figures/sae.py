@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import numbers
+from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -26,11 +27,15 @@ from plotly.subplots import make_subplots
 
 from workbench.figures.template import (
     DIVERGING,
+    FONT_PX,
     FULL_WIDTH_PX,
+    TOP_MARGIN_WITH_TITLE,
     PALETTE,
     SEQUENTIAL,
     SINGLE_COLUMN_PX,
     apply_paper_style,
+    integer_ticks,
+    log_ticks,
 )
 
 
@@ -89,7 +94,8 @@ def _dfa_seq(dfa: xr.DataArray, seq: int | None) -> int:
 
 
 def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray, dfa: xr.DataArray | None = None,
-                      firing: xr.DataArray | None = None, seq: int | None = None) -> go.Figure:
+                      firing: xr.DataArray | None = None, seq: int | None = None,
+                      tokens: Sequence[str] | None = None) -> go.Figure:
     """Dashboard of one feature: activation histogram, DFA heatmap, head shares, logit effects.
 
     Parameters
@@ -114,6 +120,9 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
         SAEs, whose activation grows with the pre-activation, that is where
         the activation is largest; a TopK SAE may drop that token from its
         top k. The shown sequence is named in the heatmap's x-axis title.
+    tokens : sequence of str, optional
+        The decoded tokens of the shown sequence, one per position: the DFA
+        heatmap's axes then show them (else positions).
 
     Examples
     --------
@@ -133,7 +142,7 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
     ...                    dims=("feature", "seq", "dest", "src"), coords={"feature": [3]})
     >>> fig = feature_dashboard(top, 3, head_share=share, dfa=dfa)
     >>> fig.data[1].z.tolist(), fig.layout.xaxis2.title.text
-    ([[0.0, 0.0], [3.0, -1.0]], 'source (sequence 1)')
+    ([[0.0, 0.0], [3.0, -1.0]], 'source position (sequence 1)')
     """
     _require(top, ("activation", "top_logit", "top_logit_token", "bottom_logit", "bottom_logit_token"),
              "top_activations", "top")
@@ -141,28 +150,51 @@ def feature_dashboard(top: xr.Dataset, feature: int, *, head_share: xr.DataArray
         raise TypeError("head_share: expected the (feature, head) DataArray of head_attribution")
     if dfa is None and seq is not None:
         raise ValueError(f"seq: expected None when no dfa is given, got {seq!r}")
+    if dfa is None and tokens is not None:
+        raise ValueError("tokens: expected None when no dfa is given (they label the DFA heatmap's axes)")
     one = top.sel(feature=feature)
-    fig = make_subplots(rows=2, cols=2, subplot_titles=("activations", "DFA by source position",
-                                                        "decoder share per head", "logit effects"))
+    # Tilted token labels under the DFA heatmap need room above the lower row's titles.
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.3 if tokens is not None else 0.2,
+                        subplot_titles=("activations", "DFA by source position", "decoder share per head",
+                                        "logit effects"))
     values = firing.values.ravel() if firing is not None else one["activation"].values
     fig.add_trace(go.Histogram(x=values[np.isfinite(values) & (values > 0)], marker_color=PALETTE[0],
                                name="activation"), row=1, col=1)
+    fig.update_xaxes(title_text="activation (where > 0)", row=1, col=1)
+    fig.update_yaxes(title_text="tokens", row=1, col=1)
     if dfa is not None:
         one_dfa = dfa.sel(feature=feature)
         shown = _dfa_seq(one_dfa, seq)
-        fig.add_trace(go.Heatmap(z=one_dfa.isel(seq=shown).values, colorscale=DIVERGING, zmid=0,
-                                 showscale=False, name="DFA"), row=1, col=2)  # DFA is signed: white is 0
-        fig.update_xaxes(title_text=f"source (sequence {shown})", row=1, col=2)
-        fig.update_yaxes(title_text="destination", autorange="reversed", row=1, col=2)
+        z = one_dfa.isel(seq=shown).values
+        bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() and np.nanmax(np.abs(z)) > 0 else 1.0
+        fig.add_trace(go.Heatmap(z=z, colorscale=DIVERGING, zmin=-bound, zmax=bound, name="DFA",
+                                 colorbar=dict(title=dict(text="DFA", side="right"), len=0.4, y=0.8, x=1.0,
+                                               thickness=8)),
+                      row=1, col=2)  # DFA is signed: white is 0
+        if tokens is not None and len(tokens) != z.shape[-1]:
+            raise ValueError(f"tokens: expected one token per position ({z.shape[-1]}), got {len(tokens)}")
+        ticks = _token_ticks(_token_labels(tokens)) if tokens is not None else dict(dtick=1, tick0=0)
+        fig.update_xaxes(title_text=f"source token (sequence {shown})" if tokens is not None
+                         else f"source position (sequence {shown})", showgrid=False, **ticks, row=1, col=2)
+        ticks = {k: v for k, v in ticks.items() if k not in ("tickangle", "title_standoff")}
+        fig.update_yaxes(title_text="destination token" if tokens is not None else "destination position",
+                         autorange="reversed", showgrid=False, **ticks, row=1, col=2)
     fig.add_trace(go.Bar(x=head_share["head"].values, y=head_share.sel(feature=feature).values,
                          marker_color=PALETTE[2], name="head share"), row=2, col=1)
-    tokens = list(one["top_logit_token"].values) + list(one["bottom_logit_token"].values)
+    fig.update_xaxes(title_text="head", dtick=1, tick0=0, row=2, col=1)
+    fig.update_yaxes(title_text="share of decoder norm", row=2, col=1)
+    logit_tokens = list(one["top_logit_token"].values) + list(one["bottom_logit_token"].values)
     effects = np.concatenate([one["top_logit"].values, one["bottom_logit"].values])
-    fig.add_trace(go.Bar(x=effects, y=[repr(str(t)) for t in tokens], orientation="h", name="logit effect",
+    fig.add_trace(go.Bar(x=effects, y=[repr(str(t)) for t in logit_tokens], orientation="h", name="logit effect",
                          marker_color=[PALETTE[2] if v > 0 else PALETTE[3] for v in effects]), row=2, col=2)
-    fig.update_layout(showlegend=False, title=f"feature {feature}")
-    apply_paper_style(fig, width=FULL_WIDTH_PX, height=500)
-    return fig.update_layout(margin=dict(t=60))  # room for the title above the subplot titles
+    fig.update_xaxes(title_text="direct logit effect", row=2, col=2)
+    labels = [repr(str(t)) for t in logit_tokens]
+    fig.update_yaxes(title_text="output token", autorange="reversed", tickmode="array", tickvals=labels,
+                     ticktext=labels, row=2, col=2)  # every token named, not every other one
+    fig.update_layout(showlegend=False, title=f"feature {feature}", bargap=0.15)
+    apply_paper_style(fig, width=FULL_WIDTH_PX, height=640 if tokens is not None else 500)
+    fig.update_annotations(font_size=FONT_PX)
+    return fig.update_layout(margin=dict(t=TOP_MARGIN_WITH_TITLE))  # room for the title above the subplot titles
 
 
 def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
@@ -197,7 +229,8 @@ def l0_ce_frontier(evaluations: xr.Dataset) -> go.Figure:
         fig.add_trace(go.Scatter(x=ev["l0"].values.ravel()[order], y=recovered,
                                  mode="lines+markers", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_xaxes(title_text="L0 (active latents per token)", type="log")
+    l0 = evaluations["l0"].values
+    fig.update_xaxes(title_text="L0 (active latents per token)", type="log", **log_ticks(l0))
     fig.update_yaxes(title_text="CE loss recovered")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
 
@@ -219,7 +252,7 @@ def firing_histogram(evaluation: xr.Dataset) -> go.Figure:
     if "dead_fraction" in evaluation:
         fig.update_layout(title=f"dead: {100 * float(evaluation['dead_fraction']):.1f}%")
     fig.update_xaxes(title_text="log10 firing frequency")
-    fig.update_yaxes(title_text="latents")
+    fig.update_yaxes(title_text="latents", **integer_ticks(np.nanmax(evaluation["firing_histogram"].values, initial=1)))
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=240)
 
 
@@ -238,12 +271,16 @@ def head_family_matrix(families: xr.Dataset, layer: int) -> go.Figure:
     if layer not in families["layer"].values:
         raise ValueError(f"layer: expected one of {families['layer'].values.tolist()}, got {layer!r}")
     counts = families["head_counts"].sel(layer=layer)
-    fig = go.Figure(go.Heatmap(z=counts.values, x=[str(f) for f in counts["family"].values],
-                               y=[f"head {h}" for h in counts["head"].values], colorscale=SEQUENTIAL,
-                               colorbar=dict(title="features"), text=counts.values, texttemplate="%{text}"))
-    fig.update_yaxes(autorange="reversed")
+    families_ = [str(f) for f in counts["family"].values]  # the x values a click reports: the family names
+    fig = go.Figure(go.Heatmap(z=counts.values, x=families_, y=[f"head {h}" for h in counts["head"].values],
+                               colorscale=SEQUENTIAL, text=counts.values, texttemplate="%{text}",
+                               colorbar=dict(title="features", **integer_ticks(np.nanmax(counts.values, initial=1)))))
+    fig.update_yaxes(title_text="head", autorange="reversed", tickmode="array",
+                     tickvals=[f"head {h}" for h in counts["head"].values], ticktext=[str(h) for h in counts["head"].values])
+    fig.update_xaxes(title_text="feature family", tickmode="array", tickvals=families_, tickangle=0,
+                     ticktext=[f.replace("_", "<br>") for f in families_])
     fig.update_layout(title=f"layer {layer}: features per head and family")
-    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=260)
+    return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=300)
 
 
 def training_curves(history: xr.Dataset, held_out: xr.Dataset | None = None) -> go.Figure:
@@ -279,12 +316,21 @@ def training_curves(history: xr.Dataset, held_out: xr.Dataset | None = None) -> 
                                      legendgroup=name, showlegend=col == 1,
                                      line=dict(color=PALETTE[i], width=1), marker=dict(size=3)), row=1, col=col)
     fig.update_xaxes(title_text="tokens seen")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fvu = np.concatenate([ds["fvu"].values.ravel() for ds in (history, held_out) if ds is not None])
+    fig.update_yaxes(title_text="FVU", type="log", row=1, col=1, **log_ticks(fvu))
+    fig.update_yaxes(title_text="L0 (active latents)", row=1, col=2)
+    fig.update_annotations(font_size=FONT_PX)
     return apply_paper_style(fig, width=FULL_WIDTH_PX, height=260)
 
 
 def _token_labels(tokens) -> list[str]:
     return [str(t).replace("\n", "\\n") for t in tokens]
+
+
+def _token_ticks(labels: list[str]) -> dict:
+    """An x axis of tokens: each token's text at its position, tilted; the margin grows to hold them and the title."""
+    return dict(tickmode="array", tickvals=np.arange(len(labels)), ticktext=labels, tickangle=-60, automargin=True,
+                title_standoff=8)
 
 
 def prompt_heatmap(prompt: xr.Dataset) -> go.Figure:
@@ -310,11 +356,11 @@ def prompt_heatmap(prompt: xr.Dataset) -> go.Figure:
                                y=[f"f{int(f)}" for f in prompt["feature"].values], colorscale=SEQUENTIAL,
                                colorbar=dict(title="activation"), xgap=1, ygap=1,
                                hovertemplate="%{y} at position %{x}: %{z:.3g}<extra></extra>"))
-    fig.update_xaxes(tickmode="array", tickvals=pos, ticktext=_token_labels(prompt["token"].values), tickangle=-60,
-                     showgrid=False, title_text="token (click one for its DFA)")
+    fig.update_xaxes(showgrid=False, title_text="token (click one for its DFA)",
+                     **_token_ticks(_token_labels(prompt["token"].values)))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
     fig.update_layout(title="features firing on each token")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(220, 60 + 14 * prompt.sizes["feature"]))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(320, 170 + 18 * prompt.sizes["feature"]))
 
 
 def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
@@ -352,9 +398,9 @@ def token_dfa(prompt: xr.Dataset, pos: int) -> go.Figure:
                                  y=[f"f{int(f)}" for f in prompt["feature"].values[active]], colorscale=DIVERGING,
                                  zmin=-bound, zmax=bound, colorbar=dict(title="DFA"), xgap=1, ygap=1,
                                  hovertemplate="%{y} reads position %{x}: %{z:.3g}<extra></extra>"))
-        fig.update_xaxes(tickmode="array", tickvals=np.arange(pos + 1), ticktext=labels[: pos + 1], tickangle=-60)
+        fig.update_xaxes(**_token_ticks(labels[: pos + 1]))
     fig.update_xaxes(title_text="source token", showgrid=False)
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="feature")
     suffix = "" if active.any() else ": no feature fires here"
     fig.update_layout(title=f"DFA at {labels[pos]!r} (position {pos}){suffix}")
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(220, 60 + 14 * int(active.sum())))
+    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=max(320, 170 + 18 * int(active.sum())))

@@ -16,7 +16,17 @@ import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
 
-from workbench.figures.template import PALETTE, SEQUENTIAL, SINGLE_COLUMN_PX, FULL_WIDTH_PX, new_figure
+from workbench.figures.template import (
+    FULL_WIDTH_PX,
+    MIN_FIT_POINTS,
+    PALETTE,
+    SEQUENTIAL,
+    SINGLE_COLUMN_PX,
+    integer_ticks,
+    log_ticks,
+    new_figure,
+)
+from workbench.spectra.powerlaw import MAX_RELIABLE_ALPHA, MIN_TAIL, fit_reliability
 
 
 def _require(obj, names: tuple[str, ...], arg: str) -> None:
@@ -29,6 +39,11 @@ def _require(obj, names: tuple[str, ...], arg: str) -> None:
 def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bins: int = 60) -> go.Figure:
     """Empirical spectral density of ``lambda = sigma^2`` on log-log axes, with the power-law
     fit above ``xmin`` and the Marchenko-Pastur bulk edge when ``metrics`` are given.
+
+    A fit outside WeightWatcher's trustworthy range
+    (:func:`~workbench.spectra.powerlaw.fit_reliability`) is drawn grey and
+    dotted, named "(unreliable)", with the reason written on the plot;
+    ``fig.layout.meta["alpha_reliable"]`` holds the verdict (None without a fit).
 
     Examples
     --------
@@ -50,26 +65,49 @@ def esd_figure(spectrum: xr.DataArray, metrics: xr.Dataset | None = None, *, bin
     density, _ = np.histogram(lam, bins=edges, density=True)
     centres = np.sqrt(edges[1:] * edges[:-1])
     keep = density > 0
-    fig = new_figure(width=SINGLE_COLUMN_PX, xaxis_title="eigenvalue λ = σ²", yaxis_title="density",
-                     xaxis_type="log", yaxis_type="log")
+    fig = new_figure(width=SINGLE_COLUMN_PX, height=300, xaxis_title="eigenvalue λ = σ²", yaxis_title="density",
+                     xaxis_type="log", yaxis_type="log",
+                     legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     fig.add_trace(go.Scatter(x=centres[keep], y=density[keep], mode="markers", name="ESD",
                              marker=dict(color=PALETTE[0], size=4)))
+    shown_y = [density[keep]]
+    reliable = None  # no fit to judge
     if metrics is not None and np.isfinite(float(metrics.alpha)):
         alpha, xmin = float(metrics.alpha), float(metrics.xmin)
         tail = lam[lam >= xmin]
-        x = np.logspace(np.log10(xmin), np.log10(lam.max()), 50)
-        # Power-law density normalised to the tail's share of all eigenvalues.
-        y = (tail.size / lam.size) * (alpha - 1) / xmin * (x / xmin) ** (-alpha)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"power law α={alpha:.2f}",
-                                 line=dict(color=PALETTE[3], dash="dash")))
+        reliable, reason = fit_reliability(alpha, tail.size)
+        if tail.size >= MIN_FIT_POINTS:
+            x = np.logspace(np.log10(xmin), np.log10(lam.max()), 50)
+            # Power-law density normalised to the tail's share of all eigenvalues.
+            y = (tail.size / lam.size) * (alpha - 1) / xmin * (x / xmin) ** (-alpha)
+            name = f"power law α={alpha:.2f}" + ("" if reliable else " (unreliable)")
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, meta={"fit_points": int(tail.size)},
+                                     line=dict(color=PALETTE[3] if reliable else "#999999",
+                                               dash="dash" if reliable else "dot")))
+            shown_y.append(y[y >= density[keep].min() / 10])
+        if not reliable:
+            fig.add_annotation(text="unreliable fit:<br>" + reason.replace("; ", "<br>"), xref="paper",
+                               yref="paper", x=0.98, y=0.98, xanchor="right", yanchor="top", showarrow=False,
+                               align="right", font=dict(color="#666666"), bgcolor="rgba(255,255,255,0.85)")
         if np.isfinite(float(metrics.bulk_max)):
-            fig.add_vline(x=float(metrics.bulk_max), line=dict(color=PALETTE[2], dash="dot"),
-                          annotation_text="MP edge λ₊", annotation_font_size=8)
+            edge = float(metrics.bulk_max)
+            fig.add_vline(x=edge, line=dict(color=PALETTE[2], dash="dot"))
+            fig.add_annotation(x=np.log10(edge), y=0.02, xref="x", yref="y domain", text="MP edge λ₊ ",
+                               xanchor="right", yanchor="bottom", showarrow=False, font=dict(color=PALETTE[2]))
+    low = min(centres[keep].min(), lam.max())  # the range is fixed to what is drawn: annotations do not stretch it
+    pad = 0.05 * max(np.log10(lam.max() / low), 1.0)
+    fig.update_xaxes(range=[np.log10(low) - pad, np.log10(lam.max()) + pad], **log_ticks([low, lam.max()]))
+    fig.update_yaxes(**log_ticks(np.concatenate(shown_y)))
+    fig.update_layout(meta={"alpha_reliable": reliable})
     return fig
 
 
 def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, ...] | None = None) -> go.Figure:
     """A metric of :func:`layer_spectra` as a (matrix kind x layer) heatmap of whole matrices.
+
+    For ``alpha`` and ``alpha_weighted``, cells whose power-law fit is
+    unreliable (``alpha_reliable`` False) are left off the colour scale:
+    grey, with the value and a "?" written in the cell and the reason on hover.
 
     Examples
     --------
@@ -88,11 +126,41 @@ def metric_heatmap(ds: xr.Dataset, metric: str = "alpha", *, kinds: tuple[str, .
         if kind in kinds:
             z[kinds.index(kind), layers.index(int(layer))] = value
     fig = new_figure(width=SINGLE_COLUMN_PX, xaxis_title="layer", yaxis_title="matrix")
-    fig.add_trace(go.Heatmap(z=z, x=layers, y=list(kinds), colorscale=SEQUENTIAL,
-                             colorbar=dict(title=dict(text=metric, side="right"))))
-    fig.update_xaxes(dtick=1, showgrid=False)
+    unreliable = np.zeros_like(z, dtype=bool)
+    if metric in ("alpha", "alpha_weighted") and "alpha_reliable" in whole:
+        for kind, layer, ok in zip(whole["kind"].values, whole["layer"].values, whole["alpha_reliable"].values):
+            if kind in kinds and not bool(ok):
+                unreliable[kinds.index(kind), layers.index(int(layer))] = True
+    shown = np.where(unreliable, np.nan, z)  # an unreliable fit is no colour on the scale: grey, its value marked '?'
+    fig.add_trace(go.Heatmap(z=shown, x=layers, y=list(kinds), colorscale=SEQUENTIAL, name=metric,
+                             colorbar=dict(title=dict(text=metric, side="right")),
+                             hovertemplate="%{y} layer %{x}: %{z:.3g}<extra></extra>"))
+    if unreliable.any():
+        rows, cols = np.nonzero(unreliable)
+        for r, c in zip(rows, cols):
+            fig.add_shape(type="rect", x0=layers[c] - 0.5, x1=layers[c] + 0.5, y0=r - 0.5, y1=r + 0.5,
+                          fillcolor="#DDDDDD", line=dict(width=0), layer="below")
+        fig.add_trace(go.Scatter(x=[layers[c] for c in cols], y=[kinds[r] for r in rows], mode="text",
+                                 text=[f"{z[r, c]:.3g}?" for r, c in zip(rows, cols)], textposition="middle center",
+                                 textfont=dict(color="#444444"), name="unreliable α", showlegend=False,
+                                 hovertext=[f"unreliable fit: {r}" for r in _reasons(whole, kinds, layers, rows, cols)],
+                                 hoverinfo="text"))
+        fig.add_annotation(text=f"grey, value?: power-law fit unreliable<br>(alpha > {MAX_RELIABLE_ALPHA:g} or "
+                                f"< {MIN_TAIL} tail eigenvalues)",
+                           xref="paper", yref="paper", x=0, y=-0.28, xanchor="left", yanchor="top", showarrow=False,
+                           align="left", font=dict(color="#444444"))
+        fig.update_layout(height=320, margin=dict(b=90))
+    fig.update_xaxes(dtick=1, tick0=0, showgrid=False)
     fig.update_yaxes(showgrid=False)
     return fig
+
+
+def _reasons(whole: xr.Dataset, kinds, layers, rows, cols) -> list[str]:
+    if "alpha_reason" not in whole:
+        return ["" for _ in rows]
+    lookup = {(k, int(la)): str(r) for k, la, r in zip(whole["kind"].values, whole["layer"].values,
+                                                       whole["alpha_reason"].values)}
+    return [lookup.get((kinds[r], layers[c]), "") for r, c in zip(rows, cols)]
 
 
 def head_spectra_figure(ds: xr.Dataset, kind: str = "ov", *, layer: int | None = None) -> go.Figure:
@@ -115,15 +183,21 @@ def head_spectra_figure(ds: xr.Dataset, kind: str = "ov", *, layer: int | None =
         keep &= ds["layer"].values == layer
     if not keep.any():
         raise ValueError(f"kind: no {kind!r} circuits in ds" + (f" at layer {layer}" if layer is not None else ""))
-    fig = new_figure(width=FULL_WIDTH_PX, xaxis_title="index", yaxis_title="singular value", yaxis_type="log")
+    fig = new_figure(width=FULL_WIDTH_PX, xaxis_title="index (singular values in decreasing order)",
+                     yaxis_title="singular value", yaxis_type="log")
+    shown = []
     for i in np.flatnonzero(keep):
         s = ds["singular_value"].values[i]
         s = s[np.isfinite(s)]
         head, at = int(ds["head"].values[i]), int(ds["layer"].values[i])
         colour = head if layer is not None else at
+        shown.append(s)
         fig.add_trace(go.Scatter(y=s, mode="lines", name=f"L{at}H{head}",
                                  line=dict(color=PALETTE[colour % len(PALETTE)], width=1)))
+    fig.update_yaxes(**log_ticks(np.concatenate(shown)))
+    fig.update_xaxes(**integer_ticks(max(len(v) for v in shown)))
     return fig
+
 
 
 def truncation_figure(curves: dict[str, xr.DataArray], *, relative: bool = True) -> go.Figure:
@@ -139,11 +213,12 @@ def truncation_figure(curves: dict[str, xr.DataArray], *, relative: bool = True)
     if not isinstance(curves, dict) or not curves:
         raise ValueError(f"curves: expected a non-empty dict {{method: DataArray over rank}}, got {type(curves).__name__}")
     fig = new_figure(width=SINGLE_COLUMN_PX, xaxis_title="rank k",
-                     yaxis_title="relative loss" if relative else "loss")
+                     yaxis_title="relative loss (loss / loss at k = 0)" if relative else "loss")
     for i, (name, curve) in enumerate(curves.items()):
         y = curve.values / curve.values[0] if relative and curve.values[0] > 0 else curve.values
         fig.add_trace(go.Scatter(x=curve["rank"].values, y=y, mode="lines", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_xaxes(**integer_ticks(max(len(c["rank"]) for c in curves.values())))
     return fig
 
 
@@ -167,5 +242,5 @@ def compression_frontier(ds: xr.Dataset) -> go.Figure:
                                  name=str(method), line=dict(color=PALETTE[i % len(PALETTE)])))
     if "baseline_loss" in ds.attrs:
         fig.add_hline(y=float(ds.attrs["baseline_loss"]), line=dict(color="grey", dash="dot"),
-                      annotation_text="uncompressed", annotation_font_size=8)
+                      annotation_text="uncompressed")
     return fig

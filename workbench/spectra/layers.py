@@ -19,7 +19,7 @@ from workbench import __version__
 from workbench.spectra._validate import check_finite, resolve_device, source_precision
 from workbench.spectra.activations import activation_spectra
 from workbench.spectra.circuits import circuit_matrices, circuit_singular_values
-from workbench.spectra.metrics import METRIC_NAMES, metrics_from_singular_values
+from workbench.spectra.metrics import FIT_QUALITY_NAMES, METRIC_NAMES, metrics_from_singular_values
 from workbench.spectra.svd import singular_values
 from workbench.spectra.weights import is_bridge, model_matrices
 
@@ -70,7 +70,8 @@ def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tok
     -------
     xarray.Dataset
         ``singular_value`` (matrix, index; NaN-padded to the longest spectrum)
-        and one variable per rank metric over ``matrix``, with coords ``kind``
+        and one variable per rank metric over ``matrix`` (with ``alpha_reliable``
+        and ``alpha_reason``: read ``alpha`` only where the fit is reliable), with coords ``kind``
         (q, k, v, o, mlp_in, mlp_out, embed, pos_embed, unembed, ov, qk,
         linear, other), ``layer`` and ``head`` (-1 where not applicable),
         ``rows`` and ``cols``. ``attrs["skipped"]`` lists every parameter left
@@ -126,7 +127,7 @@ def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tok
         "rows": ("matrix", [r[4][0] for r in records]), "cols": ("matrix", [r[4][1] for r in records]),
     }
     data = {"singular_value": (("matrix", "index"), sv)}
-    data.update({m: ("matrix", np.array([r[6][m] for r in records])) for m in METRIC_NAMES})
+    data.update({m: ("matrix", np.array([r[6][m] for r in records])) for m in METRIC_NAMES + FIT_QUALITY_NAMES})
     attrs = {"model": str(getattr(model, "workbench_id", type(model).__name__)), "kinds": list(kinds),
              "skipped": [f"{name}: {reason}" for name, reason in skipped], "workbench_version": __version__}
     ds = xr.Dataset(data, coords=coords, attrs=attrs)

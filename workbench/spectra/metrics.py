@@ -16,6 +16,11 @@ eigenvalues of the smaller Gram matrix, WeightWatcher's ``evals``).
 ``alpha_weighted``     ``alpha log10 lambda_1``
 ``ks_distance``        KS distance of that fit (WeightWatcher's ``D``)
 ``xmin``               start of the fitted tail
+``n_tail``             eigenvalues at or above ``xmin`` (WeightWatcher's ``num_pl_spikes``)
+``alpha_reliable``     False where the fit is outside WeightWatcher's trustworthy range: ``alpha > 8``
+                       (not heavy tailed) or ``n_tail < 10``, or there is no fit
+                       (:func:`~workbench.spectra.powerlaw.fit_reliability`)
+``alpha_reason``       why not (empty where reliable); read ``alpha`` only where reliable
 ``log_norm``           ``log10 sum lambda`` (log squared Frobenius norm)
 ``log_spectral_norm``  ``log10 lambda_1`` (log squared spectral norm)
 ``mp_softrank``        ``lambda_+ / lambda_1``, Marchenko-Pastur bulk edge over the top eigenvalue
@@ -58,6 +63,8 @@ METRIC_NAMES = ("stable_rank", "effective_rank", "numerical_rank",
                 *(f"energy_rank_{p}" for p in ENERGY_LEVELS),
                 "alpha", "alpha_weighted", "ks_distance", "xmin", "log_norm", "log_spectral_norm",
                 "mp_softrank", "num_spikes", "bulk_max")
+#: The power-law fit's tail size and trustworthiness, beside the metrics (a bool and a str are no heatmap).
+FIT_QUALITY_NAMES = ("n_tail", "alpha_reliable", "alpha_reason")
 
 
 def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], precision: str = "float64") -> dict:
@@ -78,7 +85,7 @@ def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], prec
     out: dict = {}
     if s.size == 0 or s[0] <= 0:
         out = {name: np.nan for name in METRIC_NAMES}
-        out.update(numerical_rank=0, num_spikes=0)
+        out.update(numerical_rank=0, num_spikes=0, n_tail=0, alpha_reliable=False, alpha_reason="no power-law fit")
         return out
     out["stable_rank"] = float(total / lam[0])
     p = s[s > 0] / s.sum()
@@ -94,6 +101,9 @@ def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], prec
     out["alpha_weighted"] = float(fit["alpha"] * np.log10(lam[0])) if fit["n_tail"] else np.nan
     out["ks_distance"] = fit["ks_distance"]
     out["xmin"] = fit["xmin"]
+    out["n_tail"] = int(fit["n_tail"])
+    out["alpha_reliable"] = bool(fit["reliable"])
+    out["alpha_reason"] = fit["reason"]
     out["log_norm"] = float(np.log10(total))
     out["log_spectral_norm"] = float(np.log10(lam[0]))
     mp = mp_fit(lam, shape=shape)
@@ -161,7 +171,8 @@ def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None) ->
     -------
     xarray.Dataset
         One variable per metric (see the module docstring for every formula),
-        over the spectrum's leading dims. ``numerical_rank`` uses the epsilon
+        and ``n_tail``, ``alpha_reliable``, ``alpha_reason`` (is the power-law
+        fit trustworthy, and if not why), over the spectrum's leading dims. ``numerical_rank`` uses the epsilon
         of the spectrum's ``precision`` attr (float32 unless the data were
         float64).
 
@@ -185,7 +196,7 @@ def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None) ->
     batch_shape = tuple(spec.sizes[d] for d in batch_dims)
     coords = {d: spec.coords[d] for d in batch_dims if d in spec.coords}
     data = {}
-    for name in METRIC_NAMES:
+    for name in METRIC_NAMES + FIT_QUALITY_NAMES:
         values = np.array([r[name] for r in rows]).reshape(batch_shape)
         data[name] = xr.DataArray(values, dims=batch_dims, coords=coords)
     return xr.Dataset(data, attrs={"rows": shape_[0], "cols": shape_[1], "precision": precision})
