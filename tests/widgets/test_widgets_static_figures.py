@@ -69,3 +69,12 @@ def test_nbconvert_html_shows_the_figure_as_an_image(executed):
     size, red = _red_pixels(base64.b64decode(images[0]["src"].split(",", 1)[1]))
     assert size == (420, 260) and red > 2000
     assert "Plotly.newPlot" in page  # the interactive figure is there too, for a browser with JavaScript
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs_and_set_up_static_figures(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert [i for i, cell in enumerate(code) if cell.outputs or cell.execution_count is not None] == [], \
+        f"{path.name}: clear the outputs before committing (jupyter nbconvert --clear-output --inplace)"
+    assert "widgets.notebook_setup()" in code[0].source, f"{path.name}: the first code cell must set figures up"
