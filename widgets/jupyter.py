@@ -13,8 +13,12 @@ the internet:
   ``css/loading.css`` ... of widgets added by a redraw) point at Panel's CDN;
   they are rewritten to ``data:`` URLs of the copies installed with Panel.
 - Plotly figures render with the ``"workbench"`` renderer: plotly's MIME type
-  (JupyterLab's plotly extension draws it) plus an HTML version that uses the
-  plotly.js published by the setup, so an exported notebook shows them too.
+  (JupyterLab's plotly extension draws it), a static PNG (``image/png``, drawn
+  by kaleido with the system Chromium and the plotly.js installed with plotly,
+  nothing fetched) and an HTML version that shows that PNG and replaces it with
+  the interactive figure where the plotly.js published by the setup is
+  present. So a notebook executed and saved shows its figures on GitHub, in
+  nbviewer and in ``jupyter nbconvert --to html``, with or without JavaScript.
 
 Outside a Jupyter kernel (plain IPython, a script) a page shows its
 figures as static PNG images instead, after one warning.
@@ -27,11 +31,13 @@ Examples
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import html
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -47,7 +53,10 @@ RENDERER = "workbench"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 INLINE_POLL_MS = 250  # how often an inline page copies job progress into its widgets
 
-_state = {"patched": False, "setup": False, "warned": False}
+STATIC_SIZE_PX = (900, 450)  # width, height of a figure's static image when its layout sets none
+
+_state = {"patched": False, "setup": False, "warned": False, "kaleido": None, "png_warned": False}
+_kaleido_lock = threading.Lock()
 
 
 def in_kernel() -> bool:
@@ -79,12 +88,84 @@ def figure_html(fig: go.Figure | Mapping) -> str:
                        default_width="100%", validate=False, config={"displaylogo": False})
 
 
+def _start_kaleido() -> None:
+    """One kaleido server (one Chromium) for every static image this process draws; stopped at exit."""
+    import kaleido
+
+    from workbench.figures.export import _plotly_js_path, find_chromium
+
+    os.environ.setdefault("BROWSER_PATH", find_chromium())
+    kaleido.start_sync_server(mathjax=False, plotlyjs=str(_plotly_js_path()), silence_warnings=True)
+    atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+    _state["kaleido"] = kaleido
+
+
+def figure_png(fig: go.Figure | Mapping) -> bytes | None:
+    """``fig`` as a PNG, as it looks on screen (not the paper template), or None after one warning.
+
+    The size is the figure's own, else :data:`STATIC_SIZE_PX`. Drawn offline
+    by kaleido with the system Chromium (see :func:`workbench.figures.export`);
+    the first image starts one Chromium that later images reuse. Where no
+    Chromium or kaleido is available it warns once and returns None: the
+    interactive figure still shows, only its static copy is missing.
+
+    Examples
+    --------
+    >>> png = figure_png(go.Figure(go.Bar(y=[1, 2]), layout={"width": 300, "height": 200}))
+    >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n", int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    (True, 300, 200)
+    """
+    fig_dict = fig.to_dict() if isinstance(fig, go.Figure) else dict(fig)
+    layout = fig_dict.get("layout") or {}
+    width, height = layout.get("width") or STATIC_SIZE_PX[0], layout.get("height") or STATIC_SIZE_PX[1]
+    try:
+        with _kaleido_lock:
+            if _state["kaleido"] is None:
+                _start_kaleido()
+            return _state["kaleido"].calc_fig_sync(
+                fig_dict, opts={"format": "png", "width": int(width), "height": int(height)})
+    except Exception as err:  # no Chromium, kaleido broken: the figure stays interactive-only
+        if not _state["png_warned"]:
+            _state["png_warned"] = True
+            warnings.warn(f"figures carry no static image (GitHub, nbviewer and exported HTML will not show "
+                          f"them): {type(err).__name__}: {err}", UserWarning, stacklevel=2)
+        return None
+
+
+def static_figure_html(png: bytes, interactive: str, title: str = "figure") -> str:
+    """HTML showing ``png``, swapped for the ``interactive`` block where ``window.Plotly`` exists.
+
+    Without JavaScript (GitHub, a sanitized viewer) the image stays; in an
+    exported notebook whose setup cell published plotly.js the figure is live.
+
+    Examples
+    --------
+    >>> block = static_figure_html(b"\\x89PNG", "<div>live</div>", "t")
+    >>> block.count("<img"), "data:image/png;base64," in block, block.endswith("<div>live</div></div>")
+    (1, True, True)
+    """
+    source = base64.b64encode(png).decode("ascii")
+    swap = ("<script>(function () { var s = document.currentScript;"
+            " if (window.Plotly && s) { s.previousElementSibling.remove(); } })();</script>")
+    return (f'<div class="workbench-figure"><img alt="{html.escape(title)}" style="max-width: 100%" '
+            f'src="data:image/png;base64,{source}"/>{swap}{interactive}</div>')
+
+
 class OfflineRenderer(MimetypeRenderer):
-    """Plotly renderer: the plotly MIME type for JupyterLab and an HTML version for exported notebooks."""
+    """Plotly renderer: the plotly MIME type for JupyterLab, a static PNG, and HTML for exported notebooks."""
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
-        return {PLOTLY_MIME: pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)[PLOTLY_MIME],
-                "text/html": figure_html(fig_dict)}
+        bundle = {PLOTLY_MIME: pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)[PLOTLY_MIME]}
+        png = figure_png(fig_dict)
+        interactive = figure_html(fig_dict)
+        if png is None:
+            bundle["text/html"] = interactive
+        else:
+            title = (fig_dict.get("layout") or {}).get("title") or "figure"
+            title = title.get("text") or "figure" if isinstance(title, Mapping) else title
+            bundle["image/png"] = base64.b64encode(png).decode("ascii")
+            bundle["text/html"] = static_figure_html(png, interactive, str(title))
+        return bundle
 
 
 def plotlyjs_html() -> str:
@@ -284,5 +365,5 @@ def poll_inline(page: "Page") -> bool:
     return True
 
 
-__all__ = ["OfflineRenderer", "figure_html", "in_kernel", "local_stylesheet", "notebook_setup", "page_mimebundle",
-           "plotlyjs_html", "poll_inline", "prefer_inline", "static_page"]
+__all__ = ["OfflineRenderer", "figure_html", "figure_png", "in_kernel", "local_stylesheet", "notebook_setup", "page_mimebundle",
+           "plotlyjs_html", "poll_inline", "prefer_inline", "static_figure_html", "static_page"]

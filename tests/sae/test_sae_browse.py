@@ -73,7 +73,9 @@ def test_prompt_features_are_the_sae_latents_and_their_dfa_sums_to_the_pre_activ
     peak = latents.max(0).values
     assert features == peak.argsort(descending=True)[:6].tolist() and bool((peak[features] > 0).all())
     np.testing.assert_allclose(prompt["activation"].values, latents[:, features].T.numpy(), rtol=1e-4, atol=1e-5)
-    assert prompt["token"].values.tolist()[1:] == [attn_model.tokenizer.decode([i]) for i in ids]
+    # each token as its decoding, whitespace made visible (the prompt is ASCII: no byte escapes)
+    assert prompt["token"].values.tolist()[1:] == [attn_model.tokenizer.decode([i]).replace(" ", "·").replace(
+        "\n", "⏎") for i in ids]
     pre = sae.pre_activations(x)
     for j, f in enumerate(features):
         summed = prompt["dfa"].values[j].sum(-1) + _pre_activation_bias(sae, f)

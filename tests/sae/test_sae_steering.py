@@ -127,6 +127,6 @@ def test_text_prompts_steer_and_ablate_on_the_bundled_model():
     model = load_model("tiny-attn-2l", device="cpu")
     sae = AttentionSAE(SAEConfig(d_in=128, d_sae=16, k=4))
     out = steer(model, sae, 1, feature=1, scale=50.0, text="import os\nimport", n_new=5)
-    assert out.prompt[1:] == ["import", " os", "\n", "import"] and out.text == "import os\nimport"
+    assert out.prompt[1:] == ["import", "·os", "⏎", "import"] and out.text == "import os\nimport"
     assert out.continuation_clean != out.continuation_steered
     assert ablate(model, sae, 1, [1], text="import os\nimport sys").loss.sizes == {"seq": 1, "pos": 5}

@@ -44,7 +44,7 @@ import xarray as xr
 from workbench.sae._validate import check_layer, check_positive_int
 from workbench.sae.attribution import dfa, head_attribution
 from workbench.sae.evaluation import evaluate, hook_z_name
-from workbench.sae.features import FAMILIES, _token_strings, feature_families, top_activations
+from workbench.sae.features import FAMILIES, feature_families, top_activations
 
 N_EXAMPLES = 10  # top examples per feature
 MAX_PROMPT_TOKENS = 128
@@ -127,9 +127,10 @@ def prompt_features(sae, model, layer: int, text: str, *, max_tokens: int = MAX_
     >>> _ = torch.manual_seed(0)
     >>> prompt = prompt_features(AttentionSAE(SAEConfig(d_in=128, d_sae=16, k=4)), model, 1, "import os")
     >>> prompt["token"].values.tolist()[1:], prompt["dfa"].dims
-    (['import', ' os'], ('feature', 'dest', 'src'))
+    (['import', '·os'], ('feature', 'dest', 'src'))
     """
     from workbench.models import tokenize
+    from workbench.models.tokenizer import readable_tokens
 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("prompt: expected some text to analyse, got an empty prompt")
@@ -148,7 +149,7 @@ def prompt_features(sae, model, layer: int, text: str, *, max_tokens: int = MAX_
     return xr.Dataset(
         {"activation": (("feature", "pos"), acts[features].numpy()),
          "dfa": (("feature", "dest", "src"), attribution.astype(np.float32)),
-         "token": ("pos", _token_strings(model, tokens[0].cpu().numpy()))},
+         "token": ("pos", readable_tokens(model, tokens[0]))},
         coords={"feature": features, "pos": np.arange(n_pos), "dest": np.arange(n_pos), "src": np.arange(n_pos)},
         attrs={"prompt": text, "layer": layer, "truncated": int(n_ids + 1 > n_pos)})
 

@@ -77,15 +77,6 @@ def _decoder_logits(sae, model, layer: int) -> torch.Tensor:
     return torch.einsum("fhd,hdm->fm", W_dec, W_O) @ model.W_U.detach().float().cpu()
 
 
-def _token_strings(model, ids) -> np.ndarray:
-    """Decoded text of each token id (``[id]`` for a model without a tokenizer)."""
-    tokenizer = getattr(model, "tokenizer", None)
-    ids = np.asarray(ids)
-    unique, inverse = np.unique(ids, return_inverse=True)
-    names = [tokenizer.decode([int(i)]) if tokenizer is not None else f"[{int(i)}]" for i in unique]
-    return np.array(names + [""], dtype=object)[:-1][inverse].reshape(ids.shape)
-
-
 @torch.no_grad()
 def top_activations(sae, model, tokens: torch.Tensor, layer: int, features, k: int = 20, *,
                     window: tuple[int, int] = (8, 4), n_quantiles: int = 4, n_logits: int = 10,
@@ -125,6 +116,8 @@ def top_activations(sae, model, tokens: torch.Tensor, layer: int, features, k: i
     >>> ds["context_token"].dims
     ('feature', 'example', 'offset')
     """
+    from workbench.models.tokenizer import readable_tokens  # lazy: transformers loads with a model
+
     layer = check_layer(model, layer)
     check_sae_matches_model(sae, model, layer)
     tokens = _check_tokens(model, tokens)
@@ -163,7 +156,9 @@ def top_activations(sae, model, tokens: torch.Tensor, layer: int, features, k: i
     ctx_pos = np.clip(pos[..., None] + offsets, 0, n_pos - 1)
     inside = (pos[..., None] + offsets >= 0) & (pos[..., None] + offsets < n_pos) & valid[..., None]
     tok_np = tokens.cpu().numpy()
-    ctx_ids = tok_np[seq[..., None], ctx_pos]
+    shown = np.full(tok_np.shape, "", dtype=object)  # readable text of the sequences the examples come from
+    rows = np.unique(seq[valid])
+    shown[rows] = readable_tokens(model, tok_np[rows])
     feat_idx = np.arange(len(features))[:, None, None]
     ctx_act = acts.numpy()[(seq[..., None] * n_pos + ctx_pos), feat_idx]
     feats = np.repeat(np.array(features)[:, None], flat.shape[1], axis=1)
@@ -181,12 +176,12 @@ def top_activations(sae, model, tokens: torch.Tensor, layer: int, features, k: i
          "kind": (ex, np.where(band_arr == -1, "top", np.where(valid, "quantile", ""))),
          "quantile": (ex, np.where(band_arr >= 0, band_arr, -1)),
          "dfa_src": (ex, np.where(valid, dfa_src, -1)),
-         "dfa_src_token": (ex, np.where(valid, _token_strings(model, tok_np[seq, dfa_src]), "")),
-         "context_token": ((*ex, "offset"), np.where(inside, _token_strings(model, ctx_ids), "")),
+         "dfa_src_token": (ex, np.where(valid, shown[seq, dfa_src], "")),
+         "context_token": ((*ex, "offset"), np.where(inside, shown[seq[..., None], ctx_pos], "")),
          "context_activation": ((*ex, "offset"), np.where(inside, ctx_act, np.nan)),
-         "top_logit_token": (("feature", "rank"), _token_strings(model, top_l.indices.numpy())),
+         "top_logit_token": (("feature", "rank"), readable_tokens(model, top_l.indices, sequence=False)),
          "top_logit": (("feature", "rank"), top_l.values.numpy()),
-         "bottom_logit_token": (("feature", "rank"), _token_strings(model, bot_l.indices.numpy())),
+         "bottom_logit_token": (("feature", "rank"), readable_tokens(model, bot_l.indices, sequence=False)),
          "bottom_logit": (("feature", "rank"), bot_l.values.numpy())},
         coords={"feature": features, "example": np.arange(width), "offset": offsets, "rank": np.arange(n_logits)},
         attrs={"layer": layer, "hook_name": hook_z_name(layer), "n_quantiles": n_quantiles},

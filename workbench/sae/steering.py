@@ -47,7 +47,6 @@ from workbench.sae._validate import (
     check_sae_matches_model,
 )
 from workbench.sae.evaluation import _check_tokens, hook_z_name, sae_hook
-from workbench.sae.features import _token_strings
 
 #: Tokens listed as moving up and down.
 N_TOP = 10
@@ -77,9 +76,10 @@ def _prompt(model, tokens, text, *, min_positions: int) -> torch.Tensor:
 
 
 def _top(delta: torch.Tensor, clean: torch.Tensor, steered: torch.Tensor, model, n: int, largest: bool) -> xr.Dataset:
+    from workbench.models.tokenizer import readable_tokens  # lazy: transformers loads with a model
     order = delta.topk(n, largest=largest).indices
     return xr.Dataset(
-        {"token": ("rank", _token_strings(model, order.numpy())), "token_id": ("rank", order.numpy()),
+        {"token": ("rank", readable_tokens(model, order, sequence=False)), "token_id": ("rank", order.numpy()),
          "delta": ("rank", delta[order].numpy()), "logprob_clean": ("rank", clean[order].numpy()),
          "logprob_steered": ("rank", steered[order].numpy())},
         coords={"rank": np.arange(n)})
@@ -155,10 +155,11 @@ def _without_bos(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _decode(model, ids: torch.Tensor) -> str:
+    from workbench.models.tokenizer import readable_tokens  # lazy: transformers loads with a model
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
         return tokenizer.decode(ids.tolist())
-    return "".join(_token_strings(model, ids.cpu().numpy()))
+    return "".join(readable_tokens(model, ids))
 
 
 @torch.no_grad()
@@ -201,6 +202,8 @@ def steer(model, sae, layer: int, feature: int, scale: float, *, tokens: torch.T
     >>> out.kl > 0, out.top_up.sizes["rank"], bool(out.top_up["delta"][0] > 0)
     (True, 10, True)
     """
+    from workbench.models.tokenizer import readable_tokens  # lazy: transformers loads with a model
+
     layer = check_layer(model, layer)
     check_sae_matches_model(sae, model, layer)
     feature = check_indices("feature", feature, sae.cfg.d_sae, what="a latent of the SAE")
@@ -238,7 +241,7 @@ def steer(model, sae, layer: int, feature: int, scale: float, *, tokens: torch.T
                             coords={"token_id": np.arange(delta.numel())})
     return SteeringResult(
         layer=layer, feature=feature, scale=scale, positions=positions,
-        prompt=list(_token_strings(model, tokens[0].cpu().numpy())), text=_decode(model, _without_bos(model, tokens[0])),
+        prompt=list(readable_tokens(model, tokens[0])), text=_decode(model, _without_bos(model, tokens[0])),
         next_token=next_token,
         top_up=_top(delta, clean, steered, model, n_top, True), top_down=_top(delta, clean, steered, model, n_top, False),
         kl=kl, continuation_clean=_decode(model, _greedy(model, tokens, n_new, [])[0]),
@@ -332,6 +335,8 @@ def ablate(model, sae, layer: int, features, *, tokens: torch.Tensor | None = No
     >>> out.loss["delta"].dims, out.how
     (('seq', 'pos'), 'zero')
     """
+    from workbench.models.tokenizer import readable_tokens  # lazy: transformers loads with a model
+
     layer = check_layer(model, layer)
     check_sae_matches_model(sae, model, layer)
     features = check_indices("features", features, sae.cfg.d_sae, what="latents of the SAE")
@@ -372,7 +377,7 @@ def ablate(model, sae, layer: int, features, *, tokens: torch.Tensor | None = No
     loss = xr.Dataset(
         {"loss_clean": (("seq", "pos"), clean.numpy()), "loss_ablated": (("seq", "pos"), ablated.numpy()),
          "delta": (("seq", "pos"), delta.numpy()),
-         "next_token": (("seq", "pos"), _token_strings(model, tokens[:, 1:].cpu().numpy())),
+         "next_token": (("seq", "pos"), readable_tokens(model, tokens)[:, 1:]),
          "active": (("seq", "pos"), torch.cat(active).numpy())},
         coords={"seq": np.arange(n_seq), "pos": np.arange(n_pred)})
     return AblationResult(layer=layer, features=features, how=how,
