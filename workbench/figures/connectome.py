@@ -351,9 +351,10 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FUL
     fig = new_figure(title=title, xaxis_title=x_title, width=FULL_WIDTH_PX, height=height)
     zmin, zmax = robust_range(one.values)
     unit = traces.attrs.get("units", "a.u.")
+    named = _is_named(neurons)  # names ride along per cell only when there are names to show
     fig.add_heatmap(z=one.values, x=one["time"].values, y=np.arange(n), zmin=zmin, zmax=zmax, colorscale=SEQUENTIAL,
-                    customdata=np.broadcast_to(neurons.astype(str)[:, None], one.shape),
-                    hovertemplate="%{customdata} at %{x:.1f} s: %{z:.3g}<extra></extra>",
+                    customdata=np.broadcast_to(neurons.astype(str)[:, None], one.shape) if named else None,
+                    hovertemplate=("%{customdata}" if named else "neuron %{y}") + " at %{x:.1f} s: %{z:.3g}<extra></extra>",
                     colorbar=dict(title=f"activity ({unit})<br>1st-99th pct"))
     names = traces.attrs.get("stim_names") or []
     starts, ends = np.atleast_1d(traces.attrs.get("stim_start", [])), np.atleast_1d(traces.attrs.get("stim_end", []))
@@ -361,7 +362,7 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FUL
         fig.add_vrect(x0=float(start), x1=float(end), line=dict(color="white", width=1, dash="dot"))
     if len(names):
         fig.update_layout(meta={"stimuli": list(np.atleast_1d(names))})
-    fig.update_yaxes(title_text="neuron (NeuroPAL label)" if _is_named(neurons) else "neuron (index)",
+    fig.update_yaxes(title_text="neuron (NeuroPAL label)" if named else "neuron (index)",
                      tickvals=list(range(n)), ticktext=neurons.astype(str).tolist(), showticklabels=n <= 120,
                      tickfont=dict(size=6 if n > 40 else 9), range=[n - 0.5, -0.5])
     return fig
