@@ -46,7 +46,8 @@ CHROMIUM = "/usr/bin/chromium"
 OUT = Path(__file__).parent / "results" / "dashboard.json"
 # An action not answered within this is a failure. Generous: on the shared 2-core machine (load average 15-30
 # from other work) eight sessions opening at once queue ~10 s of page building each on the one event loop.
-ANSWER_S = float(os.environ.get("WORKBENCH_LOAD_ANSWER_S", "240"))
+# (Measured there: 230-250 s from request to first figure, so 240 s failed runs; hence 420.)
+ANSWER_S = float(os.environ.get("WORKBENCH_LOAD_ANSWER_S", "420"))
 LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "blob:http://127.0.0.1:", "data:")
 SAE_URL = "sae?d_sae=32&k=4&n_seq=16&seq_len=32&n_tokens=2048&eval_seq=8"
 BIG_FIGURE = "mean over 56-frame bins"  # the title of the large recording's traces, binned for display
@@ -173,7 +174,7 @@ async def file_loader(s: Session, files: dict[str, Path]) -> None:
     await s.timed("connectome source", lambda: s.page.locator(".wb-source select").select_option("file"),
                   lambda ms: s.page.locator(".wb-path input").wait_for(timeout=ms))
     i = 0
-    while s.running():
+    while s.running() or i < 2:  # one of each at least, however long the first page load took
         which = "fifo" if i % 2 == 0 else "big"
         i += 1
 
