@@ -101,3 +101,37 @@ def test_component_panel_overlays_a_covariate_and_marks_chance():
     assert "surrogates" not in component_panel(out, 0, mark_significant=False).layout.title.text
     with pytest.raises(ValueError, match="covariate: expected one of"):
         component_panel(out, 0, covariate="velocity")
+
+
+def test_traces_heatmap_bins_a_long_recording_for_display_and_says_so():
+    """200 x 40,000 frames must not reach the browser: at most one column per pixel, each the mean of its frames."""
+    import warnings
+
+    import numpy as np
+    import xarray as xr
+
+    from workbench.figures.connectome import traces_heatmap
+
+    rng = np.random.default_rng(0)
+    n_neurons, n_time, fps = 200, 40_000, 4.0
+    values = rng.random((1, n_neurons, n_time))
+    values[0, 3, 100:168] = np.nan  # bin 2 (frames 112..167) is all NaN and stays NaN; bin 1 ignores its 12 NaNs
+    traces = xr.DataArray(values, dims=("animal", "neuron", "time"),
+                          coords={"animal": ["big"], "neuron": np.arange(n_neurons), "time": np.arange(n_time) / fps})
+    fig = traces_heatmap(traces, max_columns=720)
+    z, x = np.asarray(fig.data[0].z, dtype=float), np.asarray(fig.data[0].x)
+    frames = 56  # ceil(40,000 / 720)
+    assert z.shape == (n_neurons, -(-n_time // frames)) and z.shape[1] <= 720
+    padded = np.pad(values[0], ((0, 0), (0, z.shape[1] * frames - n_time)), constant_values=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN bin
+        truth = np.nanmean(padded.reshape(n_neurons, -1, frames), axis=2)
+    np.testing.assert_allclose(z, truth, rtol=1e-12)
+    assert np.isnan(z[3, 2]) and np.isfinite(z[3, 1])
+    np.testing.assert_allclose(x[:2], [np.arange(56).mean() / fps, np.arange(56, 112).mean() / fps])
+    np.testing.assert_allclose(x[-1], np.arange(frames * (z.shape[1] - 1), n_time).mean() / fps)
+    assert "mean over 56-frame bins" in fig.layout.title.text and "(14 s)" in fig.layout.xaxis.title.text
+    short = traces.isel(time=slice(0, 700))
+    small = traces_heatmap(short, max_columns=720)  # fits: every frame shown, nothing said about bins
+    np.testing.assert_array_equal(np.asarray(small.data[0].z, dtype=float), values[0, :, :700])
+    assert small.layout.title.text == "traces of big" and small.layout.xaxis.title.text == "time (s)"

@@ -15,15 +15,18 @@ from pathlib import Path
 
 import pytest
 
+# Opt-in: on the shared 2-core machine (load average 15-30) eight first visits at once take 230-250 s to their first
+# figure, so one run takes 6-10 minutes, far over the ~2.5 minutes this test may add to the suite (issue 16).
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(os.environ.get("WORKBENCH_LOAD_TEST") != "1",
-                                 reason="the 60 s / 8-session load test runs with WORKBENCH_LOAD_TEST=1 (or "
-                                        "bash scripts/run.sh bench dashboard_load): it still fails, see issue 16")]
+                                 reason="the 8-session load test runs with WORKBENCH_LOAD_TEST=1 (or bash scripts/run.sh "
+                                        "bench dashboard_load): 6-10 min on a loaded 2-core machine, see issue 16")]
 pytest.importorskip("playwright.async_api")
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSIONS = int(os.environ.get("WORKBENCH_LOAD_SESSIONS", "8"))
 SECONDS = float(os.environ.get("WORKBENCH_LOAD_SECONDS", "60"))
+# WORKBENCH_LOAD_ANSWER_S sets the per-answer wait (benchmarks/bench_dashboard_load.py, default 420 s).
 
 
 def _load_module():

@@ -389,3 +389,24 @@ def test_connectome_fits_the_bundled_worm_as_one_recording(tmp_path):
     page.wait(600)
     assert page.message == "" and page.result.sizes["animal"] == 1 and page.result.attrs["rank"] in (1, 2)
     assert set(page.result.community.neuron.values) == set(page.traces.neuron.values)
+
+
+def test_connectome_long_recording_is_read_and_drawn_off_the_event_loop_binned(tmp_path, monkeypatch):
+    """200 x 40,000 frames: the job reads the file and draws the (binned) traces; the loop only shows them."""
+    import threading
+
+    import workbench.figures.connectome as figures
+
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "long.npz", traces=np.random.default_rng(0).random((1, 20, 40_000), dtype=np.float32),
+             fps=np.float64(4.0))
+    drawn_in = []
+    real = figures.traces_heatmap
+    monkeypatch.setattr(figures, "traces_heatmap",
+                        lambda *args, **kw: (drawn_in.append(threading.current_thread().name), real(*args, **kw))[1])
+    page = _file_page(tmp_path, "{data}/long.npz").wait(60)
+    assert page.message == "" and page.traces.sizes["time"] == 40_000  # the analysis keeps every frame
+    assert drawn_in == ["workbench-load recording"]
+    fig = page.figures()["traces"]
+    assert drawn_in == ["workbench-load recording"] and fig is page.built_figure(("traces", 0))
+    assert len(fig.data[0].x) <= 720 and "mean over 56-frame bins" in fig.layout.title.text

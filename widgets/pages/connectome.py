@@ -178,8 +178,17 @@ class ConnectomePage(Page):
             if not text.strip():
                 self.message = "path: expected a recording file or folder, got an empty path"
                 return None
-            return self.start(lambda job: read_recording(folders, text), "load recording",
-                              lambda loaded: self._use(*loaded))
+            animal = self.animal
+
+            def work(job: Job) -> tuple[xr.DataArray, dict, dict]:
+                from workbench.figures.connectome import traces_heatmap
+
+                traces, traces_id = read_recording(folders, text)
+                job.report(None, "load recording: drawing the traces")  # binned for display: see traces_heatmap
+                shown = min(animal, traces.sizes["animal"] - 1)
+                return traces, traces_id, {("traces", shown): traces_heatmap(traces, shown)}
+
+            return self.start(work, "load recording", lambda loaded: self._use(*loaded))
         settings = {name: getattr(self, name) for name in SYNTHETIC}
         traces = self.attempt(lambda: synthetic(self.n_neurons, self.n_animals, self.n_time, self.n_motifs,
                                                 seed=self.seed).traces)
@@ -187,8 +196,11 @@ class ConnectomePage(Page):
             self._use(traces, settings)
         return traces
 
-    def _use(self, traces: xr.DataArray, traces_id: dict) -> None:
-        """Show ``traces`` (identified by ``traces_id`` in result keys) and their stored result if any."""
+    def _use(self, traces: xr.DataArray, traces_id: dict, figures: dict | None = None) -> None:
+        """Show ``traces`` (identified by ``traces_id`` in result keys) and their stored result if any.
+
+        ``figures`` (``{key: figure}``) were built off the event loop by the job that read the traces.
+        """
         self._traces_id = traces_id
         self.forget_figures()
         self.traces, self.result = traces, None
@@ -197,6 +209,8 @@ class ConnectomePage(Page):
         cached = self.store.load(self._key())
         if cached is not None:
             self._show(cached)
+        for key, fig in (figures or {}).items():
+            self.figure(key, lambda fig=fig: fig)
         self.status = f"{traces.sizes['animal']} animals x {traces.sizes['neuron']} neurons x {traces.sizes['time']} frames"
         self.revision += 1
 
