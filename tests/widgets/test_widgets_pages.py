@@ -49,11 +49,14 @@ def test_readable_keeps_user_errors_plain():
     assert readable(RuntimeError("x")) == "RuntimeError: x"
 
 
-def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path):
+def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path, monkeypatch, capsys):
+    from workbench.cli import main
+    from workbench.hooks import HookCache
     from workbench.models.zoo import MODELS_DIR
     from widgets.pages.overview import OverviewPage
 
-    page = OverviewPage(cache_dir=tmp_path, n_seq=2, seq_len=8)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    page = OverviewPage(n_seq=2, seq_len=8)  # the default folder, as `workbench serve` without --cache
     assert page.entries == [] and page.figures() == {}
     page.cache_hooks()
     page.wait(180)
@@ -62,10 +65,16 @@ def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path):
     expected = {f"blocks.{i}.attn.hook_z" for i in range(n_layers)} | {f"blocks.{n_layers - 1}.hook_resid_post"}
     assert {e["hook"] for e in page.entries} == expected
     assert all(e["n_seq"] == 2 and e["seq_len"] == 8 for e in page.entries)
+    # one cache: the CLI (default folder and --cache of the page's folder) and HookCache() list the page's stores
+    listed = {e["key"] for e in page.entries}
+    for argv in (["cache", "list", "--json"], ["cache", "list", "--json", "--cache", str(tmp_path)]):
+        assert main(argv) == 0
+        assert {json.loads(line)["key"] for line in capsys.readouterr().out.splitlines()} == listed
+    assert {e["key"] for e in HookCache().list()} == listed
     page.compute_induction()
     page.wait(180)
     assert page.induction.dims == ("layer", "head") and page.induction.sizes["layer"] == n_layers
-    reopened = OverviewPage(cache_dir=tmp_path)
+    reopened = OverviewPage()
     assert list(reopened.figures()) == ["induction"] and reopened._job is None
 
 

@@ -79,16 +79,19 @@ def query_settings(page: param.Parameterized, args: dict, names: tuple[str, ...]
 
 
 def default_cache() -> Path:
-    """Cache folder: ``$WORKBENCH_CACHE`` or the hook cache's default root.
+    """Cache folder: :func:`workbench.hooks.workbench_root`, the folder the CLI uses too.
+
+    Hook stores go in its ``hooks`` folder (:func:`workbench.hooks.hooks_root`),
+    so ``workbench cache list`` sees what the pages cached.
 
     Examples
     --------
     >>> isinstance(default_cache(), Path)
     True
     """
-    from workbench.hooks import default_root
+    from workbench.hooks import workbench_root
 
-    return Path(os.environ.get("WORKBENCH_CACHE") or default_root())
+    return workbench_root()
 
 
 class Page(param.Parameterized):

@@ -164,10 +164,10 @@ class OverviewPage(Page):
 
     @property
     def hook_cache(self):
-        """The :class:`~workbench.hooks.HookCache` under ``<cache>/hooks``."""
-        from workbench.hooks import HookCache
+        """The :class:`~workbench.hooks.HookCache` under :func:`~workbench.hooks.hooks_root` of the page's cache folder."""
+        from workbench.hooks import HookCache, hooks_root
 
-        return HookCache(self.cache_dir / "hooks")
+        return HookCache(hooks_root(self.cache_dir))
 
     def refresh(self) -> list[dict]:
         """Re-read the hook cache listing into :attr:`entries`."""
