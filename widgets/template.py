@@ -7,6 +7,8 @@ controls and figures.
 from __future__ import annotations
 
 import functools
+import html
+import math
 import os
 from typing import TYPE_CHECKING, Callable
 
@@ -35,6 +37,79 @@ def message_box(page: "Page") -> pn.pane.Alert:
     """A red box that shows ``page.message`` and hides when it is empty."""
     return pn.pane.Alert(page.param.message, alert_type="danger", visible=page.param.message.rx.pipe(bool),
                          sizing_mode="stretch_width", css_classes=["wb-message"])
+
+
+def terms_html(keys: tuple[str, ...]) -> str:
+    """The glossary ``keys`` as one line of names, each explained on hover (a native tooltip, offline).
+
+    Examples
+    --------
+    >>> terms_html(("l0",))
+    '<span class="wb-terms">Terms (hover): <abbr class="wb-term" title="Average number of SAE features active on a token: lower is sparser.">L0</abbr></span>'
+    """
+    from workbench.glossary import explain, term
+
+    spans = " · ".join(f'<abbr class="wb-term" title="{html.escape(explain(k))}">{html.escape(term(k))}</abbr>'
+                       for k in keys)
+    return f'<span class="wb-terms">Terms (hover): {spans}</span>' if keys else ""
+
+
+def intro_pane(page: "Page") -> list:
+    """The page's opening sentences and its terms line; nothing for a page that has neither."""
+    panes = []
+    if page.intro:
+        panes.append(pn.pane.Markdown(page.intro, css_classes=["wb-intro"], sizing_mode="stretch_width",
+                                      margin=(0, 10)))
+    if page.terms:
+        panes.append(pn.pane.HTML(terms_html(page.terms), sizing_mode="stretch_width", margin=(0, 10)))
+    return panes
+
+
+def _step(value: float) -> float:
+    """A sensible step for a numeric field holding ``value``: its leading decimal place below 1
+    (a learning rate 0.003 moves by 0.001), a tenth of it from 1 on (10 moves by 1).
+
+    Examples
+    --------
+    >>> _step(3e-3), _step(10.0), _step(1.0), _step(0.0)
+    (0.001, 1.0, 0.1, 0.1)
+    """
+    if not value:
+        return 0.1
+    place = math.floor(math.log10(abs(value)))
+    return 10.0 ** (place - 1 if place >= 0 else place)
+
+
+def settings(page, names, widgets: dict | None = None, **params) -> pn.Param:
+    """The parameters ``names`` of ``page`` as sidebar controls: numbers in numeric fields (a step of their
+    leading digit), every control as wide as the sidebar, each with its glossary tooltip (the parameter's doc).
+
+    ``widgets`` overrides a parameter's widget as :class:`panel.Param` takes it.
+
+    Examples
+    --------
+    >>> import param
+    >>> class Demo(param.Parameterized):
+    ...     lr = param.Number(default=3e-3, bounds=(1e-6, 1.0), doc="Adam step size.")
+    >>> field = settings(Demo(), ["lr"]).layout.objects[0]
+    >>> type(field).__name__, field.step, field.description
+    ('FloatInput', 0.001, 'Adam step size.')
+    """
+    import param as param_lib
+
+    chosen = {}
+    for name in names:
+        p = page.param[name]
+        spec: dict = {"sizing_mode": "stretch_width"}
+        if isinstance(p, param_lib.Integer) and not isinstance(p, param_lib.Boolean):
+            spec["type"] = pn.widgets.IntInput
+        elif isinstance(p, param_lib.Number):
+            spec.update(type=pn.widgets.FloatInput, step=_step(p.default or 0.0))
+        override = (widgets or {}).get(name, {})
+        spec.update(override if isinstance(override, dict) else {"type": override})
+        chosen[name] = spec
+    return pn.Param(page.param, parameters=list(names), show_name=False, widgets=chosen,
+                    sizing_mode="stretch_width", **params)
 
 
 def job_bar(page: "Page") -> pn.Row:

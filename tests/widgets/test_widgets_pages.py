@@ -367,3 +367,42 @@ def test_connectome_fits_the_bundled_worm_as_one_recording(tmp_path):
     page.wait(600)
     assert page.message == "" and page.result.sizes["animal"] == 1 and page.result.attrs["rank"] in (1, 2)
     assert set(page.result.community.neuron.values) == set(page.traces.neuron.values)
+
+
+def test_every_page_explains_itself_and_every_control_from_the_glossary(tmp_path):
+    import panel as pn
+
+    from workbench.glossary import GLOSSARY, explain
+    from widgets.app import PAGES
+
+    texts = {entry.text for entry in GLOSSARY.values()}
+    assert {"alpha", "nc1", "nc2", "nc3", "nc4", "fms", "dfa", "induction_score", "l0", "fvu",
+            "ce_loss_recovered"} <= set(GLOSSARY)
+    for slug, cls in PAGES.items():
+        assert cls.summary and cls.intro and cls.terms, slug
+        for key in cls.terms:
+            explain(key)
+        page = cls(cache_dir=tmp_path / slug)
+        inputs = [w for w in pn.Column(*page.controls()).select(pn.widgets.Widget)
+                  if not isinstance(w, pn.widgets.Button)]
+        assert inputs, slug
+        for widget in inputs:
+            assert widget.description, f"{slug}: control {widget.name!r} has no help text"
+            assert not isinstance(widget, (pn.widgets.IntSlider, pn.widgets.FloatSlider)), \
+                f"{slug}: {widget.name!r} is a slider, not a numeric field"
+        glossary_helped = [w for w in inputs if w.description in texts]
+        assert len(glossary_helped) >= len(inputs) - 1, f"{slug}: help text not from workbench.glossary"
+
+
+def test_sae_settings_show_only_the_sparsity_control_of_the_architecture(tmp_path):
+    import panel as pn
+
+    from widgets.pages.sae import SAEPage
+
+    page = SAEPage(cache_dir=tmp_path)
+    fields = {w.name: w for w in pn.Column(*page.controls()).select(pn.widgets.Widget)}
+    lr = fields["Learning rate"]
+    assert isinstance(lr, pn.widgets.FloatInput) and lr.value == 3e-3 and lr.step == 1e-3
+    assert fields["K"].visible and not fields["L1 coefficient"].visible
+    page.architecture = "standard"
+    assert not fields["K"].visible and fields["L1 coefficient"].visible

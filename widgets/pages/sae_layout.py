@@ -12,8 +12,8 @@ import panel as pn
 
 from widgets.pages.base import USER_ERRORS
 from widgets.pages.sae_figures import FIGURES
-from widgets.pages.sae_jobs import TRAIN_SETTINGS
-from widgets.template import FigureSlots, linked_select
+from widgets.pages.sae_jobs import K_SPARSE, TRAIN_SETTINGS
+from widgets.template import FigureSlots, linked_select, settings
 
 if TYPE_CHECKING:
     from widgets.pages.sae import SAEPage
@@ -23,25 +23,28 @@ def controls(page: "SAEPage") -> list:
     """Model, layer and SAE; the feature browser; the settings of a new SAE."""
     from workbench.models import list_models
 
-    choose = pn.Param(page.param, parameters=["model", "layer", "sae"], show_name=False, widgets={
+    choose = settings(page, ["model", "layer", "sae"], widgets={
         "model": {"type": pn.widgets.AutocompleteInput, "options": list_models(), "restrict": False,
                   "min_characters": 0, "case_sensitive": False, "css_classes": ["wb-model"]},
-        "layer": {"type": pn.widgets.IntInput, "css_classes": ["wb-layer"]},
-        "sae": {"css_classes": ["wb-sae"]}})
+        "layer": {"css_classes": ["wb-layer"]}, "sae": {"css_classes": ["wb-sae"]}})
     analyse = pn.widgets.Button(label="Analyse", css_classes=["wb-analyse"], disabled=page.param.running)
     analyse.on_click(lambda _: page.analyse())
-    browse = pn.Param(page.param, parameters=["feature", "family"], show_name=False, widgets={
-        "feature": {"type": pn.widgets.IntInput, "css_classes": ["wb-feature"]},
-        "family": {"css_classes": ["wb-family"]}})
-    pick = linked_select(page, "feature", "matches", name="features of the family", css_classes=["wb-match"])
-    settings = pn.Param(page.param, parameters=[*TRAIN_SETTINGS, "eval_seq"], show_name=False,
-                        widgets={name: pn.widgets.IntInput for name in
-                                 ("d_sae", "k", "n_seq", "seq_len", "n_tokens", "eval_seq", "seed")})
+    browse = settings(page, ["feature", "family"], widgets={
+        "feature": {"css_classes": ["wb-feature"]}, "family": {"css_classes": ["wb-family"]}})
+    pick = linked_select(page, "feature", "matches", label="Features of the family", css_classes=["wb-match"],
+                         sizing_mode="stretch_width", description="The features of the chosen family; pick one "
+                                                                  "to show it.")
+    fields = settings(page, [*TRAIN_SETTINGS, "eval_seq"])
+    # k sets the sparsity of the k-sparse architectures, the L1 coefficient that of the others: show the one that acts
+    k_sparse = page.param.architecture.rx().rx.pipe(lambda arch: arch in K_SPARSE)
+    fields.layout.objects[TRAIN_SETTINGS.index("k")].visible = k_sparse
+    fields.layout.objects[TRAIN_SETTINGS.index("l1_coefficient")].visible = k_sparse.rx.not_()
     train = pn.widgets.Button(label="Train a new SAE", color="primary", css_classes=["wb-train"],
-                              disabled=page.param.running)
+                              disabled=page.param.running, sizing_mode="stretch_width")
     train.on_click(lambda _: page.train())
     return [choose, analyse, pn.pane.Markdown("**Feature browser**"), browse, pick,
-            pn.Card(settings, train, title="Train a new SAE", collapsed=True, sizing_mode="stretch_width")]
+            pn.Card(fields, train, title="Train a new SAE", collapsed=True, sizing_mode="stretch_width",
+                    margin=(10, 5))]
 
 
 def examples_pane(page: "SAEPage") -> pn.pane.HTML:

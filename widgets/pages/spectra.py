@@ -32,7 +32,7 @@ import xarray as xr
 from widgets.jobs import Job
 from widgets.pages.base import Page
 from widgets.results import result_key
-from widgets.template import FigureSlots, clicked_point
+from widgets.template import FigureSlots, clicked_point, settings
 from workbench.spectra.metrics import METRIC_NAMES
 
 METRICS = ("alpha", *(m for m in METRIC_NAMES if m != "alpha"))
@@ -166,6 +166,13 @@ class SpectraPage(Page):
 
     title = "Spectra"
     slug = "spectra"
+    summary = "Eigenvalue spectra and rank measures of every weight matrix, with heavy-tail (alpha) fits."
+    intro = ("A heatmap of one rank measure for every weight matrix of the model, and the eigenvalue spectrum "
+             "(ESD) of the cell you click. Try first: click a cell of the alpha heatmap to see its ESD and fit.")
+    terms = ("alpha", "esd", "stable_rank", "effective_rank", "mp_softrank", "num_spikes", "ks_distance",
+             "circuit")
+    help = {"model": "model", "metric": "spectra_metric", "kind": "matrix_kind", "layer": "spectra_layer",
+            "circuit": "circuit", "n_seq": "calibration_seq", "seq_len": "seq_len"}
 
     model = param.String(default="tiny-gelu-2l", doc="Bundled model name or model folder.")
     metric = param.Selector(default="alpha", objects=list(METRICS), doc="Rank metric of the heatmap.")
@@ -391,13 +398,11 @@ class SpectraPage(Page):
         run = pn.widgets.Button(label="Recompute", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.compute())
-        widgets = pn.Param(self.param, parameters=["model", "metric", "kind", "layer", "circuit", *SETTINGS],
-                           show_name=False, widgets={
-                               "model": {"type": pn.widgets.AutocompleteInput, "options": list_models(),
-                                         "restrict": False, "min_characters": 0, "css_classes": ["wb-model"]},
-                               "metric": {"css_classes": ["wb-metric"]}, "kind": {"css_classes": ["wb-kind"]},
-                               "layer": {"type": pn.widgets.IntInput, "css_classes": ["wb-layer"]},
-                               "n_seq": pn.widgets.IntInput, "seq_len": pn.widgets.IntInput})
+        widgets = settings(self, ["model", "metric", "kind", "layer", "circuit", *SETTINGS], widgets={
+            "model": {"type": pn.widgets.AutocompleteInput, "options": list_models(), "restrict": False,
+                      "min_characters": 0, "css_classes": ["wb-model"]},
+            "metric": {"css_classes": ["wb-metric"]}, "kind": {"css_classes": ["wb-kind"]},
+            "layer": {"css_classes": ["wb-layer"]}})
         return [widgets, run]
 
     def body(self) -> pn.viewable.Viewable:
