@@ -112,6 +112,7 @@ class Page(param.Parameterized):
     intro: ClassVar[str] = ""  # opens the page: what it shows and what to try first
     terms: ClassVar[tuple[str, ...]] = ()  # glossary keys of the metrics the page shows, explained in its header
     help: ClassVar[dict[str, str]] = {}  # parameter -> glossary key: its tooltip (the widget's description)
+    empty_hint: ClassVar[str] = "Nothing to show yet: choose settings and press the page's run button."
 
     @classmethod
     def _explain_parameters(cls) -> None:

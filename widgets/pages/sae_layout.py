@@ -13,7 +13,7 @@ import panel as pn
 from widgets.pages.base import USER_ERRORS
 from widgets.pages.sae_figures import FIGURES
 from widgets.pages.sae_jobs import K_SPARSE, TRAIN_SETTINGS
-from widgets.template import FigureSlots, linked_select, settings
+from widgets.template import FigureSlots, figure_block, figure_row, linked_select, settings
 
 if TYPE_CHECKING:
     from widgets.pages.sae import SAEPage
@@ -102,13 +102,21 @@ def steering_panel(page: "SAEPage") -> list:
 
 def body(page: "SAEPage") -> pn.Column:
     """Feature browser, prompt explorer, steering, heads x families and training, each figure in its fixed place."""
+    analysed = "Press Analyse (sidebar) on a saved SAE, or train one, to fill this."
     slots = FigureSlots(page, list(FIGURES), on_click={"prompt": lambda data: page.click("prompt", data),
-                                                       "families": lambda data: page.click("families", data)})
+                                                       "families": lambda data: page.click("families", data)},
+                        hints={"feature": analysed, "families": analysed, "firing": analysed,
+                               "prompt": "Press Explore prompt to see the features of each token.",
+                               "token_dfa": "Click a token in the prompt figure to see its DFA by source.",
+                               "steering": "Press Steer along the shown feature.",
+                               "training": "Train a new SAE (sidebar) to see its training curve."})
     steer = steering_panel(page)
     return pn.Column(
         pn.pane.Markdown("### Feature browser"), slots["feature"], examples_pane(page),
-        pn.pane.Markdown("### Prompt explorer"), *prompt_input(page), slots["prompt"], slots["token_dfa"],
+        pn.pane.Markdown("### Prompt explorer"), *prompt_input(page),
+        figure_row(figure_block(slots["prompt"]), figure_block(slots["token_dfa"])),
         pn.pane.Markdown("### Steering"), *steer[:2], slots["steering"], steer[2],
-        pn.pane.Markdown("### Heads x families"), slots["families"], slots["firing"],
+        pn.pane.Markdown("### Heads x families"),
+        figure_row(figure_block(slots["families"]), figure_block(slots["firing"])),
         pn.pane.Markdown("### Training"), slots["training"],
         sizing_mode="stretch_width")

@@ -32,7 +32,7 @@ import xarray as xr
 from widgets.jobs import Job
 from widgets.pages.base import Page
 from widgets.results import result_key
-from widgets.template import FigureSlots, clicked_point, settings
+from widgets.template import FigureSlots, clicked_point, figure_block, figure_row, settings
 from workbench.spectra.metrics import METRIC_NAMES
 
 METRICS = ("alpha", *(m for m in METRIC_NAMES if m != "alpha"))
@@ -406,11 +406,16 @@ class SpectraPage(Page):
         return [widgets, run]
 
     def body(self) -> pn.viewable.Viewable:
+        later = "Computed after the spectra: press Recompute if it does not appear."
         slots = FigureSlots(self, ["heatmap", "esd", "heads", "truncation", "frontier"],
-                            on_click={"heatmap": self.click})
+                            on_click={"heatmap": self.click},
+                            hints={"heatmap": "Press Recompute (sidebar) to compute the spectra.",
+                                   "esd": "Click a cell of the heatmap to see its eigenvalue spectrum.",
+                                   "heads": later, "truncation": later, "frontier": later})
         return pn.Column(
-            pn.pane.Markdown("### Metric x layer"), pn.Row(slots["heatmap"], slots["esd"], sizing_mode="stretch_width"),
+            pn.pane.Markdown("### Metric x layer"),
+            figure_row(figure_block(slots["heatmap"]), figure_block(slots["esd"])),
             pn.pane.Markdown("### Per-head OV / QK circuits"), slots["heads"],
             pn.pane.Markdown("### Truncation and compression"),
-            pn.Row(slots["truncation"], slots["frontier"], sizing_mode="stretch_width"),
+            figure_row(figure_block(slots["truncation"]), figure_block(slots["frontier"])),
             sizing_mode="stretch_width")
