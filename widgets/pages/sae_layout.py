@@ -32,8 +32,8 @@ def controls(page: "SAEPage") -> list:
     browse = settings(page, ["feature", "family"], widgets={
         "feature": {"css_classes": ["wb-feature"]}, "family": {"css_classes": ["wb-family"]}})
     pick = linked_select(page, "feature", "matches", label="Features of the family", css_classes=["wb-match"],
-                         sizing_mode="stretch_width", description="The features of the chosen family; pick one "
-                                                                  "to show it.")
+                         margin=(5, 20), sizing_mode="stretch_width",
+                         description="The features of the chosen family; pick one to show it.")
     fields = settings(page, [*TRAIN_SETTINGS, "eval_seq"])
     # k sets the sparsity of the k-sparse architectures, the L1 coefficient that of the others: show the one that acts
     k_sparse = page.param.architecture.rx().rx.pipe(lambda arch: arch in K_SPARSE)
