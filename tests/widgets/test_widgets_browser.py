@@ -92,7 +92,7 @@ def tab(browser, server):
 
 
 def _open(tab, server, slug: str):
-    tab.goto(f"{server[0]}/{slug}")
+    tab.goto(f"{server[0]}/{slug}", timeout=90_000)  # a first render took 36 s at load 18-20 on 2 cores
     tab.wait_for_selector(FIGURE, timeout=90_000)
 
 
