@@ -18,6 +18,7 @@ import xarray as xr
 
 from widgets.access import (PASSWORD_VARIABLE, DataFolders, allowed_hosts, is_loopback, login_options,
                             refuse_other_hosts)
+from widgets.landing import write_landing
 from widgets.pages.base import default_cache
 from widgets.pages.collapse import CollapsePage, collapse_figures
 from widgets.pages.connectome import ConnectomePage, connectome_figures
@@ -132,10 +133,10 @@ def serve(port: int = 5006, address: str = "127.0.0.1", cache_dir: str | os.Path
               f"Pages read files only in: {', '.join(str(r) for r in folders.roots)}", flush=True)
     if generated:
         print(f"Password (shown once; set ${PASSWORD_VARIABLE} to choose one): {generated}", flush=True)
-    print(f"Decomposition Workbench dashboard: http://{address}:{port}/overview", flush=True)
+    print(f"Decomposition Workbench dashboard: http://{address}:{port}/", flush=True)
     server = pn.serve(routes(cache_dir, folders.roots), port=port, address=address, websocket_origin=origins,
                       show=False, start=False, title={slug: page.title for slug, page in PAGES.items()},
-                      verbose=False, **auth)
+                      verbose=False, index=str(write_landing(PAGES)), **auth)
     refuse_other_hosts(server, allowed)
     if start:
         server.start()

@@ -7,6 +7,8 @@ controls and figures.
 from __future__ import annotations
 
 import functools
+import html
+import math
 import os
 from typing import TYPE_CHECKING, Callable
 
@@ -29,12 +31,86 @@ ACCENT = "#1f4e79"
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 POLL_MS = 200  # how often a served page copies job progress into its widgets
 DEFAULT_FIGURE_HEIGHT = 450  # plotly's own default, for figures that set no height
+MIN_FIGURE_HEIGHT = 320  # a paper figure a column wide is shorter; on screen it gets at least this
 
 
 def message_box(page: "Page") -> pn.pane.Alert:
     """A red box that shows ``page.message`` and hides when it is empty."""
     return pn.pane.Alert(page.param.message, alert_type="danger", visible=page.param.message.rx.pipe(bool),
                          sizing_mode="stretch_width", css_classes=["wb-message"])
+
+
+def terms_html(keys: tuple[str, ...]) -> str:
+    """The glossary ``keys`` as one line of names, each explained on hover (a native tooltip, offline).
+
+    Examples
+    --------
+    >>> terms_html(("l0",))
+    '<span class="wb-terms">Terms (hover): <abbr class="wb-term" title="Average number of SAE features active on a token: lower is sparser.">L0</abbr></span>'
+    """
+    from workbench.glossary import explain, term
+
+    spans = " · ".join(f'<abbr class="wb-term" title="{html.escape(explain(k))}">{html.escape(term(k))}</abbr>'
+                       for k in keys)
+    return f'<span class="wb-terms">Terms (hover): {spans}</span>' if keys else ""
+
+
+def intro_pane(page: "Page") -> list:
+    """The page's opening sentences and its terms line; nothing for a page that has neither."""
+    panes = []
+    if page.intro:
+        panes.append(pn.pane.Markdown(page.intro, css_classes=["wb-intro"], sizing_mode="stretch_width",
+                                      margin=(0, 10)))
+    if page.terms:
+        panes.append(pn.pane.HTML(terms_html(page.terms), sizing_mode="stretch_width", margin=(0, 10)))
+    return panes
+
+
+def _step(value: float) -> float:
+    """A sensible step for a numeric field holding ``value``: its leading decimal place below 1
+    (a learning rate 0.003 moves by 0.001), a tenth of it from 1 on (10 moves by 1).
+
+    Examples
+    --------
+    >>> _step(3e-3), _step(10.0), _step(1.0), _step(0.0)
+    (0.001, 1.0, 0.1, 0.1)
+    """
+    if not value:
+        return 0.1
+    place = math.floor(math.log10(abs(value)))
+    return 10.0 ** (place - 1 if place >= 0 else place)
+
+
+def settings(page, names, widgets: dict | None = None, **params) -> pn.Param:
+    """The parameters ``names`` of ``page`` as sidebar controls: numbers in numeric fields (a step of their
+    leading digit), every control as wide as the sidebar, each with its glossary tooltip (the parameter's doc).
+
+    ``widgets`` overrides a parameter's widget as :class:`panel.Param` takes it.
+
+    Examples
+    --------
+    >>> import param
+    >>> class Demo(param.Parameterized):
+    ...     lr = param.Number(default=3e-3, bounds=(1e-6, 1.0), doc="Adam step size.")
+    >>> field = settings(Demo(), ["lr"]).layout.objects[0]
+    >>> type(field).__name__, field.step, field.description
+    ('FloatInput', 0.001, 'Adam step size.')
+    """
+    import param as param_lib
+
+    chosen = {}
+    for name in names:
+        p = page.param[name]
+        spec: dict = {"sizing_mode": "stretch_width"}
+        if isinstance(p, param_lib.Integer) and not isinstance(p, param_lib.Boolean):
+            spec["type"] = pn.widgets.IntInput
+        elif isinstance(p, param_lib.Number):
+            spec.update(type=pn.widgets.FloatInput, step=_step(p.default or 0.0))
+        override = (widgets or {}).get(name, {})
+        spec.update(override if isinstance(override, dict) else {"type": override})
+        chosen[name] = spec
+    return pn.Param(page.param, parameters=list(names), show_name=False, widgets=chosen,
+                    sizing_mode="stretch_width", **params)
 
 
 def job_bar(page: "Page") -> pn.Row:
@@ -56,24 +132,35 @@ def export_control(page: "Page", name: str) -> pn.Row:
 
 
 def plotly_pane(fig, name: str) -> pn.pane.Plotly:
-    """A plotly pane the size of ``fig`` (its paper size), unlinked from ``fig``.
+    """A plotly pane as wide as its place in the page and as high as ``fig``, unlinked from ``fig``.
 
-    Sized like the figure, the browser never has to resize it: with a
-    stretched pane, each figure update drew at the figure's width and then
-    again at the pane's. ``link_figure=False``: otherwise each resize in the
-    browser is written back into the (shared, memoised) figure and echoed to
-    the browser again, a round trip per pane that delays the next interaction.
+    The figure's own width is its paper size; on screen it follows the page
+    (two figures per row on a wide screen, see :func:`figure_block`).
+    ``link_figure=False``: otherwise each resize in the browser is written
+    back into the (shared, memoised) figure and echoed to the browser again,
+    a round trip per pane that delays the next interaction.
     """
     return pn.pane.Plotly(fig, config=PLOTLY_CONFIG, link_figure=False, css_classes=["wb-figure"], name=name,
                           **_size(fig))
 
 
 def _size(fig) -> dict:
-    """Pane size of ``fig``: its own, or the page's width when it sets none."""
-    height = int(fig.layout.height or DEFAULT_FIGURE_HEIGHT)
-    if fig.layout.width:
-        return {"sizing_mode": "fixed", "width": int(fig.layout.width), "height": height}
+    """Pane size of ``fig``: the width of its place, its own height (at least :data:`MIN_FIGURE_HEIGHT`)."""
+    height = max(int(fig.layout.height or DEFAULT_FIGURE_HEIGHT), MIN_FIGURE_HEIGHT)
     return {"sizing_mode": "stretch_width", "height": height}
+
+
+def figure_block(*objects, wide: bool = False, **params) -> pn.Column:
+    """A figure's place in a row of figures: half the row on a wide screen (a whole one when ``wide``),
+    the whole row below about 900 px."""
+    basis = "100%" if wide else "calc(50% - 12px)"
+    return pn.Column(*objects, sizing_mode="stretch_width", styles={"flex": f"1 1 {basis}", "min-width": "420px"},
+                     **params)
+
+
+def figure_row(*blocks) -> pn.FlexBox:
+    """Figure blocks side by side, wrapping onto the next row when the page is narrow."""
+    return pn.FlexBox(*blocks, flex_wrap="wrap", gap="12px", sizing_mode="stretch_width")
 
 
 def figure_grid(page: "Page") -> pn.FlexBox:
@@ -105,9 +192,8 @@ def figure_grid(page: "Page") -> pn.FlexBox:
         blocks = []
         for name, fig in figures.items():
             panes[name] = plotly_pane(fig, name)
-            blocks.append(pn.Column(panes[name], export_control(page, name),
-                                    sizing_mode="stretch_width" if fig.layout.width is None else None))
-        grid.objects = blocks or [pn.pane.Markdown("*Nothing to show yet: choose settings and run.*")]
+            blocks.append(figure_block(panes[name], export_control(page, name)))
+        grid.objects = blocks or [pn.pane.Markdown(f"*{page.empty_hint}*", css_classes=["wb-hint"])]
 
     page.param.watch(redraw, "revision")
     redraw()
@@ -135,8 +221,10 @@ class FigureSlots:
     exists; afterwards a new figure object replaces the pane's, and an
     unchanged one (the same memoised object, see :meth:`Page.figure`) sends
     nothing to the browser; the changes of one redraw go out in one message.
-    A figure that goes away leaves a blank figure behind: hiding or removing
-    a Plotly pane makes its pending resize fail in the browser.
+    Until its first figure a slot says what to press (``hints``, default the
+    page's :attr:`~Page.empty_hint`); a figure that goes away leaves a short
+    blank figure saying it, without an export control: hiding or removing a
+    Plotly pane makes its pending resize fail in the browser.
 
     Parameters
     ----------
@@ -147,6 +235,8 @@ class FigureSlots:
     on_click : dict, optional
         ``{name: handler}``: ``handler(click_data)`` on a click in that figure
         (read it with :func:`clicked_point`).
+    hints : dict, optional
+        ``{name: text}``: what a slot without a figure says (what to press to fill it).
 
     Examples
     --------
@@ -156,14 +246,18 @@ class FigureSlots:
     ...     def figures(self):
     ...         return {"lines": go.Figure(go.Scatter(y=[1, 2]))}
     >>> slots = FigureSlots(Lines(cache_dir=tempfile.mkdtemp()), ["lines", "bars"])
-    >>> len(slots["lines"].objects), len(slots["bars"].objects)
-    (2, 0)
+    >>> [type(o).__name__ for o in slots["lines"]], [o.object for o in slots["bars"]]
+    (['Plotly', 'Row'], ["*Nothing to show yet: choose settings and press the page's run button.*"])
     """
 
-    def __init__(self, page: "Page", names: list[str], on_click: dict[str, Callable[[dict], None]] | None = None):
+    def __init__(self, page: "Page", names: list[str], on_click: dict[str, Callable[[dict], None]] | None = None,
+                 hints: dict[str, str] | None = None):
         self.page = page
-        self.holders = {name: pn.Column(sizing_mode="stretch_width") for name in names}
+        self.hints = {name: (hints or {}).get(name, page.empty_hint) for name in names}
+        self.holders = {name: pn.Column(pn.pane.Markdown(f"*{self.hints[name]}*", css_classes=["wb-hint"]),
+                                        sizing_mode="stretch_width") for name in names}
         self.panes: dict[str, pn.pane.Plotly] = {}
+        self.exports: dict[str, pn.Row] = {}
         self.on_click = on_click or {}
         page.param.watch(self._page_changed, "revision")
         self._page_changed()
@@ -188,7 +282,9 @@ class FigureSlots:
         """
         with pn.io.hold():
             for name, holder in self.holders.items():
-                fig, pane = figures.get(name, _BLANK if name in self.panes else None), self.panes.get(name)
+                fig, pane = figures.get(name), self.panes.get(name)
+                if fig is None and pane is not None and not _is_blank(pane.object):
+                    fig = _blank(self.hints[name])  # the pane stays (see above), its export goes
                 if fig is None or (pane is not None and pane.object is fig):
                     continue
                 if pane is None:
@@ -196,9 +292,11 @@ class FigureSlots:
                     pane.css_classes = [*pane.css_classes, f"wb-figure-{name}"]
                     if name in self.on_click:
                         pane.param.watch(lambda event, n=name: self.on_click[n](event.new), "click_data")
-                    holder.objects = [pane, export_control(self.page, name)]
+                    self.exports[name] = export_control(self.page, name)
+                    holder.objects = [pane, self.exports[name]]
                 else:
-                    pane.param.update(object=fig, **_size(fig))
+                    pane.param.update(object=fig, **(_size(fig) if not _is_blank(fig) else {"height": 80}))
+                self.exports[name].visible = not _is_blank(fig)
 
 
 def linked_select(page: "Page", value: str, options: str, *, limit: int = 500, **params) -> pn.widgets.Select:
@@ -249,9 +347,16 @@ def linked_select(page: "Page", value: str, options: str, *, limit: int = 500, *
     return pick
 
 
-_BLANK = go.Figure(layout=dict(height=60, width=360, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                               template="simple_white", annotations=[dict(text="nothing to show for this selection",
-                                                                          showarrow=False)]))
+@functools.lru_cache(maxsize=64)
+def _blank(hint: str) -> go.Figure:
+    """An empty figure that says ``hint`` (what to press to fill it)."""
+    return go.Figure(layout=dict(height=80, xaxis=dict(visible=False), yaxis=dict(visible=False), meta="wb-blank",
+                                 template="simple_white", margin=dict(l=10, r=10, t=10, b=10),
+                                 annotations=[dict(text=hint, showarrow=False, font=dict(size=13))]))
+
+
+def _is_blank(fig) -> bool:
+    return isinstance(fig, go.Figure) and fig.layout.meta == "wb-blank"
 
 
 def start_polling(page: "Page") -> None:

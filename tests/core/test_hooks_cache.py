@@ -102,4 +102,6 @@ def test_list_info_and_clear(attn_model, hook_cache):
 
 def test_default_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "elsewhere"))
-    assert HookCache().root == tmp_path / "elsewhere"
+    # $WORKBENCH_CACHE names the workbench folder; the hook stores live in its "hooks" folder, where the
+    # dashboard (page cache_dir = the same folder) and `workbench cache --cache` look too
+    assert HookCache().root == tmp_path / "elsewhere" / "hooks"

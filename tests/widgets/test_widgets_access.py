@@ -117,14 +117,17 @@ def test_other_host_headers_get_403(login_server):
 
 def test_every_page_needs_the_password(login_server):
     url, _ = login_server
-    status, headers, _ = _request(url + "/overview")
-    assert status == 302 and "login" in headers["Location"]
+    for path in ("/overview", "/"):  # the landing page too
+        status, headers, _ = _request(url + path)
+        assert status == 302 and "login" in headers["Location"], path
     status, headers, _ = _request(url + "/login", data={"username": "me", "password": "wrong-password"})
     assert status == 302 and "error=" in headers["Location"] and "Set-Cookie" not in headers
     status, headers, _ = _request(url + "/login", data={"username": "me", "password": PASSWORD})
     assert status == 302
     cookie = "; ".join(c.split(";", 1)[0] for c in headers.get_all("Set-Cookie"))
     assert _request(url + "/overview", cookie=cookie)[0] == 200
+    status, _, body = _request(url + "/", cookie=cookie)
+    assert status == 200 and 'href="./spectra"' in body and "http" not in body
 
 
 def test_the_login_page_loads_nothing_from_the_internet(login_server):

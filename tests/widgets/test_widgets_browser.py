@@ -50,7 +50,7 @@ def served(cache: Path, *args: str, env: dict | None = None, ready: str = "/over
                              *args], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(url + ready, proc, cache / "serve.log", 120)
+    wait_until_up(url + ready, proc, cache / "serve.log", 300)  # 95-105 s seen at load 16-20 on 2 cores
     try:
         yield url, proc
     finally:
@@ -81,7 +81,7 @@ def browser():
 def tab(browser, server):
     """A page that records console errors and every request that is not to the local server."""
     url, _ = server
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1440, "height": 900})  # the screenshots are read at this size
     page.errors, page.outside = [], []
     page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda err: page.errors.append(str(err)))
@@ -92,7 +92,7 @@ def tab(browser, server):
 
 
 def _open(tab, server, slug: str):
-    tab.goto(f"{server[0]}/{slug}")
+    tab.goto(f"{server[0]}/{slug}", timeout=90_000)  # a first render took 36 s at load 18-20 on 2 cores
     tab.wait_for_selector(FIGURE, timeout=90_000)
 
 
@@ -103,6 +103,18 @@ def _finish(tab, server, name: str):
     assert tab.outside == [], f"requests left 127.0.0.1: {tab.outside}"
     assert server[1].poll() is None, "the server stopped"
     assert urllib.request.urlopen(f"{server[0]}/overview", timeout=30).status == 200
+
+
+def test_the_root_url_is_our_landing_page_with_the_five_pages(tab, server):
+    from widgets.app import PAGES
+
+    tab.goto(server[0] + "/")
+    links = tab.locator("main li a")
+    links.first.wait_for(timeout=30_000)
+    assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [f"./{s}" for s in PAGES]
+    assert all(page.summary in tab.inner_text("main") for page in PAGES.values())
+    assert "Panel" not in tab.title()
+    _finish(tab, server, "landing")
 
 
 def test_overview_renders_and_switches_model(tab, server):

@@ -49,11 +49,14 @@ def test_readable_keeps_user_errors_plain():
     assert readable(RuntimeError("x")) == "RuntimeError: x"
 
 
-def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path):
+def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path, monkeypatch, capsys):
+    from workbench.cli import main
+    from workbench.hooks import HookCache
     from workbench.models.zoo import MODELS_DIR
     from widgets.pages.overview import OverviewPage
 
-    page = OverviewPage(cache_dir=tmp_path, n_seq=2, seq_len=8)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    page = OverviewPage(n_seq=2, seq_len=8)  # the default folder, as `workbench serve` without --cache
     assert page.entries == [] and page.figures() == {}
     page.cache_hooks()
     page.wait(180)
@@ -62,10 +65,16 @@ def test_overview_caches_every_hook_and_reopens_induction_from_cache(tmp_path):
     expected = {f"blocks.{i}.attn.hook_z" for i in range(n_layers)} | {f"blocks.{n_layers - 1}.hook_resid_post"}
     assert {e["hook"] for e in page.entries} == expected
     assert all(e["n_seq"] == 2 and e["seq_len"] == 8 for e in page.entries)
+    # one cache: the CLI (default folder and --cache of the page's folder) and HookCache() list the page's stores
+    listed = {e["key"] for e in page.entries}
+    for argv in (["cache", "list", "--json"], ["cache", "list", "--json", "--cache", str(tmp_path)]):
+        assert main(argv) == 0
+        assert {json.loads(line)["key"] for line in capsys.readouterr().out.splitlines()} == listed
+    assert {e["key"] for e in HookCache().list()} == listed
     page.compute_induction()
     page.wait(180)
     assert page.induction.dims == ("layer", "head") and page.induction.sizes["layer"] == n_layers
-    reopened = OverviewPage(cache_dir=tmp_path)
+    reopened = OverviewPage()
     assert list(reopened.figures()) == ["induction"] and reopened._job is None
 
 
@@ -410,3 +419,42 @@ def test_connectome_long_recording_is_read_and_drawn_off_the_event_loop_binned(t
     fig = page.figures()["traces"]
     assert drawn_in == ["workbench-load recording"] and fig is page.built_figure(("traces", 0))
     assert len(fig.data[0].x) <= 720 and "mean over 56-frame bins" in fig.layout.title.text
+
+
+def test_every_page_explains_itself_and_every_control_from_the_glossary(tmp_path):
+    import panel as pn
+
+    from workbench.glossary import GLOSSARY, explain
+    from widgets.app import PAGES
+
+    texts = {entry.text for entry in GLOSSARY.values()}
+    assert {"alpha", "nc1", "nc2", "nc3", "nc4", "fms", "dfa", "induction_score", "l0", "fvu",
+            "ce_loss_recovered"} <= set(GLOSSARY)
+    for slug, cls in PAGES.items():
+        assert cls.summary and cls.intro and cls.terms, slug
+        for key in cls.terms:
+            explain(key)
+        page = cls(cache_dir=tmp_path / slug)
+        inputs = [w for w in pn.Column(*page.controls()).select(pn.widgets.Widget)
+                  if not isinstance(w, pn.widgets.Button)]
+        assert inputs, slug
+        for widget in inputs:
+            assert widget.description, f"{slug}: control {widget.name!r} has no help text"
+            assert not isinstance(widget, (pn.widgets.IntSlider, pn.widgets.FloatSlider)), \
+                f"{slug}: {widget.name!r} is a slider, not a numeric field"
+        glossary_helped = [w for w in inputs if w.description in texts]
+        assert len(glossary_helped) >= len(inputs) - 1, f"{slug}: help text not from workbench.glossary"
+
+
+def test_sae_settings_show_only_the_sparsity_control_of_the_architecture(tmp_path):
+    import panel as pn
+
+    from widgets.pages.sae import SAEPage
+
+    page = SAEPage(cache_dir=tmp_path)
+    fields = {w.name: w for w in pn.Column(*page.controls()).select(pn.widgets.Widget)}
+    lr = fields["Learning rate"]
+    assert isinstance(lr, pn.widgets.FloatInput) and lr.value == 3e-3 and lr.step == 1e-3
+    assert fields["K"].visible and not fields["L1 coefficient"].visible
+    page.architecture = "standard"
+    assert not fields["K"].visible and fields["L1 coefficient"].visible

@@ -79,16 +79,19 @@ def query_settings(page: param.Parameterized, args: dict, names: tuple[str, ...]
 
 
 def default_cache() -> Path:
-    """Cache folder: ``$WORKBENCH_CACHE`` or the hook cache's default root.
+    """Cache folder: :func:`workbench.hooks.workbench_root`, the folder the CLI uses too.
+
+    Hook stores go in its ``hooks`` folder (:func:`workbench.hooks.hooks_root`),
+    so ``workbench cache list`` sees what the pages cached.
 
     Examples
     --------
     >>> isinstance(default_cache(), Path)
     True
     """
-    from workbench.hooks import default_root
+    from workbench.hooks import workbench_root
 
-    return Path(os.environ.get("WORKBENCH_CACHE") or default_root())
+    return workbench_root()
 
 
 class Page(param.Parameterized):
@@ -105,6 +108,25 @@ class Page(param.Parameterized):
 
     title: ClassVar[str] = "page"
     slug: ClassVar[str] = "page"
+    summary: ClassVar[str] = ""  # one line on the landing page
+    intro: ClassVar[str] = ""  # opens the page: what it shows and what to try first
+    terms: ClassVar[tuple[str, ...]] = ()  # glossary keys of the metrics the page shows, explained in its header
+    help: ClassVar[dict[str, str]] = {}  # parameter -> glossary key: its tooltip (the widget's description)
+    empty_hint: ClassVar[str] = "Nothing to show yet: choose settings and press the page's run button."
+
+    @classmethod
+    def _explain_parameters(cls) -> None:
+        """Once per class: each parameter named in :attr:`help` takes its glossary name as label and its
+        glossary text as ``doc`` (Panel shows a parameter's doc as its widget's tooltip)."""
+        if cls.__dict__.get("_explained"):
+            return
+        from workbench.glossary import explain, term
+
+        for name, key in cls.help.items():
+            cls.param[name].doc = explain(key)
+            label = term(key)
+            cls.param[name].label = label[0].upper() + label[1:]
+        cls._explained = True
 
     message = param.String(default="", doc="Last error in words a user can act on; empty when all is well.")
     status = param.String(default="", doc="What the page is doing or last did.")
@@ -116,6 +138,7 @@ class Page(param.Parameterized):
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, data_folders: DataFolders | None = None,
                  **params: Any):
+        self._explain_parameters()
         super().__init__(**params)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache()
         self.data_folders = data_folders if data_folders is not None else DataFolders()
@@ -426,10 +449,11 @@ class Page(param.Parameterized):
         return []
 
     def header(self) -> pn.viewable.Viewable:
-        """Status line, progress bar, cancel button and the error message."""
-        from widgets.template import job_bar, message_box
+        """What the page shows (:attr:`intro`, its :attr:`terms` explained on hover), then the error message,
+        status line, progress bar and cancel button."""
+        from widgets.template import intro_pane, job_bar, message_box
 
-        return pn.Column(message_box(self), job_bar(self), sizing_mode="stretch_width")
+        return pn.Column(*intro_pane(self), message_box(self), job_bar(self), sizing_mode="stretch_width")
 
     def body(self) -> pn.viewable.Viewable:
         """The figures, each with its export control, redrawn when ``revision`` changes."""

@@ -21,6 +21,7 @@ import xarray as xr
 from widgets.jobs import Job
 from widgets.pages.base import Page
 from widgets.results import result_key
+from widgets.template import settings
 
 RUN_SETTINGS = ("n_classes", "n_major", "ratio", "depth", "width", "n_linear", "loss", "epochs", "record_every",
                 "seed")
@@ -82,6 +83,14 @@ class CollapsePage(Page):
 
     title = "Neural collapse"
     slug = "collapse"
+    summary = "Neural collapse of a small classifier on digits: NC1-NC4 while it trains, balanced or not."
+    intro = ("Trains a small network on digits and measures how its last-layer features collapse onto their class "
+             "means (NC1-NC4) and which geometry the means take. Try first: press **Run**, then raise the "
+             "**imbalance ratio** and compare the Gram matrix with the target geometry.")
+    terms = ("nc1", "nc2", "nc3", "nc4", "gram", "imbalance")
+    help = {"n_classes": "n_classes", "n_major": "n_major", "ratio": "imbalance", "depth": "depth",
+            "width": "width", "n_linear": "n_linear", "loss": "loss", "target": "target", "epochs": "epochs",
+            "record_every": "record_every", "seed": "seed", "layer": "collapse_layer"}
 
     n_classes = param.Integer(default=4, bounds=(2, 10), doc="Digit classes 0..K-1.")
     n_major = param.Integer(default=60, bounds=(2, 170), doc="Training samples per majority class.")
@@ -223,7 +232,6 @@ class CollapsePage(Page):
         run = pn.widgets.Button(label="Run", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
-        settings = pn.Param(self.param, parameters=[*RUN_SETTINGS[:-1], "target", "layer"], show_name=False,
-                            widgets={"layer": {"css_classes": ["wb-layer"]},
-                                     "n_major": {"css_classes": ["wb-n-major"]}})
-        return [settings, run]
+        fields = settings(self, [*RUN_SETTINGS[:-1], "target", "layer"],
+                          widgets={"layer": {"css_classes": ["wb-layer"]}, "n_major": {"css_classes": ["wb-n-major"]}})
+        return [fields, run]

@@ -24,6 +24,7 @@ import xarray as xr
 from widgets.jobs import Job
 from widgets.pages.base import Page
 from widgets.results import result_key
+from widgets.template import settings
 
 SYNTHETIC = ("n_neurons", "n_animals", "n_time", "n_motifs", "seed")
 RECORDING_SUFFIXES = (".mat", ".nc", ".nc4", ".netcdf", ".h5", ".zarr", ".npz")  # files and folders the picker lists
@@ -119,6 +120,15 @@ class ConnectomePage(Page):
 
     title = "Connectome"
     slug = "connectome"
+    summary = "Dynamic functional connectomes of neural recordings, taken apart by non-negative tensor factorisation."
+    intro = ("Sliding-window connectivity of a recording, factorised into components (pairs of neurons, a time "
+             "course, a weight per animal). Try first: press **Run rank sweep + NTF** on the synthetic data and "
+             "check that the components match the planted motifs.")
+    terms = ("dfc", "ntf", "rank_sweep", "fms", "reconstruction_error")
+    help = {"source": "source", "path": "path", "recording": "recording", "n_neurons": "n_neurons",
+            "n_animals": "n_animals", "n_time": "n_time", "n_motifs": "n_motifs", "seed": "seed",
+            "rank_min": "rank_min", "rank_max": "rank_max", "n_restarts": "n_restarts", "max_iter": "max_iter",
+            "n_surrogates": "n_surrogates", "covariate": "covariate", "animal": "animal", "component": "component"}
 
     source = param.Selector(default="synthetic", objects=["synthetic", "file"])
     path = param.String(default="", doc="Recording file or folder inside the data folders "
@@ -309,14 +319,13 @@ class ConnectomePage(Page):
         run = pn.widgets.Button(label="Run rank sweep + NTF", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
-        data = pn.Param(self.param, parameters=["source", "recording", "path"], show_name=False,
+        data = settings(self, ["source", "recording", "path"],
                         widgets={"path": {"css_classes": ["wb-path"]}, "source": {"css_classes": ["wb-source"]},
                                  "recording": {"css_classes": ["wb-recording"]}})
         # The generator's settings mean nothing for a recording: shown only while the source is synthetic.
-        synthetic = pn.Param(self.param, parameters=list(SYNTHETIC), show_name=False, css_classes=["wb-synthetic"],
-                             visible=self.source == "synthetic")
+        synthetic = settings(self, list(SYNTHETIC), css_classes=["wb-synthetic"], visible=self.source == "synthetic")
         self.param.watch(lambda event: setattr(synthetic, "visible", event.new == "synthetic"), "source")
-        fit = pn.Param(self.param, parameters=[*FIT, "animal", "component", "covariate"], show_name=False,
+        fit = settings(self, [*FIT, "animal", "component", "covariate"],
                        widgets={"component": {"css_classes": ["wb-component"]},
                                 "covariate": {"css_classes": ["wb-covariate"]}})
         return [data, synthetic, load, fit, run]

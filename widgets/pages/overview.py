@@ -24,6 +24,7 @@ import xarray as xr
 from widgets.jobs import Job
 from widgets.pages.base import Page
 from widgets.results import ResultStore, result_key
+from widgets.template import settings
 
 _MODEL_LOCK = threading.Lock()
 _RESULT_LOCKS: dict[Path, threading.Lock] = {}
@@ -117,6 +118,11 @@ class OverviewPage(Page):
 
     title = "Overview"
     slug = "overview"
+    summary = "Models, their induction heads, and the hook cache every analysis reads."
+    intro = ("The bundled models, each head's **induction score**, and the hook activations cached on disk. "
+             "Try first: pick a model, then press **Cache hooks** so the other pages start from cached activations.")
+    terms = ("induction_score",)
+    help = {"model": "model", "n_seq": "n_seq", "seq_len": "seq_len"}
 
     model = param.Selector(default=None, objects=[], doc="Bundled model (see `workbench models`).")
     n_seq = param.Integer(default=8, bounds=(1, 512), doc="Corpus windows to cache.")
@@ -164,10 +170,10 @@ class OverviewPage(Page):
 
     @property
     def hook_cache(self):
-        """The :class:`~workbench.hooks.HookCache` under ``<cache>/hooks``."""
-        from workbench.hooks import HookCache
+        """The :class:`~workbench.hooks.HookCache` under :func:`~workbench.hooks.hooks_root` of the page's cache folder."""
+        from workbench.hooks import HookCache, hooks_root
 
-        return HookCache(self.cache_dir / "hooks")
+        return HookCache(hooks_root(self.cache_dir))
 
     def refresh(self) -> list[dict]:
         """Re-read the hook cache listing into :attr:`entries`."""
@@ -258,8 +264,7 @@ class OverviewPage(Page):
         cache.on_click(lambda _: self.cache_hooks())
         refresh = pn.widgets.Button(label="Refresh cache list")
         refresh.on_click(lambda _: self.refresh())
-        widgets = pn.Param(self.param, parameters=["model", "n_seq", "seq_len"], show_name=False,
-                           widgets={"model": {"css_classes": ["wb-model"]}})
+        widgets = settings(self, ["model", "n_seq", "seq_len"], widgets={"model": {"css_classes": ["wb-model"]}})
         return [widgets, cache, refresh]
 
     def body(self) -> pn.viewable.Viewable:

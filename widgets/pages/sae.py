@@ -65,6 +65,16 @@ class SAEPage(Page):
 
     title = "Attention SAEs"
     slug = "sae"
+    summary = "Sparse autoencoders on attention outputs: train one, browse its features, steer with them."
+    intro = ("Sparse autoencoders (SAEs) on a layer's attention output: how well they reconstruct it, and what each "
+             "feature fires on. Try first: press **Train a new SAE** (a minute on a laptop), then browse features "
+             "by family or type a prompt.")
+    terms = ("l0", "fvu", "ce_loss_recovered", "dead", "dfa", "head_share", "feature_family", "logit_effect")
+    help = {"model": "model", "layer": "sae_layer", "sae": "saved_sae", "architecture": "architecture",
+            "d_sae": "d_sae", "k": "k", "l1_coefficient": "l1_coefficient", "lr": "learning_rate",
+            "n_seq": "n_seq", "seq_len": "seq_len", "n_tokens": "n_tokens", "eval_seq": "eval_seq", "seed": "seed",
+            "feature": "feature", "family": "feature_family", "prompt": "prompt", "token": "token",
+            "steer_scale": "steer_scale", "steer_prompt": "steer_prompt"}
 
     model = param.String(default="tiny-attn-2l", doc="Bundled model name or model folder.")
     layer = param.Integer(default=1, doc="Layer whose attn.hook_z the SAE reads.")

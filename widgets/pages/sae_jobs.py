@@ -137,7 +137,7 @@ def train(job: Job, store: ResultStore, cache_dir: Path, model_name: str, layer:
     :meth:`~widgets.jobs.Job.publish`) is measured every few steps on
     ``PROBE_SEQ`` held-out windows; a cancel stops at the next step and saves nothing.
     """
-    from workbench.hooks import HookCache
+    from workbench.hooks import HookCache, hooks_root
     from workbench.models import corpus_tokens
     from workbench.sae import hook_z_name, save_sae
 
@@ -150,7 +150,7 @@ def train(job: Job, store: ResultStore, cache_dir: Path, model_name: str, layer:
     job.report(None, f"caching {hook} on {settings['n_seq']} x {settings['seq_len']} tokens")
     with MODEL_LOCK:
         tokens = corpus_tokens(model, settings["n_seq"], settings["seq_len"], split="train")
-        acts = HookCache(cache_dir / "hooks").activations(model, tokens, [hook], progress=False)[hook]
+        acts = HookCache(hooks_root(cache_dir)).activations(model, tokens, [hook], progress=False)[hook]
         probe = hook_z_cat(model, corpus_tokens(model, PROBE_SEQ, settings["seq_len"]), layer)
 
     def measured(points: tuple) -> None:

@@ -32,7 +32,7 @@ import xarray as xr
 from widgets.jobs import Job
 from widgets.pages.base import Page
 from widgets.results import result_key
-from widgets.template import FigureSlots, clicked_point
+from widgets.template import FigureSlots, clicked_point, figure_block, figure_row, settings
 from workbench.spectra.metrics import METRIC_NAMES
 
 METRICS = ("alpha", *(m for m in METRIC_NAMES if m != "alpha"))
@@ -167,6 +167,13 @@ class SpectraPage(Page):
 
     title = "Spectra"
     slug = "spectra"
+    summary = "Eigenvalue spectra and rank measures of every weight matrix, with heavy-tail (alpha) fits."
+    intro = ("A heatmap of one rank measure for every weight matrix of the model, and the eigenvalue spectrum "
+             "(ESD) of the cell you click. Try first: click a cell of the alpha heatmap to see its ESD and fit.")
+    terms = ("alpha", "esd", "stable_rank", "effective_rank", "mp_softrank", "num_spikes", "ks_distance",
+             "circuit")
+    help = {"model": "model", "metric": "spectra_metric", "kind": "matrix_kind", "layer": "spectra_layer",
+            "circuit": "circuit", "n_seq": "calibration_seq", "seq_len": "seq_len"}
 
     model = param.String(default="tiny-gelu-2l", doc="Bundled model name or model folder.")
     metric = param.Selector(default="alpha", objects=list(METRICS), doc="Rank metric of the heatmap.")
@@ -392,21 +399,24 @@ class SpectraPage(Page):
         run = pn.widgets.Button(label="Recompute", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.compute())
-        widgets = pn.Param(self.param, parameters=["model", "metric", "kind", "layer", "circuit", *SETTINGS],
-                           show_name=False, widgets={
-                               "model": {"type": pn.widgets.AutocompleteInput, "options": list_models(),
-                                         "restrict": False, "min_characters": 0, "css_classes": ["wb-model"]},
-                               "metric": {"css_classes": ["wb-metric"]}, "kind": {"css_classes": ["wb-kind"]},
-                               "layer": {"type": pn.widgets.IntInput, "css_classes": ["wb-layer"]},
-                               "n_seq": pn.widgets.IntInput, "seq_len": pn.widgets.IntInput})
+        widgets = settings(self, ["model", "metric", "kind", "layer", "circuit", *SETTINGS], widgets={
+            "model": {"type": pn.widgets.AutocompleteInput, "options": list_models(), "restrict": False,
+                      "min_characters": 0, "css_classes": ["wb-model"]},
+            "metric": {"css_classes": ["wb-metric"]}, "kind": {"css_classes": ["wb-kind"]},
+            "layer": {"css_classes": ["wb-layer"]}})
         return [widgets, run]
 
     def body(self) -> pn.viewable.Viewable:
+        later = "Computed after the spectra: press Recompute if it does not appear."
         slots = FigureSlots(self, ["heatmap", "esd", "heads", "truncation", "frontier"],
-                            on_click={"heatmap": self.click})
+                            on_click={"heatmap": self.click},
+                            hints={"heatmap": "Press Recompute (sidebar) to compute the spectra.",
+                                   "esd": "Click a cell of the heatmap to see its eigenvalue spectrum.",
+                                   "heads": later, "truncation": later, "frontier": later})
         return pn.Column(
-            pn.pane.Markdown("### Metric x layer"), pn.Row(slots["heatmap"], slots["esd"], sizing_mode="stretch_width"),
+            pn.pane.Markdown("### Metric x layer"),
+            figure_row(figure_block(slots["heatmap"]), figure_block(slots["esd"])),
             pn.pane.Markdown("### Per-head OV / QK circuits"), slots["heads"],
             pn.pane.Markdown("### Truncation and compression"),
-            pn.Row(slots["truncation"], slots["frontier"], sizing_mode="stretch_width"),
+            figure_row(figure_block(slots["truncation"]), figure_block(slots["frontier"])),
             sizing_mode="stretch_width")

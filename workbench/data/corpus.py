@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+from workbench.data import DATA_DIR
+
 CORPUS_PATH = DATA_DIR / "corpus" / "python_stdlib.txt.gz"
 FILE_MARKER = "# file: "
 HELD_OUT_FRACTION = 0.05

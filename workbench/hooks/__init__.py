@@ -18,8 +18,10 @@ Examples
 (1, 16, 128)
 """
 
-from workbench.hooks.cache import HookCache, compute_hooks, default_hooks, default_root
+from workbench.hooks.cache import HookCache, compute_hooks, default_hooks
+from workbench.hooks.roots import default_root, hooks_root, workbench_root
 from workbench.hooks.dims import hook_dims
 from workbench.hooks.store import StoreDamagedError
 
-__all__ = ["HookCache", "StoreDamagedError", "compute_hooks", "default_hooks", "default_root", "hook_dims"]
+__all__ = ["HookCache", "StoreDamagedError", "compute_hooks", "default_hooks", "default_root", "hook_dims", "hooks_root",
+           "workbench_root"]

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import xarray as xr
-from platformdirs import user_cache_dir
 
 from workbench import __version__
 from workbench.hooks.dims import hook_dims
+from workbench.hooks.roots import default_root
 from workbench.hooks.keys import cache_key, model_description, tokens_sha256, weights_sha256
 from workbench.hooks.store import (
     StoreDamagedError,
@@ -38,12 +38,6 @@ from workbench.hooks.store import (
 from workbench.hooks.validate import check_batch_size, check_dtype, check_hooks, check_tokens
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
-
-
-def default_root() -> Path:
-    """``$WORKBENCH_CACHE`` if set, else the user cache dir (``~/.cache/workbench/hooks``)."""
-    env = os.environ.get("WORKBENCH_CACHE")
-    return Path(env).expanduser() if env else Path(user_cache_dir("workbench")) / "hooks"
 
 
 def default_hooks(model) -> list[str]:
@@ -150,7 +144,7 @@ class HookCache:
     Parameters
     ----------
     root : str or PathLike, optional
-        Folder of the stores. Default: ``$WORKBENCH_CACHE`` or the user cache dir.
+        Folder of the stores. Default: :func:`default_root` (``<$WORKBENCH_CACHE or the user cache dir>/hooks``).
 
     Examples
     --------
@@ -178,6 +172,36 @@ class HookCache:
         if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
             raise ValueError(f"key: expected a 64-character hex cache key, got {key!r}")
         return self.root / f"{key}.zarr"
+
+    def resolve(self, key: str) -> str:
+        """The full key of the one store whose key starts with ``key`` (a full key or any unique prefix).
+
+        Raises ``KeyError`` when no store matches and ``ValueError`` naming
+        the matches when the prefix is ambiguous.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> cache = HookCache(tempfile.mkdtemp())
+        >>> for key in ("ab" + "0" * 62, "ac" + "0" * 62):
+        ...     (cache.root / f"{key}.zarr").mkdir()
+        >>> cache.resolve("ab")[:4]
+        'ab00'
+        >>> cache.resolve("a")
+        Traceback (most recent call last):
+        ...
+        ValueError: key: prefix 'a' matches 2 stores (ab0000000000..., ac0000000000...); give more characters
+        """
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{1,64}", key):
+            raise ValueError(f"key: expected a 64-character hex cache key or a prefix of one, got {key!r}")
+        matches = sorted(name for name in (p.name[:-5] for p in self.root.glob(f"{key}*.zarr"))
+                         if re.fullmatch(r"[0-9a-f]{64}", name))
+        if not matches:
+            raise KeyError(f"key: no cached store {key!r} under {self.root}")
+        if len(matches) > 1:
+            shown = ", ".join(f"{m[:12]}..." for m in matches[:8]) + (", ..." if len(matches) > 8 else "")
+            raise ValueError(f"key: prefix {key!r} matches {len(matches)} stores ({shown}); give more characters")
+        return matches[0]
 
     def activations(self, model, tokens, hooks, *, batch_size: int = 32, client=None, dtype: str = "float32",
                     progress: bool | Callable[[int, int], Any] = True) -> xr.Dataset:

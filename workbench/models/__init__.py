@@ -8,9 +8,29 @@ Examples
 torch.Size([1, 4])
 """
 
-from workbench.models.diagnostics import induction_scores, mean_loss, repeated_random_tokens
-from workbench.models.tokenizer import corpus_tokens, tokenize
-from workbench.models.zoo import boot_native, default_device, list_models, load_model
+import importlib
+
+# Names resolve on first use (PEP 562), so ``list_models`` (``workbench models``)
+# does not pay for importing torch and TransformerLens.
+_HOME = {
+    "boot_native": "zoo", "default_device": "zoo", "load_model": "zoo",
+    "list_models": "catalog",
+    "induction_scores": "diagnostics", "mean_loss": "diagnostics", "repeated_random_tokens": "diagnostics",
+    "corpus_tokens": "tokenizer", "tokenize": "tokenizer",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))
+
 
 __all__ = [
     "boot_native",

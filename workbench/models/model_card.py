@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from workbench.models.zoo import CONFIG_FILE, MODELS_DIR, list_models
+from workbench.models.catalog import CONFIG_FILE, MODELS_DIR, list_models
 
 HEADER = """# Bundled models
 

@@ -45,7 +45,8 @@ from workbench import __version__
 from workbench.data.corpus import corpus_sha256, load_corpus, token_batches
 from workbench.models.diagnostics import induction_scores, mean_loss, unigram_entropy
 from workbench.models.tokenizer import TOKENIZER_FILE, load_tokenizer, train_bpe
-from workbench.models.zoo import CONFIG_FILE, FORMAT_KEY, MODELS_DIR, WEIGHTS_FILE, boot_native
+from workbench.models.catalog import CONFIG_FILE, FORMAT_KEY, MODELS_DIR, WEIGHTS_FILE
+from workbench.models.zoo import boot_native
 
 SHARED_TOKENIZER = MODELS_DIR / TOKENIZER_FILE
 

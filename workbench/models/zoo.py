@@ -30,43 +30,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from workbench.data.corpus import DATA_DIR
 from workbench.device import resolve_device
+from workbench.models.catalog import CONFIG_FILE, MODELS_DIR, WEIGHTS_FILE, is_bundled_dir, list_models
 from workbench.models.tokenizer import load_tokenizer
 
-MODELS_DIR = DATA_DIR / "models"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_KEY = "workbench_format"
 _HUB_HOST = ("huggingface.co", 443)
 
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return resolve_device(None)
-
-
-def _is_bundled_dir(path: Path) -> bool:
-    config = path / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return FORMAT_KEY in json.loads(config.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def list_models() -> list[str]:
-    """Names of the models bundled in ``data/models``.
-
-    Examples
-    --------
-    >>> list_models()
-    ['tiny-attn-2l', 'tiny-gelu-2l']
-    """
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if _is_bundled_dir(p))
 
 
 def read_model_config(model_dir: str | Path) -> dict:
@@ -169,7 +142,7 @@ def load_model(name_or_path: str | os.PathLike, device=None):
         return _load_bundled(MODELS_DIR / name, device)
     path = Path(name).expanduser()
     if path.is_dir():
-        if _is_bundled_dir(path):
+        if is_bundled_dir(path):
             return _load_bundled(path, device)
         if (path / CONFIG_FILE).is_file():
             return _boot_transformers(str(path), device, offline=True)
