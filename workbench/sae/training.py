@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -41,6 +42,15 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.source import ActivationSource
 
 CHECKPOINT_FILE = "checkpoint.pt"
+#: Longest default ``dead_window`` (tokens), and the default as a fraction of the run: ``n_tokens // 20``.
+DEAD_WINDOW = 1_000_000
+DEAD_WINDOW_FRACTION = 20
+
+
+class DeadWindowWarning(UserWarning):
+    """The run is shorter than ``dead_window``: no latent can be counted dead (AuxK and resampling never act)."""
+
+
 #: Initial directions of the latents (``train(init=...)``).
 INITS = ("data", "random")
 
@@ -108,7 +118,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
           l1_coefficient: float | None = None, lr: float = 1e-3, batch_size: int = 4096,
           n_tokens: int | None = None, lr_decay: float = 0.0, seed: int = 0, progress: bool = True,
           device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
-          dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
+          dead_window: int | None = None, resample_every: int = 2_000, buffer_tokens: int = 262_144,
           max_grad_norm: float | None = 1.0, checkpoint_dir: str | os.PathLike | None = None,
           checkpoint_every: int = 500, resume: bool = True, init: str | None = None,
           callback: Callable[[int, AttentionSAE], None] | None = None,
@@ -144,9 +154,12 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         Where to train; default CPU.
     betas : (float, float)
         Adam betas.
-    dead_window : int
+    dead_window : int, optional
         A latent that has not fired for this many tokens is dead (AuxK target,
-        resampled for ``standard``).
+        resampled for ``standard``). Default: a twentieth of the run
+        (``n_tokens // 20``, at least one batch), at most
+        :data:`DEAD_WINDOW` tokens: a fixed window longer than the run never
+        lets AuxK act (SAELens' 1,000 steps are a few percent of its runs).
     resample_every : int
         Steps between dead-latent resamplings (``standard`` only).
     buffer_tokens : int
@@ -182,7 +195,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     history : xr.Dataset
         Per ``step``: ``loss``, ``mse``, the architecture's sparsity term
         (``aux``, ``l1`` or ``l0_penalty``), ``l0``, ``fvu`` (of the batch) and
-        ``dead_fraction``.
+        ``dead_fraction`` (the fraction of latents unfired for the last
+        ``dead_window`` tokens; NaN for the steps before ``dead_window``
+        tokens have been seen, when no latent can yet count as dead).
 
     Examples
     --------
@@ -196,7 +211,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
 
     device = check_device(device)
     lr = check_positive_float("lr", lr)
-    dead_window = check_positive_int("dead_window", dead_window)
+    if dead_window is not None:
+        dead_window = check_positive_int("dead_window", dead_window)
     resample_every = check_positive_int("resample_every", resample_every)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if max_grad_norm is not None:
@@ -210,6 +226,13 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     if n_tokens < source.batch_size:
         raise ValueError(f"n_tokens: expected at least batch_size={source.batch_size} tokens, got {n_tokens}")
     n_steps = n_tokens // source.batch_size
+    if dead_window is None:
+        dead_window = min(DEAD_WINDOW, max(source.batch_size, n_tokens // DEAD_WINDOW_FRACTION))
+    if (n_steps - 1) * source.batch_size < dead_window:
+        warnings.warn(f"dead_window: {dead_window} tokens is longer than the run ({n_steps} steps of "
+                      f"{source.batch_size} tokens): no latent is ever counted dead, so AuxK and resampling never "
+                      "act, and the history's dead_fraction is NaN (unknown) throughout", DeadWindowWarning,
+                      stacklevel=2)
     check_fits(n_elements=12 * n_steps, itemsize=4, argument="n_tokens",
                what=f"the training history of {n_steps} steps")
     cfg = SAEConfig(**{"d_in": source.d_in, "d_sae": d_sae, "architecture": architecture, "k": k,
@@ -270,8 +293,10 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
             since_fired[dead] = 0
         with torch.no_grad():
             variance = (x - x.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+            # before a latent can have gone dead_window tokens unfired, no latent can be dead: unknown, not 0
+            filled = step * source.batch_size >= dead_window
             row = {"loss": out.loss, **out.terms, "l0": out.l0, "fvu": out.terms["mse"] / variance,
-                   "dead_fraction": dead.float().mean()}
+                   "dead_fraction": dead.float().mean() if filled else out.l0.new_tensor(float("nan"))}
             for name, value in row.items():
                 history.setdefault(name, torch.zeros(n_steps, device=device))[step] = value.detach()
         bar.update(1)
