@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ import xarray as xr
 from workbench.sae import ActivationSource, AttentionSAE, SAEConfig, architectures, train
 from workbench.sae._sparse_relu import relu_autoencode
 from workbench.sae._sparse_topk import topk_autoencode
-from workbench.sae.training import DEAD_WINDOW, DEAD_WINDOW_FRACTION, DeadWindowWarning
+from workbench.sae.training import DeadWindowWarning
 
 KW = dict(d_sae=32, k=4, batch_size=128, n_tokens=128 * 12, lr=3e-3, seed=5, progress=False, dead_window=512)
 
@@ -288,12 +286,3 @@ def test_a_window_longer_than_the_run_warns_and_reports_nan():
         _, history = train(torch.randn(1000, 16), **{**KW, "dead_window": 2000})
     assert np.isnan(history["dead_fraction"].values).all()
 
-
-def test_default_dead_window_is_a_twentieth_of_the_run():
-    """40 steps of 128 tokens: the default window is 5120 // 20 = 256 tokens, filled from step 2 on."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeadWindowWarning)
-        _, history = train(torch.randn(1000, 16), **{**KW, "dead_window": None, "n_tokens": 128 * 40})
-    dead = history["dead_fraction"].values
-    assert np.isnan(dead[:2]).all() and np.isfinite(dead[2:]).all()
-    assert DEAD_WINDOW == 1_000_000 and DEAD_WINDOW_FRACTION == 20

@@ -42,9 +42,6 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.source import ActivationSource
 
 CHECKPOINT_FILE = "checkpoint.pt"
-#: Longest default ``dead_window`` (tokens), and the default as a fraction of the run: ``n_tokens // 20``.
-DEAD_WINDOW = 1_000_000
-DEAD_WINDOW_FRACTION = 20
 
 
 class DeadWindowWarning(UserWarning):
@@ -118,7 +115,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
           l1_coefficient: float | None = None, lr: float = 1e-3, batch_size: int = 4096,
           n_tokens: int | None = None, lr_decay: float = 0.0, seed: int = 0, progress: bool = True,
           device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
-          dead_window: int | None = None, resample_every: int = 2_000, buffer_tokens: int = 262_144,
+          dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
           max_grad_norm: float | None = 1.0, checkpoint_dir: str | os.PathLike | None = None,
           checkpoint_every: int = 500, resume: bool = True, init: str | None = None,
           callback: Callable[[int, AttentionSAE], None] | None = None,
@@ -154,12 +151,10 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         Where to train; default CPU.
     betas : (float, float)
         Adam betas.
-    dead_window : int, optional
+    dead_window : int
         A latent that has not fired for this many tokens is dead (AuxK target,
-        resampled for ``standard``). Default: a twentieth of the run
-        (``n_tokens // 20``, at least one batch), at most
-        :data:`DEAD_WINDOW` tokens: a fixed window longer than the run never
-        lets AuxK act (SAELens' 1,000 steps are a few percent of its runs).
+        resampled for ``standard``). A window longer than the run never lets
+        AuxK act (a :class:`DeadWindowWarning` says so).
     resample_every : int
         Steps between dead-latent resamplings (``standard`` only).
     buffer_tokens : int
@@ -213,8 +208,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
 
     device = check_device(device)
     lr = check_positive_float("lr", lr)
-    if dead_window is not None:
-        dead_window = check_positive_int("dead_window", dead_window)
+    dead_window = check_positive_int("dead_window", dead_window)
     resample_every = check_positive_int("resample_every", resample_every)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if max_grad_norm is not None:
@@ -228,8 +222,6 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     if n_tokens < source.batch_size:
         raise ValueError(f"n_tokens: expected at least batch_size={source.batch_size} tokens, got {n_tokens}")
     n_steps = n_tokens // source.batch_size
-    if dead_window is None:
-        dead_window = min(DEAD_WINDOW, max(source.batch_size, n_tokens // DEAD_WINDOW_FRACTION))
     if (n_steps - 1) * source.batch_size < dead_window:
         warnings.warn(f"dead_window: {dead_window} tokens is longer than the run ({n_steps} steps of "
                       f"{source.batch_size} tokens): no latent is ever counted dead, so AuxK and resampling never "
