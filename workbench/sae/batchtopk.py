@@ -19,7 +19,8 @@ few latents that win the first steps grow their rows, win more slots and
 starve the rest. On layer 1 of the bundled ``tiny-attn-2l`` at k = 4 (100k
 tokens) the winners' rows grew from 0.13 to 0.66 while the others stayed at
 0.13, 45 latents shared a batch's 2,048 slots and 96% of the latents fired
-on no training token; with unit rows 26% did (dead_window 20k tokens).
+on no training token; with unit rows 26% did (dead_window 20k tokens), and
+after 400k tokens 3.4% (``benchmarks/results/dead_latents.json``).
 That data has a second reason for a small live set on natural text: its
 repeated random sequences (18% of the tokens) have three times the norm of
 natural text and take about 12 latents a token, leaving natural text about
