@@ -50,6 +50,9 @@ OURS = {"ours_standard": (1, {"architecture": "standard"}),
         "ours_topk_rescale_false": (4, {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": False}),
         "ours_jumprelu_zero_thresholds": (5, {"architecture": "jumprelu"}),
         "ours_batchtopk": (6, {"architecture": "batchtopk", "k": K})}
+#: Initial decoder row norms the committed folders were built with (BatchTopK's training init has since moved
+#: to unit rows); the folders' weights must not follow the architectures' training init.
+FIXTURE_DECODER_NORMS = {"standard": 1.0, "topk": 0.5, "jumprelu": 1.0, "batchtopk": 0.1}
 
 
 def write_ours(name: str, x: torch.Tensor, folder: Path = FIXTURES) -> None:
@@ -59,6 +62,9 @@ def write_ours(name: str, x: torch.Tensor, folder: Path = FIXTURES) -> None:
     sae = AttentionSAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, n_heads=4, hook_name=HOOK, model_name="tiny-attn-2l",
                                  **cfg), seed=seed)
     with torch.no_grad():
+        directions = torch.randn(D_SAE, D_IN, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        directions = directions / directions.norm(dim=1, keepdim=True)  # as AttentionSAE draws them
+        sae.W_dec.copy_((FIXTURE_DECODER_NORMS[sae.cfg.architecture] * directions).float())
         sae.W_enc.copy_(torch.randn(D_IN, D_SAE, generator=gen) / D_IN**0.5)
         sae.W_dec.mul_(torch.rand(D_SAE, 1, generator=gen) * 2.5 + 0.3)  # decoder norms far apart
         sae.b_enc.copy_(torch.randn(D_SAE, generator=gen) * 0.1)

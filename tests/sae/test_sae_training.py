@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import xarray as xr
@@ -9,6 +10,7 @@ import xarray as xr
 from workbench.sae import ActivationSource, AttentionSAE, SAEConfig, architectures, train
 from workbench.sae._sparse_relu import relu_autoencode
 from workbench.sae._sparse_topk import topk_autoencode
+from workbench.sae.training import DeadWindowWarning
 
 KW = dict(d_sae=32, k=4, batch_size=128, n_tokens=128 * 12, lr=3e-3, seed=5, progress=False, dead_window=512)
 
@@ -261,3 +263,26 @@ def test_bfloat16_trains_and_float16_is_refused(architecture):
     assert float(history16.fvu[-1]) == pytest.approx(float(history32.fvu[-1]), abs=0.05)
     with pytest.raises(ValueError, match="dtype: expected float32, float64 or bfloat16 to train in, got 'float16'"):
         train(acts, dtype="float16", **train_kw)
+
+
+def test_batchtopk_trains_with_unit_decoder_rows():
+    """BatchTopK's decoder rows stay at unit norm after every step (and the gradient along them is removed)."""
+    norms = []
+    train(torch.randn(1000, 16), architecture="batchtopk", callback=lambda step, sae: norms.append(
+        sae.W_dec.detach().norm(dim=1)), **KW)
+    assert len(norms) == 12 and all(torch.allclose(n, torch.ones(32), atol=1e-5) for n in norms)
+
+
+def test_dead_fraction_is_unknown_until_the_window_is_filled():
+    """dead_window 512 tokens, batches of 128: the mask of step s has seen s * 128 tokens, so steps 0-3 cannot
+    count a latent dead (NaN, not 0) and steps 4-11 can."""
+    _, history = train(torch.randn(1000, 16), **KW)
+    dead = history["dead_fraction"].values
+    assert np.isnan(dead[:4]).all() and np.isfinite(dead[4:]).all()
+
+
+def test_a_window_longer_than_the_run_warns_and_reports_nan():
+    with pytest.warns(DeadWindowWarning, match=r"dead_window: 2000 tokens is longer than the run \(12 steps"):
+        _, history = train(torch.randn(1000, 16), **{**KW, "dead_window": 2000})
+    assert np.isnan(history["dead_fraction"].values).all()
+

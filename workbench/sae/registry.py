@@ -90,6 +90,28 @@ class Architecture:
         return 0
 
 
+class UnitNormDecoder(Architecture):
+    """Decoder rows kept at unit norm: the gradient along each row is removed before a step, the rows renormalised after.
+
+    Adam then does not spend its steps fighting the constraint (Standard
+    SAEs; BatchTopK as its authors train it).
+    """
+
+    decoder_init_norm = 1.0
+
+    @classmethod
+    def before_step(cls, sae) -> None:
+        grad = sae.W_dec.grad
+        if grad is not None:
+            W = sae.W_dec.data
+            grad -= (grad * W).sum(1, keepdim=True) * W
+
+    @classmethod
+    def after_step(cls, sae) -> None:
+        W = sae.W_dec.data
+        W /= W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def register(name: str):
     """Class decorator adding an :class:`Architecture` to the registry under ``name``.
 

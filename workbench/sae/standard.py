@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from workbench.sae._sparse_relu import relu_autoencode
-from workbench.sae.registry import Architecture, TrainingStep, register
+from workbench.sae.registry import TrainingStep, UnitNormDecoder, register
 from workbench.sae.topk import centred
 
 #: Encoder norm of a resampled latent, relative to the mean norm of the live ones.
@@ -28,10 +28,8 @@ RESAMPLE_ENCODER_SCALE = 0.2
 
 
 @register("standard")
-class Standard(Architecture):
+class Standard(UnitNormDecoder):
     """ReLU + L1 with unit-norm decoder rows and dead-latent resampling."""
-
-    decoder_init_norm = 1.0
 
     @classmethod
     def activate(cls, sae, pre: torch.Tensor) -> torch.Tensor:
@@ -47,18 +45,6 @@ class Standard(Architecture):
         coefficient = sae.cfg.l1_coefficient if sae.cfg.l1_coefficient is not None else 1.0
         return TrainingStep(loss=mse + coefficient * l1, x_hat=x_hat, fired=fired, l0=l0,
                             terms={"mse": mse, "l1": l1})
-
-    @classmethod
-    def before_step(cls, sae) -> None:
-        grad = sae.W_dec.grad
-        if grad is not None:
-            W = sae.W_dec.data
-            grad -= (grad * W).sum(1, keepdim=True) * W
-
-    @classmethod
-    def after_step(cls, sae) -> None:
-        W = sae.W_dec.data
-        W /= W.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     @classmethod
     @torch.no_grad()

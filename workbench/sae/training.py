@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -41,6 +42,12 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.source import ActivationSource
 
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class DeadWindowWarning(UserWarning):
+    """The run is shorter than ``dead_window``: no latent can be counted dead (AuxK and resampling never act)."""
+
+
 #: Initial directions of the latents (``train(init=...)``).
 INITS = ("data", "random")
 
@@ -146,7 +153,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         Adam betas.
     dead_window : int
         A latent that has not fired for this many tokens is dead (AuxK target,
-        resampled for ``standard``).
+        resampled for ``standard``). A window longer than the run never lets
+        AuxK act (a :class:`DeadWindowWarning` says so).
     resample_every : int
         Steps between dead-latent resamplings (``standard`` only).
     buffer_tokens : int
@@ -170,7 +178,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         k = 4 left 65% of the latents dead on held-out text from random
         directions and 18% from data, held-out FVU 0.329 and 0.307; at k = 16
         FVU 0.179 and 0.174, dead 4% and 12% (8% with ``dead_window=50_000``).
-        BatchTopK at k = 4 was unchanged (96% dead either way).
+        BatchTopK at k = 4 was unchanged (96% dead either way) until its
+        decoder rows were kept at unit norm: 61% dead on held-out text, FVU
+        0.396 at an inference L0 of 2.2 there (``benchmarks/bench_dead_latents.py``).
     callback : callable, optional
         ``callback(step, sae)`` after every step (logging, early stops).
     **config
@@ -182,7 +192,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     history : xr.Dataset
         Per ``step``: ``loss``, ``mse``, the architecture's sparsity term
         (``aux``, ``l1`` or ``l0_penalty``), ``l0``, ``fvu`` (of the batch) and
-        ``dead_fraction``.
+        ``dead_fraction`` (the fraction of latents unfired for the last
+        ``dead_window`` tokens; NaN for the steps before ``dead_window``
+        tokens have been seen, when no latent can yet count as dead).
 
     Examples
     --------
@@ -210,6 +222,11 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     if n_tokens < source.batch_size:
         raise ValueError(f"n_tokens: expected at least batch_size={source.batch_size} tokens, got {n_tokens}")
     n_steps = n_tokens // source.batch_size
+    if (n_steps - 1) * source.batch_size < dead_window:
+        warnings.warn(f"dead_window: {dead_window} tokens is longer than the run ({n_steps} steps of "
+                      f"{source.batch_size} tokens): no latent is ever counted dead, so AuxK and resampling never "
+                      "act, and the history's dead_fraction is NaN (unknown) throughout", DeadWindowWarning,
+                      stacklevel=2)
     check_fits(n_elements=12 * n_steps, itemsize=4, argument="n_tokens",
                what=f"the training history of {n_steps} steps")
     cfg = SAEConfig(**{"d_in": source.d_in, "d_sae": d_sae, "architecture": architecture, "k": k,
@@ -270,8 +287,10 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
             since_fired[dead] = 0
         with torch.no_grad():
             variance = (x - x.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+            # before a latent can have gone dead_window tokens unfired, no latent can be dead: unknown, not 0
+            filled = step * source.batch_size >= dead_window
             row = {"loss": out.loss, **out.terms, "l0": out.l0, "fvu": out.terms["mse"] / variance,
-                   "dead_fraction": dead.float().mean()}
+                   "dead_fraction": dead.float().mean() if filled else out.l0.new_tensor(float("nan"))}
             for name, value in row.items():
                 history.setdefault(name, torch.zeros(n_steps, device=device))[step] = value.detach()
         bar.update(1)
