@@ -2,6 +2,7 @@
 
     bash scripts/run.sh mutants                       # every module of the numeric core, one after another
     bash scripts/run.sh mutants workbench/hooks/keys.py [--max-children 2]
+    bash scripts/run.sh mutants workbench/hooks/keys.py --rerun-survivors   # after adding tests that kill some
 
 For each module, a scratch copy of the project is made under ``build/mutants/<module>/``
 (the working tree is never touched), mutmut mutates that one module
@@ -33,7 +34,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "mutants.json"
 SCRATCH = ROOT / "build" / "mutants"
 
 _SAE = ["tests/sae/test_sae_identities.py", "tests/sae/test_sae_edge_cases.py", "tests/sae/test_sae_bad_input.py"]
-_COLLAPSE = ["tests/collapse/test_collapse_metrics.py", "tests/collapse/test_collapse_accumulator.py",
+_COLLAPSE = ["tests/collapse/test_collapse_mutation_kills.py", "tests/collapse/test_collapse_metrics.py", "tests/collapse/test_collapse_accumulator.py",
              "tests/collapse/test_collapse_theory.py", "tests/collapse/test_collapse_edge_cases.py"]
 _NTF = ["tests/connectome/test_connectome_ntf.py", "tests/connectome/test_connectome_edge_cases.py"]
 _RANK_METRICS = ["tests/spectra/test_spectrum_metrics.py", "tests/spectra/test_mp_powerlaw_truth.py",
@@ -71,6 +72,9 @@ TESTS: dict[str, list[str]] = {
 }
 
 _M = "workbench.spectra.metrics."
+_G = "workbench.collapse.geometry."
+_G_ZERO_GRAM = ("the largest eigenvalue of M~ M~^T is >= its largest diagonal entry >= 0, so lam_1 <= 0 means "
+                "the zero Gram, whose eigenvalues are exactly 0: keep is all False either way")
 _P = "workbench.spectra.powerlaw."
 _T = "workbench.spectra.truncation."
 _SPECTRUM_ONLY_CHECKED = "these values only feed the inf / negative checks, which answer the same in the input dtype"
@@ -143,6 +147,14 @@ EQUIVALENT: dict[str, str] = {
     _T + "x_low_rank_factors__mutmut_78": "float32 ones times float64 W promote to float64",
     _T + "x_low_rank_factors__mutmut_84": "full_matrices=True only adds rows/columns that the [:k] slices drop",
     _T + "x_low_rank_factors__mutmut_86": "full_matrices=True only adds rows/columns that the [:k] slices drop",
+    _G + "x__nc1__mutmut_2": "the Gram is square: shape[1] == shape[0]",
+    _G + "x__nc1__mutmut_15": _G_ZERO_GRAM,
+    _G + "x__nc1__mutmut_22": _G_ZERO_GRAM,
+    _G + "x__nc1__mutmut_24": "np.zeros_like(None, bool) is a 0-d False: keep.any() is False as for the zeros it replaces",
+    _G + "x__nc1__mutmut_25": "float zeros instead of bool zeros: keep.any() is False either way",
+    _G + "x__nc1__mutmut_16": "not strictly equivalent: >= vs > differs only for an eigenvalue exactly on "
+                              "lam_1 K eps, a tie no float input reaches without copying the rounding",
+    _G + "x__nc1__mutmut_47": "numpy.einsum accepts upper-case subscripts: the same contraction",
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",
@@ -257,11 +269,47 @@ def record(entry: dict) -> None:
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def run(module: str, max_children: int, rescore: bool = False) -> dict:
+def rerun_survivors(module: str, max_children: int) -> tuple[Path, dict[str, str], float]:
+    """Test the last run's unexplained survivors again, with the current tests (new kill tests included).
+
+    The scratch copy's tests and mutmut configuration are refreshed; mutmut
+    reruns only those mutants (its stats are recollected for the new tests) and
+    their new statuses replace the old ones; every other mutant keeps its status.
+    """
+    where = SCRATCH / module.removesuffix(".py").replace("/", ".")
+    if not (where / "statuses.json").exists():
+        raise SystemExit(f"{module}: no earlier run under {where} to rerun")
+    old = json.loads((where / "statuses.json").read_text())
+    names = sorted(n for n, s in old.items() if s not in ("killed", "timeout") and n not in EQUIVALENT)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for tests in (where / "tests", where / "mutants" / "tests"):
+        if tests.exists():
+            shutil.rmtree(tests)
+        shutil.copytree(ROOT / "tests", tests, ignore=ignore)
+    text = (ROOT / "pyproject.toml").read_text()
+    (where / "pyproject.toml").write_text(text.split("[tool.mutmut]")[0] + "\n" + _mutmut_config(module))
+    start = time.monotonic()
+    print(f">> mutmut again on {len(names)} survivors of {module} with {' '.join(TESTS[module])}", flush=True)
+    if names:
+        _mutmut(where, "run", "--max-children", str(max_children), *names)
+    new = _statuses(where)
+    again = recheck_timeouts(where, module, {n: new.get(n, old[n]) for n in names})
+    return where, {**old, **again}, time.monotonic() - start
+
+
+def run(module: str, max_children: int, rescore: bool = False, rerun: bool = False) -> dict:
     if module not in TESTS:
         raise SystemExit(f"module: expected one of the numeric core {sorted(TESTS)}, got {module!r}")
     start = time.monotonic()
     where = SCRATCH / module.removesuffix(".py").replace("/", ".")
+    if rerun:
+        where, statuses, extra = rerun_survivors(module, max_children)
+        (where / "statuses.json").write_text(json.dumps(statuses, indent=1))
+        previous = {m["module"]: m for m in json.loads(RESULTS.read_text())["modules"]} if RESULTS.exists() else {}
+        entry = score(module, statuses, previous.get(module, {}).get("seconds", 0) + extra)
+        record(entry)
+        _report(module, entry)
+        return entry
     if rescore:  # the last run's results, with the current EQUIVALENT reasons
         if not (where / "mutants").exists():
             raise SystemExit(f"{module}: no earlier run under {where} to rescore")
@@ -281,11 +329,15 @@ def run(module: str, max_children: int, rescore: bool = False) -> dict:
         statuses = {**statuses, **json.loads((where / "statuses.json").read_text())}
     entry = score(module, statuses, seconds)
     record(entry)
+    _report(module, entry)
+    return entry
+
+
+def _report(module: str, entry: dict) -> None:
     print(f">> {module}: {entry['killed']} killed, {entry['survived']} survived, {entry['timeout']} timeout "
           f"of {entry['mutants']} (score {entry['score']})", flush=True)
     for s in entry["survivors"]:
         print(f"   survivor {s['mutant']}: {s['reason'] or 'NOT EXPLAINED'}")
-    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,9 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (default 1)")
     parser.add_argument("--rescore", action="store_true",
                         help="do not run: rescore the last run of each module (after editing EQUIVALENT)")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="rerun only the last run's survivors without a reason, with the current tests")
     args = parser.parse_args(argv)
     for module in args.modules or list(TESTS):
-        run(module, args.max_children, args.rescore)
+        run(module, args.max_children, args.rescore, args.rerun_survivors)
     return 0
 
 

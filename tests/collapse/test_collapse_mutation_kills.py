@@ -1,0 +1,79 @@
+"""Cases the mutation run of the collapse core found untested (scripts/mutants.py), each against independent truth.
+
+NC1 is checked against tr(Sigma_W Sigma_B^+) / K with numpy's pseudo-inverse on
+cases that stress the eigenvalue cut: class means on a plane (Sigma_B of rank 2
+< K - 1), a far offset (translation invariance), a tiny scale (scale
+invariance) and class means that all coincide (NC1 = inf, or NaN with no spread).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from workbench.collapse import nc_metrics
+from workbench.collapse.geometry import _equinorm, _normalised_distance
+
+
+def _nc1_truth(x, y, k, global_mean="class_means"):
+    """tr(Sigma_W Sigma_B^+) / K from the samples, numpy's pinv with an explicit relative cut."""
+    means = np.stack([x[y == c].mean(axis=0) for c in range(k)])
+    mu = means.mean(axis=0) if global_mean == "class_means" else x.mean(axis=0)
+    mt = means - mu
+    sw = sum((x[y == c] - means[c]).T @ (x[y == c] - means[c]) for c in range(k)) / len(y)
+    return np.trace(sw @ np.linalg.pinv(mt.T @ mt / k, rcond=1e-9, hermitian=True)) / k
+
+
+def _clusters(rng, k, d, n, spread=3.0):
+    mu = rng.normal(size=(k, d)) * spread
+    return rng.normal(size=(k * n, d)) + np.repeat(mu, n, axis=0), np.repeat(np.arange(k), n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nc1_with_class_means_on_a_plane(seed):
+    """Sigma_B of rank 2 (< K - 1): the rounding-level eigenvalues must be cut, not inverted."""
+    rng = np.random.default_rng(seed)
+    k, d = 6, 8
+    plane = np.linalg.qr(rng.normal(size=(d, 2)))[0]
+    x, y = _clusters(rng, k, 2, 20)
+    x = x @ plane.T + rng.normal(size=(k * 20, d)) * 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ordinary input: no warning of any kind (deprecated calls included)
+        got = float(nc_metrics(x, y, device="cpu")["nc1"])
+    np.testing.assert_allclose(got, _nc1_truth(x, y, k), rtol=1e-9)
+
+
+@pytest.mark.parametrize("global_mean", ["class_means", "samples"])
+def test_nc1_is_translation_and_scale_invariant(global_mean):
+    """An offset of 1e9 leaves rounding noise of ~1e-7 in the centred means: its null direction must stay cut."""
+    rng = np.random.default_rng(3)
+    x, y = _clusters(rng, 5, 8, 40, spread=2.0)
+    keep = np.r_[0:40, 40:60, 80:200]  # unequal counts: the two global means differ
+    x, y = x[keep], y[keep]
+    truth = _nc1_truth(x, y, 5, global_mean)
+    for shifted in (x + 1e9, x * 1e-3, x * 1e-3 + 1e4):
+        got = float(nc_metrics(shifted, y, global_mean=global_mean, device="cpu")["nc1"])
+        np.testing.assert_allclose(got, truth, rtol=1e-6)
+
+
+def test_nc1_when_every_class_mean_coincides():
+    """All class means at the origin: Sigma_B = 0, so NC1 = inf with within-class spread and NaN without."""
+    x = np.concatenate([np.eye(3), -np.eye(3)] * 4) / 2  # each class: +-e_j / 2, mean exactly 0
+    y = np.repeat(np.arange(4), 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the cosines of zero vectors are 0/0
+        out = nc_metrics(x, y, device="cpu")
+        assert float(out["sigma_b_trace"]) == 0.0 and float(out["sigma_w_trace"]) == 0.25
+        assert float(out["nc1"]) == np.inf
+        assert np.isnan(float(nc_metrics(np.zeros((8, 3)), np.repeat(np.arange(4), 2), device="cpu")["nc1"]))
+
+
+def test_distance_and_equinorm_of_zero_vectors_are_nan_without_dividing():
+    target = (np.eye(3) - 1 / 3) / np.sqrt(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0/0 would warn
+        assert np.isnan(_normalised_distance(np.zeros((3, 3)), target))
+        assert np.isnan(_equinorm(np.zeros(3)))
+    np.testing.assert_allclose(_normalised_distance(2 * target, target), 0.0, atol=1e-15)
