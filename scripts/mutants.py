@@ -155,6 +155,10 @@ EQUIVALENT: dict[str, str] = {
     _G + "x__nc1__mutmut_16": "not strictly equivalent: >= vs > differs only for an eigenvalue exactly on "
                               "lam_1 K eps, a tie no float input reaches without copying the rounding",
     _G + "x__nc1__mutmut_47": "numpy.einsum accepts upper-case subscripts: the same contraction",
+    _G + "x_metrics_from_moments__mutmut_57": "_nc1 only tests sigma_w_trace > 0, and scatter * N > 0 iff "
+                                              "scatter / N > 0 (N >= 1)",
+    _G + "x_metrics_from_moments__mutmut_113": "k >= 2 always: nc_metrics, NCAccumulator and the tiled path refuse "
+                                               "fewer than two classes",
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",

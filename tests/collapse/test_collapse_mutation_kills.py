@@ -17,13 +17,14 @@ from workbench.collapse import nc_metrics
 from workbench.collapse.geometry import _equinorm, _normalised_distance
 
 
-def _nc1_truth(x, y, k, global_mean="class_means"):
-    """tr(Sigma_W Sigma_B^+) / K from the samples, numpy's pinv with an explicit relative cut."""
+def _nc1_truth(x, y, k, global_mean="class_means", traces=False):
+    """tr(Sigma_W Sigma_B^+) / K from the samples, numpy's pinv with an explicit relative cut (and the traces)."""
     means = np.stack([x[y == c].mean(axis=0) for c in range(k)])
     mu = means.mean(axis=0) if global_mean == "class_means" else x.mean(axis=0)
     mt = means - mu
     sw = sum((x[y == c] - means[c]).T @ (x[y == c] - means[c]) for c in range(k)) / len(y)
-    return np.trace(sw @ np.linalg.pinv(mt.T @ mt / k, rcond=1e-9, hermitian=True)) / k
+    nc1 = np.trace(sw @ np.linalg.pinv(mt.T @ mt / k, rcond=1e-9, hermitian=True)) / k
+    return (nc1, np.trace(sw), np.sum(mt**2) / k) if traces else nc1
 
 
 def _clusters(rng, k, d, n, spread=3.0):
@@ -41,8 +42,11 @@ def test_nc1_with_class_means_on_a_plane(seed):
     x = x @ plane.T + rng.normal(size=(k * 20, d)) * 0.5
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # ordinary input: no warning of any kind (deprecated calls included)
-        got = float(nc_metrics(x, y, device="cpu")["nc1"])
-    np.testing.assert_allclose(got, _nc1_truth(x, y, k), rtol=1e-9)
+        got = nc_metrics(x, y, device="cpu")
+    nc1, sigma_w_trace, sigma_b_trace = _nc1_truth(x, y, k, traces=True)
+    np.testing.assert_allclose(float(got["nc1"]), nc1, rtol=1e-9)
+    np.testing.assert_allclose(float(got["sigma_w_trace"]), sigma_w_trace, rtol=1e-12)
+    np.testing.assert_allclose(float(got["sigma_b_trace"]), sigma_b_trace, rtol=1e-12)
 
 
 @pytest.mark.parametrize("global_mean", ["class_means", "samples"])
@@ -77,3 +81,31 @@ def test_distance_and_equinorm_of_zero_vectors_are_nan_without_dividing():
         assert np.isnan(_normalised_distance(np.zeros((3, 3)), target))
         assert np.isnan(_equinorm(np.zeros(3)))
     np.testing.assert_allclose(_normalised_distance(2 * target, target), 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_gnc2_log_unc3_and_classifier_products_by_hand(k):
+    """GNC2 (log kernel) and UNC3 from their definitions, loops over the centred class means."""
+    rng = np.random.default_rng(k)
+    x, y = _clusters(rng, k, 6, 15)
+    W = rng.normal(size=(k, 6))
+    out = nc_metrics(x, y, W, device="cpu")
+    means = np.stack([x[y == c].mean(axis=0) for c in range(k)])
+    mt = means - means.mean(axis=0)
+    u = mt / np.linalg.norm(mt, axis=1, keepdims=True)
+    gnc2 = np.mean([-0.5 * np.log(np.sum((u[i] - u[j]) ** 2)) for i in range(k) for j in range(k) if i != j])
+    cos = [W[c] @ mt[c] / (np.linalg.norm(W[c]) * np.linalg.norm(mt[c])) for c in range(k)]
+    np.testing.assert_allclose(float(out["gnc2_log"]), gnc2, rtol=1e-10)
+    np.testing.assert_allclose(float(out["unc3"]), np.std(cos) / abs(np.mean(cos)), rtol=1e-10)
+    np.testing.assert_allclose(out["classifier_mean_dot"].values, [W[c] @ means[c] for c in range(k)], rtol=1e-12)
+    np.testing.assert_allclose(out["classifier_norm"].values, np.linalg.norm(W, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(out["mean_norm"].values, np.linalg.norm(means, axis=1), rtol=1e-12)
+
+
+def test_without_a_classifier_its_metrics_are_present_and_nan():
+    rng = np.random.default_rng(4)
+    x, y = _clusters(rng, 4, 5, 10)
+    out = nc_metrics(x, y, device="cpu")
+    for name in ("nc2_equinorm_w", "nc3", "nc4", "unc3", "classifier_norm", "classifier_mean_dot"):
+        assert np.isnan(out[name].values).all(), name
+    assert np.isfinite(float(out["gnc2_log"])) and np.isfinite(float(out["sigma_w_trace"]))
