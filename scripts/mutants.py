@@ -56,7 +56,7 @@ TESTS: dict[str, list[str]] = {
     "workbench/collapse/theory.py": _COLLAPSE,
     "workbench/connectome/ntf.py": _NTF,
     "workbench/connectome/_hals.py": _NTF,
-    "workbench/connectome/fms.py": ["tests/connectome/test_connectome_fms.py", "tests/connectome/test_connectome_edge_cases.py"],
+    "workbench/connectome/fms.py": ["tests/connectome/test_connectome_mutation_kills.py", "tests/connectome/test_connectome_fms.py", "tests/connectome/test_connectome_edge_cases.py"],
     "workbench/connectome/rank.py": ["tests/connectome/test_connectome_pipeline.py", *_NTF],
     "workbench/connectome/affinity.py": ["tests/connectome/test_connectome_affinity.py",
                                          "tests/connectome/test_connectome_edge_cases.py"],
@@ -73,6 +73,9 @@ TESTS: dict[str, list[str]] = {
 
 _M = "workbench.spectra.metrics."
 _G = "workbench.collapse.geometry."
+_G_DIVIDE = ("not strictly equivalent: x / 0 with x != 0 (Cauchy-Schwarz bounds W_k.c_k by |W_k||c_k|) needs a "
+             "row whose squared norm underflows (|w| < 1e-162) while W_k.c_k does not, and then std() of the "
+             "infinite cosine warns anyway")
 _G_ZERO_GRAM = ("the largest eigenvalue of M~ M~^T is >= its largest diagonal entry >= 0, so lam_1 <= 0 means "
                 "the zero Gram, whose eigenvalues are exactly 0: keep is all False either way")
 _P = "workbench.spectra.powerlaw."
@@ -159,6 +162,10 @@ EQUIVALENT: dict[str, str] = {
                                               "scatter / N > 0 (N >= 1)",
     _G + "x_metrics_from_moments__mutmut_113": "k >= 2 always: nc_metrics, NCAccumulator and the tiled path refuse "
                                                "fewer than two classes",
+    _G + "x_metrics_from_moments__mutmut_150": "numpy.einsum accepts upper-case subscripts: the same contraction",
+    _G + "x_metrics_from_moments__mutmut_172": "numpy.einsum accepts upper-case subscripts: the same contraction",
+    _G + "x_metrics_from_moments__mutmut_156": _G_DIVIDE,
+    _G + "x_metrics_from_moments__mutmut_158": _G_DIVIDE,
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",

@@ -109,3 +109,27 @@ def test_without_a_classifier_its_metrics_are_present_and_nan():
     for name in ("nc2_equinorm_w", "nc3", "nc4", "unc3", "classifier_norm", "classifier_mean_dot"):
         assert np.isnan(out[name].values).all(), name
     assert np.isfinite(float(out["gnc2_log"])) and np.isfinite(float(out["sigma_w_trace"]))
+
+
+def test_unc3_at_exact_self_duality_and_exact_cancellation():
+    """Two classes at +-e_1: W = centred means gives cosines (1, 1), so UNC3 = 0; W rows both e_1 give (1, -1),
+    whose mean is 0, so UNC3 = std / |mean| is undefined: NaN, with no warning."""
+    x = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    y = np.array([0, 0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(nc_metrics(x, y, np.array([[1.0, 0.0], [-1.0, 0.0]]), device="cpu")["unc3"]) == 0.0
+        assert np.isnan(float(nc_metrics(x, y, np.array([[1.0, 0.0], [1.0, 0.0]]), device="cpu")["unc3"]))
+
+
+def test_a_vanished_classifier_row_gives_nan_duality_without_warnings():
+    """A zero row has no direction: its duality cosine is 0/0, so UNC3 is NaN, silently."""
+    rng = np.random.default_rng(6)
+    x, y = _clusters(rng, 4, 5, 10)
+    W = rng.normal(size=(4, 5))
+    W[1] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = nc_metrics(x, y, W, device="cpu")
+    assert np.isnan(float(out["unc3"]))
+    assert float(out["classifier_norm"][1]) == 0.0
