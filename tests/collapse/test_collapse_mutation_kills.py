@@ -133,3 +133,38 @@ def test_a_vanished_classifier_row_gives_nan_duality_without_warnings():
         out = nc_metrics(x, y, W, device="cpu")
     assert np.isnan(float(out["unc3"]))
     assert float(out["classifier_norm"][1]) == 0.0
+
+
+@pytest.mark.parametrize("global_mean", ["class_means", "samples"])
+def test_dataset_layout_and_per_class_values_by_hand(global_mean):
+    """Every per-class and per-pair variable: its dims, coordinates, dtype and values; the attributes."""
+    import workbench
+
+    rng = np.random.default_rng(8)
+    k, d = 3, 4
+    x, y = _clusters(rng, k, d, 6)
+    x, y = x[:-2], y[:-2]  # unequal counts
+    W = rng.normal(size=(k, d))
+    out = nc_metrics(x, y, W, global_mean=global_mean, nc3="zhu_etf", device="cpu")
+    means = np.stack([x[y == c].mean(axis=0) for c in range(k)])
+    mt = means - (means.mean(axis=0) if global_mean == "class_means" else x.mean(axis=0))
+    per_class = {"counts": np.bincount(y), "mean_norm": np.linalg.norm(means, axis=1),
+                 "centred_mean_norm": np.linalg.norm(mt, axis=1), "classifier_norm": np.linalg.norm(W, axis=1),
+                 "classifier_mean_dot": np.sum(W * means, axis=1)}
+    for name, want in per_class.items():
+        assert out[name].dims == ("class",), name
+        np.testing.assert_allclose(out[name].values, want, rtol=1e-12, err_msg=name)
+    assert out["counts"].dtype == np.int64
+    assert out["class_means"].dims == ("class", "dim")
+    np.testing.assert_allclose(out["class_means"].values, means, rtol=1e-12)
+    for name, want in (("gram", mt @ mt.T), ("gram_uncentred", means @ means.T)):
+        assert out[name].dims == ("class", "other_class"), name
+        np.testing.assert_allclose(out[name].values, want, rtol=1e-10, atol=1e-12, err_msg=name)
+    for name in ("class", "other_class"):
+        assert out[name].values.tolist() == list(range(k))
+    assert out["dim"].values.tolist() == list(range(d))
+    assert {n: out[n].dims for n in out.data_vars if out[n].ndim == 0} == {
+        n: () for n in ("nc1", "nc2_equinorm_h", "nc2_equinorm_w", "nc2_equiangle", "nc2_max_angle", "nc2_etf",
+                        "nc2_of", "nc3", "nc4", "gnc2_log", "unc3", "sigma_w_trace", "sigma_b_trace")}
+    assert out.attrs == {"n_samples": len(y), "n_classes": k, "dim": d, "global_mean": global_mean,
+                         "nc3_form": "zhu_etf", "workbench_version": workbench.__version__}
