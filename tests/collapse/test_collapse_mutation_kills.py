@@ -39,7 +39,9 @@ def test_nc1_with_class_means_on_a_plane(seed):
     k, d = 6, 8
     plane = np.linalg.qr(rng.normal(size=(d, 2)))[0]
     x, y = _clusters(rng, k, 2, 20)
-    x = x @ plane.T + rng.normal(size=(k * 20, d)) * 0.5
+    noise = rng.normal(size=(k, 20, d)) * 0.5
+    noise -= noise.mean(axis=1, keepdims=True)  # zero mean per class: the class means stay on the plane
+    x = x @ plane.T + noise.reshape(k * 20, d)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # ordinary input: no warning of any kind (deprecated calls included)
         got = nc_metrics(x, y, device="cpu")
@@ -83,11 +85,14 @@ def test_distance_and_equinorm_of_zero_vectors_are_nan_without_dividing():
     np.testing.assert_allclose(_normalised_distance(2 * target, target), 0.0, atol=1e-15)
 
 
-@pytest.mark.parametrize("k", [2, 5])
-def test_gnc2_log_unc3_and_classifier_products_by_hand(k):
-    """GNC2 (log kernel) and UNC3 from their definitions, loops over the centred class means."""
+@pytest.mark.parametrize("k, close", [(2, False), (5, False), (5, True)])
+def test_gnc2_log_unc3_and_classifier_products_by_hand(k, close):
+    """GNC2 (log kernel) and UNC3 from their definitions, loops over the centred class means
+    (with ``close``, two classes nearly coincide: a cosine near 1, a distance below 1)."""
     rng = np.random.default_rng(k)
     x, y = _clusters(rng, k, 6, 15)
+    if close:
+        x[y == 1] += x[y == 0].mean(axis=0) - x[y == 1].mean(axis=0) + 0.1
     W = rng.normal(size=(k, 6))
     out = nc_metrics(x, y, W, device="cpu")
     means = np.stack([x[y == c].mean(axis=0) for c in range(k)])
@@ -160,9 +165,10 @@ def test_dataset_layout_and_per_class_values_by_hand(global_mean):
     for name, want in (("gram", mt @ mt.T), ("gram_uncentred", means @ means.T)):
         assert out[name].dims == ("class", "other_class"), name
         np.testing.assert_allclose(out[name].values, want, rtol=1e-10, atol=1e-12, err_msg=name)
+    assert set(out.coords) == {"class", "other_class", "dim"} and set(out.dims) == {"class", "other_class", "dim"}
     for name in ("class", "other_class"):
-        assert out[name].values.tolist() == list(range(k))
-    assert out["dim"].values.tolist() == list(range(d))
+        assert out.coords[name].values.tolist() == list(range(k))
+    assert out.coords["dim"].values.tolist() == list(range(d))
     assert {n: out[n].dims for n in out.data_vars if out[n].ndim == 0} == {
         n: () for n in ("nc1", "nc2_equinorm_h", "nc2_equinorm_w", "nc2_equiangle", "nc2_max_angle", "nc2_etf",
                         "nc2_of", "nc3", "nc4", "gnc2_log", "unc3", "sigma_w_trace", "sigma_b_trace")}
