@@ -76,6 +76,10 @@ def test_fms_matches_brute_force_on_signed_factors(ra, rb, consider_weights):
         assert got_perm.tolist() == perm
         assert factor_match_score(a, b, consider_weights=consider_weights) == pytest.approx(mean, rel=1e-12)
         assert worst_matched(a, b, consider_weights=consider_weights) == pytest.approx(worst, rel=1e-12)
+        if consider_weights:  # the default
+            np.testing.assert_allclose(congruence(a, b), truth, rtol=1e-12)
+            assert factor_match_score(a, b) == pytest.approx(mean, rel=1e-12)
+            assert worst_matched(a, b) == pytest.approx(worst, rel=1e-12)
 
 
 def test_fms_reads_ntf_results_dataarrays_and_tensors():
@@ -97,12 +101,19 @@ def test_zero_columns_score_zero_and_equal_zero_weights_cost_nothing():
     assert np.isfinite(c).all()
 
 
-def test_pairwise_scores_is_the_symmetric_matrix_of_fms():
+@pytest.mark.parametrize("consider_weights", [True, False, None])
+def test_pairwise_scores_is_the_symmetric_matrix_of_fms(consider_weights):
+    """Off the diagonal the brute-force FMS; on it exactly 1 (model 1 scores 1 + 2e-16 against itself)."""
     models = [_signed_models(s, 3, 3)[0] for s in range(3)]
-    out = pairwise_scores(models, consider_weights=False)
+    weighted = consider_weights is not False
+    out = pairwise_scores(models) if consider_weights is None else pairwise_scores(models,
+                                                                                   consider_weights=consider_weights)
     for i, j in itertools.product(range(3), repeat=2):
-        want = 1.0 if i == j else _best_by_brute_force(_congruence_by_hand(models[i], models[j], False))[0]
-        assert out[i, j] == pytest.approx(want, rel=1e-12)
+        if i == j:
+            assert out[i, j] == 1.0
+        else:
+            want = _best_by_brute_force(_congruence_by_hand(models[i], models[j], weighted))[0]
+            assert out[i, j] == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("bad, error, match", [
