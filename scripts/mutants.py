@@ -75,6 +75,9 @@ TESTS: dict[str, list[str]] = {
 
 _M = "workbench.spectra.metrics."
 _G = "workbench.collapse.geometry."
+_F = "workbench.connectome.fms."
+_F_WEIGHTS = ("the weights multiply float64 factors: any real dtype is promoted to float64 exactly as the "
+              "explicit conversion does")
 _G_DIVIDE = ("not strictly equivalent: x / 0 with x != 0 (Cauchy-Schwarz bounds W_k.c_k by |W_k||c_k|) needs a "
              "row whose squared norm underflows (|w| < 1e-162) while W_k.c_k does not, and then std() of the "
              "infinite cosine warns anyway")
@@ -171,6 +174,9 @@ EQUIVALENT: dict[str, str] = {
     _G + "x__nc1__mutmut_27": "float zeros instead of bool zeros: keep.any() is False either way",
     _G + "x_metrics_from_moments__mutmut_97": "k >= 2 always: nc_metrics, NCAccumulator and the tiled path refuse "
                                               "fewer than two classes",
+    _F + "x__as_cp__mutmut_86": "a zero column divided by 2 instead of 1 is still zero",
+    _F + "x__as_cp__mutmut_32": _F_WEIGHTS,
+    _F + "x__as_cp__mutmut_34": _F_WEIGHTS,
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",

@@ -92,6 +92,27 @@ def test_fms_reads_ntf_results_dataarrays_and_tensors():
     np.testing.assert_allclose(congruence(result_like, b), truth, rtol=1e-12)
     np.testing.assert_allclose(congruence(b, result_like), truth.T, rtol=1e-12)
     np.testing.assert_allclose(congruence([torch.from_numpy(f) for f in scaled], b), truth, rtol=1e-12)
+    # tensors that need grad (np.asarray refuses them) and a result whose factors are plain arrays
+    np.testing.assert_allclose(congruence([torch.tensor(f, requires_grad=True) for f in scaled], b), truth, rtol=1e-12)
+    plain = SimpleNamespace(weights=list(w), factors=a)
+    np.testing.assert_allclose(congruence(plain, b), truth, rtol=1e-12)
+
+
+def test_fms_computes_in_float64_whatever_the_input_dtype():
+    """float32 factors are read as float64: the score matches the by-hand float64 value to 1e-12, not 1e-7."""
+    a, b = _signed_models(7, 3, 3)
+    a32, b32 = [f.astype(np.float32) for f in a], [f.astype(np.float32) for f in b]
+    truth = _congruence_by_hand([f.astype(np.float64) for f in a32], [f.astype(np.float64) for f in b32])
+    np.testing.assert_allclose(congruence(a32, b32), truth, rtol=1e-12)
+    np.testing.assert_allclose(congruence([torch.from_numpy(f) for f in a32], b32), truth, rtol=1e-12)
+    result_like = SimpleNamespace(weights=np.ones(3, dtype=np.float32), factors=[xr.DataArray(f) for f in a32])
+    np.testing.assert_allclose(congruence(result_like, b32), truth, rtol=1e-12)
+
+
+def test_a_one_mode_model_is_a_set_of_columns():
+    rng = np.random.default_rng(9)
+    f = rng.normal(size=(6, 3))
+    assert factor_match_score([f], [-2 * f[:, [2, 0, 1]]], consider_weights=False) == pytest.approx(1.0, rel=1e-12)
 
 
 def test_zero_columns_score_zero_and_equal_zero_weights_cost_nothing():
@@ -118,6 +139,7 @@ def test_pairwise_scores_is_the_symmetric_matrix_of_fms(consider_weights):
 
 @pytest.mark.parametrize("bad, error, match", [
     ("not a model", TypeError, "b: expected an NTFResult or a sequence of factor matrices, got str"),
+    (SimpleNamespace(factors=[np.ones((5, 2))]), TypeError, "b: expected an NTFResult"),  # no weights
     ([], TypeError, "b: expected an NTFResult"),
     ([np.ones((5, 2)), np.ones((4, 3)), np.ones((3, 2))], ValueError, r"b: expected 2-D factors \(n_m, rank\) of one rank"),
     ([np.ones((5, 2)), np.ones(4), np.ones((3, 2))], ValueError, "b: expected 2-D factors"),
