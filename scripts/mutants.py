@@ -177,6 +177,9 @@ EQUIVALENT: dict[str, str] = {
     _F + "x__as_cp__mutmut_86": "a zero column divided by 2 instead of 1 is still zero",
     _F + "x__as_cp__mutmut_32": _F_WEIGHTS,
     _F + "x__as_cp__mutmut_34": _F_WEIGHTS,
+    _F + "x_congruence__mutmut_24": "_as_cp checks every factor has the same rank: fa[1].shape[1] == fa[0].shape[1]",
+    _F + "x_congruence__mutmut_26": "_as_cp checks every factor has the same rank: fb[1].shape[1] == fb[0].shape[1]",
+    _F + "x_congruence__mutmut_55": "largest = 0 means both weights are 0: |0 - 0| / 2 = |0 - 0| / 1 = 0",
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",
