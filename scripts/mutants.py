@@ -78,6 +78,8 @@ _G = "workbench.collapse.geometry."
 _F = "workbench.connectome.fms."
 _F_WEIGHTS = ("the weights multiply float64 factors: any real dtype is promoted to float64 exactly as the "
               "explicit conversion does")
+_F_VALUES = ("a factor read with np.asarray(f, dtype=float) instead of f.values: a DataArray converts to the same "
+             "float64 values (an ndarray has no .values to read)")
 _G_DIVIDE = ("not strictly equivalent: x / 0 with x != 0 (Cauchy-Schwarz bounds W_k.c_k by |W_k||c_k|) needs a "
              "row whose squared norm underflows (|w| < 1e-162) while W_k.c_k does not, and then std() of the "
              "infinite cosine warns anyway")
@@ -180,6 +182,10 @@ EQUIVALENT: dict[str, str] = {
     _F + "x_congruence__mutmut_24": "_as_cp checks every factor has the same rank: fa[1].shape[1] == fa[0].shape[1]",
     _F + "x_congruence__mutmut_26": "_as_cp checks every factor has the same rank: fb[1].shape[1] == fb[0].shape[1]",
     _F + "x_congruence__mutmut_55": "largest = 0 means both weights are 0: |0 - 0| / 2 = |0 - 0| / 1 = 0",
+    _F + "x__as_cp__mutmut_19": _F_VALUES,
+    _F + "x__as_cp__mutmut_21": _F_VALUES,
+    _F + "x__as_cp__mutmut_25": _F_VALUES,
+    _F + "x__as_cp__mutmut_26": _F_VALUES,
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",
