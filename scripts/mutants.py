@@ -2,6 +2,7 @@
 
     bash scripts/run.sh mutants                       # every module of the numeric core, one after another
     bash scripts/run.sh mutants workbench/hooks/keys.py [--max-children 2]
+    bash scripts/run.sh mutants workbench/hooks/keys.py --rerun-survivors   # after adding tests that kill some
 
 For each module, a scratch copy of the project is made under ``build/mutants/<module>/``
 (the working tree is never touched), mutmut mutates that one module
@@ -33,7 +34,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "mutants.json"
 SCRATCH = ROOT / "build" / "mutants"
 
 _SAE = ["tests/sae/test_sae_identities.py", "tests/sae/test_sae_edge_cases.py", "tests/sae/test_sae_bad_input.py"]
-_COLLAPSE = ["tests/collapse/test_collapse_metrics.py", "tests/collapse/test_collapse_accumulator.py",
+_COLLAPSE = ["tests/collapse/test_collapse_mutation_kills.py", "tests/collapse/test_collapse_metrics.py", "tests/collapse/test_collapse_accumulator.py",
              "tests/collapse/test_collapse_theory.py", "tests/collapse/test_collapse_edge_cases.py"]
 _NTF = ["tests/connectome/test_connectome_ntf.py", "tests/connectome/test_connectome_edge_cases.py"]
 _RANK_METRICS = ["tests/spectra/test_spectrum_metrics.py", "tests/spectra/test_mp_powerlaw_truth.py",
@@ -55,7 +56,9 @@ TESTS: dict[str, list[str]] = {
     "workbench/collapse/theory.py": _COLLAPSE,
     "workbench/connectome/ntf.py": _NTF,
     "workbench/connectome/_hals.py": _NTF,
-    "workbench/connectome/fms.py": ["tests/connectome/test_connectome_fms.py", "tests/connectome/test_connectome_edge_cases.py"],
+    # (fms: the edge-case file only adds NTF fits that call the score; its NaN refusal is in the kill tests)
+    "workbench/connectome/fms.py": ["tests/connectome/test_connectome_mutation_kills.py",
+                                    "tests/connectome/test_connectome_fms.py"],
     "workbench/connectome/rank.py": ["tests/connectome/test_connectome_pipeline.py", *_NTF],
     "workbench/connectome/affinity.py": ["tests/connectome/test_connectome_affinity.py",
                                          "tests/connectome/test_connectome_edge_cases.py"],
@@ -71,6 +74,17 @@ TESTS: dict[str, list[str]] = {
 }
 
 _M = "workbench.spectra.metrics."
+_G = "workbench.collapse.geometry."
+_F = "workbench.connectome.fms."
+_F_WEIGHTS = ("the weights multiply float64 factors: any real dtype is promoted to float64 exactly as the "
+              "explicit conversion does")
+_F_VALUES = ("a factor read with np.asarray(f, dtype=float) instead of f.values: a DataArray converts to the same "
+             "float64 values (an ndarray has no .values to read)")
+_G_DIVIDE = ("not strictly equivalent: x / 0 with x != 0 (Cauchy-Schwarz bounds W_k.c_k by |W_k||c_k|) needs a "
+             "row whose squared norm underflows (|w| < 1e-162) while W_k.c_k does not, and then std() of the "
+             "infinite cosine warns anyway")
+_G_ZERO_GRAM = ("the largest eigenvalue of M~ M~^T is >= its largest diagonal entry >= 0, so lam_1 <= 0 means "
+                "the zero Gram, whose eigenvalues are exactly 0: keep is all False either way")
 _P = "workbench.spectra.powerlaw."
 _T = "workbench.spectra.truncation."
 _SPECTRUM_ONLY_CHECKED = "these values only feed the inf / negative checks, which answer the same in the input dtype"
@@ -143,6 +157,35 @@ EQUIVALENT: dict[str, str] = {
     _T + "x_low_rank_factors__mutmut_78": "float32 ones times float64 W promote to float64",
     _T + "x_low_rank_factors__mutmut_84": "full_matrices=True only adds rows/columns that the [:k] slices drop",
     _T + "x_low_rank_factors__mutmut_86": "full_matrices=True only adds rows/columns that the [:k] slices drop",
+    _G + "x__nc1__mutmut_2": "the Gram is square: shape[1] == shape[0]",
+    _G + "x__nc1__mutmut_15": _G_ZERO_GRAM,
+    _G + "x__nc1__mutmut_22": _G_ZERO_GRAM,
+    _G + "x__nc1__mutmut_24": "np.zeros_like(None, bool) is a 0-d False: keep.any() is False as for the zeros it replaces",
+    _G + "x__nc1__mutmut_25": "float zeros instead of bool zeros: keep.any() is False either way",
+    _G + "x__nc1__mutmut_16": "not strictly equivalent: >= vs > differs only for an eigenvalue exactly on "
+                              "lam_1 K eps, a tie no float input reaches without copying the rounding",
+    _G + "x__nc1__mutmut_47": "numpy.einsum accepts upper-case subscripts: the same contraction",
+    _G + "x_metrics_from_moments__mutmut_57": "_nc1 only tests sigma_w_trace > 0, and scatter * N > 0 iff "
+                                              "scatter / N > 0 (N >= 1)",
+    _G + "x_metrics_from_moments__mutmut_113": "k >= 2 always: nc_metrics, NCAccumulator and the tiled path refuse "
+                                               "fewer than two classes",
+    _G + "x_metrics_from_moments__mutmut_150": "numpy.einsum accepts upper-case subscripts: the same contraction",
+    _G + "x_metrics_from_moments__mutmut_172": "numpy.einsum accepts upper-case subscripts: the same contraction",
+    _G + "x_metrics_from_moments__mutmut_156": _G_DIVIDE,
+    _G + "x_metrics_from_moments__mutmut_158": _G_DIVIDE,
+    _G + "x__nc1__mutmut_27": "float zeros instead of bool zeros: keep.any() is False either way",
+    _G + "x_metrics_from_moments__mutmut_97": "k >= 2 always: nc_metrics, NCAccumulator and the tiled path refuse "
+                                              "fewer than two classes",
+    _F + "x__as_cp__mutmut_86": "a zero column divided by 2 instead of 1 is still zero",
+    _F + "x__as_cp__mutmut_32": _F_WEIGHTS,
+    _F + "x__as_cp__mutmut_34": _F_WEIGHTS,
+    _F + "x_congruence__mutmut_24": "_as_cp checks every factor has the same rank: fa[1].shape[1] == fa[0].shape[1]",
+    _F + "x_congruence__mutmut_26": "_as_cp checks every factor has the same rank: fb[1].shape[1] == fb[0].shape[1]",
+    _F + "x_congruence__mutmut_55": "largest = 0 means both weights are 0: |0 - 0| / 2 = |0 - 0| / 1 = 0",
+    _F + "x__as_cp__mutmut_19": _F_VALUES,
+    _F + "x__as_cp__mutmut_21": _F_VALUES,
+    _F + "x__as_cp__mutmut_25": _F_VALUES,
+    _F + "x__as_cp__mutmut_26": _F_VALUES,
     "workbench.spectra.mp.x_mp_fit__mutmut_75": "not strictly equivalent: > vs >= differs only for an eigenvalue "
                                                 "exactly on edge + margin, a tie no float input reaches without "
                                                 "copying the implementation's rounding",
@@ -257,11 +300,47 @@ def record(entry: dict) -> None:
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def run(module: str, max_children: int, rescore: bool = False) -> dict:
+def rerun_survivors(module: str, max_children: int) -> tuple[Path, dict[str, str], float]:
+    """Test the last run's unexplained survivors again, with the current tests (new kill tests included).
+
+    The scratch copy's tests and mutmut configuration are refreshed; mutmut
+    reruns only those mutants (its stats are recollected for the new tests) and
+    their new statuses replace the old ones; every other mutant keeps its status.
+    """
+    where = SCRATCH / module.removesuffix(".py").replace("/", ".")
+    if not (where / "statuses.json").exists():
+        raise SystemExit(f"{module}: no earlier run under {where} to rerun")
+    old = json.loads((where / "statuses.json").read_text())
+    names = sorted(n for n, s in old.items() if s not in ("killed", "timeout") and n not in EQUIVALENT)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for tests in (where / "tests", where / "mutants" / "tests"):
+        if tests.exists():
+            shutil.rmtree(tests)
+        shutil.copytree(ROOT / "tests", tests, ignore=ignore)
+    text = (ROOT / "pyproject.toml").read_text()
+    (where / "pyproject.toml").write_text(text.split("[tool.mutmut]")[0] + "\n" + _mutmut_config(module))
+    start = time.monotonic()
+    print(f">> mutmut again on {len(names)} survivors of {module} with {' '.join(TESTS[module])}", flush=True)
+    if names:
+        _mutmut(where, "run", "--max-children", str(max_children), *names)
+    new = _statuses(where)
+    again = recheck_timeouts(where, module, {n: new.get(n, old[n]) for n in names})
+    return where, {**old, **again}, time.monotonic() - start
+
+
+def run(module: str, max_children: int, rescore: bool = False, rerun: bool = False) -> dict:
     if module not in TESTS:
         raise SystemExit(f"module: expected one of the numeric core {sorted(TESTS)}, got {module!r}")
     start = time.monotonic()
     where = SCRATCH / module.removesuffix(".py").replace("/", ".")
+    if rerun:
+        where, statuses, extra = rerun_survivors(module, max_children)
+        (where / "statuses.json").write_text(json.dumps(statuses, indent=1))
+        previous = {m["module"]: m for m in json.loads(RESULTS.read_text())["modules"]} if RESULTS.exists() else {}
+        entry = score(module, statuses, previous.get(module, {}).get("seconds", 0) + extra)
+        record(entry)
+        _report(module, entry)
+        return entry
     if rescore:  # the last run's results, with the current EQUIVALENT reasons
         if not (where / "mutants").exists():
             raise SystemExit(f"{module}: no earlier run under {where} to rescore")
@@ -281,11 +360,15 @@ def run(module: str, max_children: int, rescore: bool = False) -> dict:
         statuses = {**statuses, **json.loads((where / "statuses.json").read_text())}
     entry = score(module, statuses, seconds)
     record(entry)
+    _report(module, entry)
+    return entry
+
+
+def _report(module: str, entry: dict) -> None:
     print(f">> {module}: {entry['killed']} killed, {entry['survived']} survived, {entry['timeout']} timeout "
           f"of {entry['mutants']} (score {entry['score']})", flush=True)
     for s in entry["survivors"]:
         print(f"   survivor {s['mutant']}: {s['reason'] or 'NOT EXPLAINED'}")
-    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,9 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (default 1)")
     parser.add_argument("--rescore", action="store_true",
                         help="do not run: rescore the last run of each module (after editing EQUIVALENT)")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="rerun only the last run's survivors without a reason, with the current tests")
     args = parser.parse_args(argv)
     for module in args.modules or list(TESTS):
-        run(module, args.max_children, args.rescore)
+        run(module, args.max_children, args.rescore, args.rerun_survivors)
     return 0
 
 
