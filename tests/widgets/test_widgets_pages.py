@@ -294,8 +294,8 @@ def test_export_writes_each_format_and_figures_command_reexports(connectome_page
     with pytest.raises(KeyError, match="name: expected one of"):
         connectome_page.export("nope", "pdf")
     written = export_results(connectome_page.cache_dir, tmp_path / "figs", formats=("svg",))
-    assert sorted(p.name.split("-", 2)[-1] for p in written) == ["communities.svg", "component.svg",
-                                                                  "rank_sweep.svg"]
+    assert sorted(p.name.split("-", 2)[-1] for p in written) == ["communities.svg", "component.svg", "consensus.svg",
+                                                                  "rank_sweep.svg", "top_pairs.svg"]
     assert main(["figures", str(tmp_path / "absent"), str(tmp_path / "out")]) == 2
 
 
