@@ -418,7 +418,10 @@ def test_connectome_long_recording_is_read_and_drawn_off_the_event_loop_binned(t
     assert drawn_in == ["workbench-load recording"]
     fig = page.figures()["traces"]
     assert drawn_in == ["workbench-load recording"] and fig is page.built_figure(("traces", 0))
-    assert len(fig.data[0].x) <= 720 and "mean over 56-frame bins" in fig.layout.title.text
+    from workbench.figures.template import FULL_WIDTH_PX
+
+    frames = -(-40_000 // FULL_WIDTH_PX)  # one column per pixel of the figure's width
+    assert len(fig.data[0].x) <= FULL_WIDTH_PX and f"mean over {frames}-frame bins" in fig.layout.title.text
 
 
 def test_every_page_explains_itself_and_every_control_from_the_glossary(tmp_path):
