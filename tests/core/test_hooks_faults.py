@@ -203,7 +203,7 @@ def test_cache_clear_while_another_process_writes_lets_the_write_complete(attn_m
     """, stdin=subprocess.PIPE)
     assert child.stdout.readline().startswith("CHUNK"), child.stderr.read()[-2000:]
     assert len(list(root.glob("*.tmp-*"))) == 1
-    subprocess.run([sys.executable, "-m", "workbench.cli", "cache", "clear", "--cache", str(root)], check=True,
+    subprocess.run([sys.executable, "-m", "workbench.cli", "cache", "clear", "--yes", "--cache", str(root)], check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True)
     assert len(list(root.glob("*.tmp-*"))) == 1  # the live writer's folder is still there
     out, err = child.communicate("go\n", timeout=120)

@@ -387,8 +387,10 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FUL
     name = str(traces["animal"].values[animal])
     neurons = one["neuron"].values
     n = neurons.size
-    height = int(min(900, max(300, 120 + 13 * n))) if n <= 120 else 300
-    labelled = n <= 60  # one name per 13 px row at the template's font, else hover for them
+    # One name per 13 px row at the template's font: named neurons (up to 120) are all labelled, the figure
+    # growing to hold them; indices only up to 60, else hover for them.
+    labelled = n <= (120 if _is_named(neurons) else 60)
+    height = max(300, 120 + 13 * n) if labelled else (int(min(900, 120 + 13 * n)) if n <= 120 else 300)
     title, x_title = f"traces of {name}", "time (s)"
     if frames > 1:
         times = traces["time"].values
