@@ -9,6 +9,10 @@ the internet:
   Notebook 7 and in ``jupyter nbconvert --to html`` alike; resources served by
   Panel's Jupyter server extension (``/panel-preview/static``) do not reach an
   exported file and depend on the server's base URL.
+- Panel's comms are handled on the kernel's main thread, not in the
+  subshell JupyterLab 4.4+ sends comm messages to (see
+  :mod:`widgets.kernel_comms`): otherwise the messages of two threads
+  interleave and the browser drops or garbles updates.
 - Stylesheets Panel creates after the first render (``theme/native.css``,
   ``css/loading.css`` ... of widgets added by a redraw) point at Panel's CDN;
   they are rewritten to ``data:`` URLs of the copies installed with Panel.
@@ -45,6 +49,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io.base_renderers import MimetypeRenderer
+
+from widgets.kernel_comms import pin_panel_comms_to_main_shell
 
 if TYPE_CHECKING:
     from widgets.pages.base import Page
@@ -264,6 +270,7 @@ def notebook_setup() -> str:
     if not _state["patched"]:
         _inline_late_stylesheets()
         pio.renderers[RENDERER] = OfflineRenderer()
+        pin_panel_comms_to_main_shell()  # JupyterLab's comm subshells would interleave Panel's messages
         _state["patched"] = True
     pn.config.inline = True
     pn.extension("plotly", inline=True)

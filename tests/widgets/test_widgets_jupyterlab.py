@@ -50,6 +50,24 @@ PAGES = {
            "sae.train()\nsae.wait(120)\nsae",
 }
 CONTROL = "from widgets.notebook import epoch_slider\n\nepoch_slider(collapse.result)"
+# A browser event's handler redraws a figure while the main thread pushes a counter every 20 ms. JupyterLab
+# sends comm messages to a kernel subshell (another thread) by default: unless Panel's comms are pinned to
+# the main shell (widgets.kernel_comms), the two threads' message pieces interleave and the browser fails.
+STRESS = ("import threading\n\nimport numpy as np\nimport panel as pn\nimport plotly.graph_objects as go\n"
+          "from panel.io.callbacks import PeriodicCallback\n\n"
+          "handled_on, ticks = set(), pn.pane.Markdown('no event yet')\n"
+          "choice = pn.widgets.Select(options=[str(i) for i in range(50)], css_classes=['wb-stress'])\n"
+          "lines = pn.pane.Plotly(go.Figure(), height=200)\n\n\n"
+          "def tick():\n"
+          "    pusher.counter = getattr(pusher, 'counter', 0) + 1\n"
+          "    ticks.object = f'tick {pusher.counter}: events handled on {sorted(handled_on)}'\n\n\n"
+          "def redraw(event):\n"
+          "    handled_on.add(threading.current_thread().name)\n"
+          "    lines.object = go.Figure([go.Scatter(y=np.random.rand(50)) for _ in range(30)])\n"
+          "    if not pusher.running:\n"
+          "        pusher.start()\n\n\n"
+          "pusher = PeriodicCallback(callback=tick, period=20, count=300)\n"
+          "choice.param.watch(redraw, 'value')\npn.Column(choice, ticks, lines)")
 
 TIMES: dict[str, float] = {}  # seconds from "Run All Cells" to each output's first figure, then to the end
 LAB_SETTINGS = {  # no news or update checks, and every cell kept in the page (no windowing)
@@ -134,7 +152,7 @@ def _wait_text(cell, text: str, timeout: float = 60_000):
 
 def test_pages_and_a_control_run_inline_in_jupyterlab_offline(browser, tmp_path):
     started = time.time()
-    write_notebook(tmp_path / "inline.ipynb", [SETUP, *PAGES.values(), CONTROL])
+    write_notebook(tmp_path / "inline.ipynb", [SETUP, *PAGES.values(), CONTROL, STRESS])
     with jupyter_lab(tmp_path) as url:
         port = url.rsplit(":", 1)[1]
         tab = recording_tab(browser, tuple(f"{scheme}://127.0.0.1:{port}" for scheme in ("http", "ws"))
@@ -193,6 +211,13 @@ def _run_and_interact(tab, url: str) -> None:
     collapse.locator(".wb-run button").click()
     _wait_text(collapse, "neural-collapse run: done in", 90_000)
     TIMES["interactions"] = round(time.time() - started, 1)
+
+    # events in quick succession while the main thread pushes: every piece of every message arrives in order
+    stress = _cell(tab, len(PAGES) + 2)
+    for value in range(1, 41):
+        stress.locator(".wb-stress select").select_option(str(value))
+    _wait_text(stress, "events handled on ['MainThread']")
+    TIMES["stress"] = round(time.time() - started, 1)
 
 
 EXPORTED = [
