@@ -13,6 +13,8 @@ the internet:
   subshell JupyterLab 4.4+ sends comm messages to (see
   :mod:`widgets.kernel_comms`): otherwise the messages of two threads
   interleave and the browser drops or garbles updates.
+- Enter commits a number or text field in a cell output, as in a served
+  page (JupyterLab swallows the input's native ``change``).
 - Stylesheets Panel creates after the first render (``theme/native.css``,
   ``css/loading.css`` ... of widgets added by a redraw) point at Panel's CDN;
   they are rewritten to ``data:`` URLs of the copies installed with Panel.
@@ -191,6 +193,23 @@ def plotlyjs_html() -> str:
             "(function (define, module, exports, require) {\n" + get_plotlyjs() + "\n}).call(window);</script>")
 
 
+# In a JupyterLab cell output, Enter in a Bokeh text or number input (inside its shadow root) does not
+# fire the input's native ``change`` event, which is what commits a value in Bokeh; blur does. The setup
+# cell makes Enter commit as in a served page: a ``change`` for the input Enter was pressed in (a second
+# one where the browser fired its own is a no-op: the value is unchanged).
+ENTER_COMMITS_JS = """<script>
+if (!window.workbenchEnterCommits) {
+  window.workbenchEnterCommits = true;
+  window.addEventListener("keydown", (event) => {
+    const inner = event.composedPath()[0];
+    if (event.key === "Enter" && inner !== event.target && inner instanceof HTMLInputElement) {
+      inner.dispatchEvent(new Event("change"));
+    }
+  }, true);
+}
+</script>"""
+
+
 @functools.lru_cache(maxsize=None)
 def _data_url(path: str) -> str:
     return "data:text/css;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
@@ -274,7 +293,7 @@ def notebook_setup() -> str:
         _state["patched"] = True
     pn.config.inline = True
     pn.extension("plotly", inline=True)
-    display(HTML(plotlyjs_html()))
+    display(HTML(plotlyjs_html() + ENTER_COMMITS_JS))
     pio.renderers.default = RENDERER
     _state["setup"] = True
     return "inline"

@@ -196,7 +196,7 @@ def _run_and_interact(tab, url: str) -> None:
     spectra.locator(".wb-metric select").select_option("stable_rank")
     _wait_text(spectra, "stable_rank of tiny-attn-2l")
     sae.locator(".wb-feature input").fill("3")
-    sae.locator(".wb-feature input").press("Tab")  # leaving the input commits it
+    sae.locator(".wb-feature input").press("Enter")  # Enter commits, as in a served page
     _wait_text(sae, "feature 3:")
     control.locator(".widget-toggle-button", has_text="orthogonal frame").click()
     _wait_text(control, "Gram vs orthogonal frame")
