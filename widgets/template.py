@@ -12,6 +12,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import panel as pn
 import plotly.graph_objects as go
 import plotly.graph_objs
@@ -140,8 +141,41 @@ def plotly_pane(fig, name: str) -> pn.pane.Plotly:
     back into the (shared, memoised) figure and echoed to the browser again,
     a round trip per pane that delays the next interaction.
     """
-    return pn.pane.Plotly(fig, config=PLOTLY_CONFIG, link_figure=False, css_classes=["wb-figure"], name=name,
-                          **_size(fig))
+    return pn.pane.Plotly(browser_ready(fig), config=PLOTLY_CONFIG, link_figure=False,
+                          css_classes=["wb-figure", f"wb-figure-{name}"], name=name, **_size(fig))
+
+
+def browser_ready(fig):
+    """``fig`` with every NumPy array in its layout (tick values, say) made a list, in place; returns ``fig``.
+
+    A Plotly pane sends layout arrays as Bokeh typed arrays, which plotly.js
+    ignores there: integer tick values set by a builder (epochs 0, 2, 4; layers
+    1, 2) were dropped and the browser drew its own ticks at 0.5 and 1.2.
+    Trace data is unaffected (Panel sends it through data sources). The
+    conversion keeps every value, so a memoised figure may be converted again.
+
+    Examples
+    --------
+    >>> fig = go.Figure(layout=dict(xaxis=dict(tickvals=np.array([0, 2, 4]))))
+    >>> browser_ready(fig).layout.xaxis.tickvals
+    (0, 2, 4)
+    """
+    for path, value in list(_layout_arrays(fig.layout.to_plotly_json())):
+        fig.layout[path] = None  # plotly skips an assignment equal to the value held
+        fig.layout[path] = value.tolist()
+    return fig
+
+
+def _layout_arrays(node, path: str = ""):
+    """``(path, array)`` of every NumPy array below ``node``, paths as plotly spells them (``xaxis.tickvals``)."""
+    if isinstance(node, np.ndarray):
+        yield path, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _layout_arrays(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _layout_arrays(value, f"{path}[{index}]")
 
 
 def _size(fig) -> dict:
@@ -186,7 +220,7 @@ def figure_grid(page: "Page") -> pn.FlexBox:
                 for name, fig in figures.items():
                     pane = panes[name]
                     if pane.object is not fig:
-                        pane.param.update(object=fig, **_size(fig))
+                        pane.param.update(object=browser_ready(fig), **_size(fig))
             return
         panes.clear()
         blocks = []
@@ -289,13 +323,13 @@ class FigureSlots:
                     continue
                 if pane is None:
                     pane = self.panes[name] = plotly_pane(fig, name)
-                    pane.css_classes = [*pane.css_classes, f"wb-figure-{name}"]
                     if name in self.on_click:
                         pane.param.watch(lambda event, n=name: self.on_click[n](event.new), "click_data")
                     self.exports[name] = export_control(self.page, name)
                     holder.objects = [pane, self.exports[name]]
                 else:
-                    pane.param.update(object=fig, **(_size(fig) if not _is_blank(fig) else {"height": 80}))
+                    pane.param.update(object=browser_ready(fig),
+                                      **(_size(fig) if not _is_blank(fig) else {"height": 80}))
                 self.exports[name].visible = not _is_blank(fig)
 
 

@@ -132,6 +132,11 @@ def test_collapse_runs_on_open_and_switches_layer(tab, server):
     layer = tab.locator(".wb-layer select").locator("option").first.inner_text()
     tab.locator(".wb-layer select").select_option(layer)
     tab.get_by_text(f"NC metrics at {layer}").wait_for(timeout=30_000)
+    # the builders' integer ticks reach the browser (NumPy tick arrays in a layout were dropped there)
+    epochs = tab.locator(".wb-figure-nc_curves .xtick text").all_text_contents()
+    assert epochs and all(t.isdigit() for t in epochs), f"epoch ticks: {epochs}"
+    layers = tab.locator(".wb-figure-nc1_by_layer .xtick text").all_text_contents()
+    assert layers == tab.locator(".wb-layer select option").all_inner_texts(), f"layer ticks: {layers}"
     _finish(tab, server, "collapse")
 
 
