@@ -44,7 +44,7 @@ _CORE = ("W_enc", "W_dec", "b_enc", "b_dec")
 #: Our fields SAELens has no name for; kept under this key and ignored by SAELens.
 _OWN_KEY = "workbench"
 _OWN_FIELDS = ("n_heads", "l1_coefficient", "aux_k", "aux_coefficient", "jumprelu_bandwidth",
-               "jumprelu_init_threshold", "matryoshka_widths")
+               "jumprelu_init_threshold", "matryoshka_widths", "max_latents_per_token")
 #: One id per save, in cfg.json (under ``workbench``) and in the weights' header: a folder whose two
 #: files come from different saves (a save interrupted between its two renames) is refused on load.
 _SAVE_ID = "save_id"
