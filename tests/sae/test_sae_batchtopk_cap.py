@@ -55,6 +55,7 @@ def test_cap_per_token_save_load_and_bad_caps(tmp_path):
     sae = AttentionSAE(SAEConfig(d_in=8, d_sae=16, architecture="matryoshka", k=2, max_latents_per_token=3))
     x = torch.randn(64, 8) * 10
     assert int((sae.encode(x) > 0).sum(-1).max()) <= 3
-    sae.save(tmp_path)  # SAELens reads a jumprelu without the cap; our loader keeps it
+    with pytest.warns(UserWarning, match="SAELens loads this folder as a jumprelu SAE without the cap"):
+        sae.save(tmp_path)  # our loader keeps the cap
     loaded = load_sae(tmp_path)
     assert loaded.cfg.max_latents_per_token == 3 and torch.allclose(loaded.encode(x), sae.encode(x), atol=1e-5)
