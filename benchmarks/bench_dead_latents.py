@@ -22,7 +22,7 @@ Run it with the worktree first on the path (``PYTHONPATH=$PWD``): from
 Writes benchmarks/results/dead_latents.json (rows of other settings already
 there are kept), after every row.
 
-    python benchmarks/bench_dead_latents.py [--ks 4 8 16] [--archs topk batchtopk matryoshka] [--tokens 400000] [--cap 2]
+    python benchmarks/bench_dead_latents.py [--ks 4 8 16] [--archs topk batchtopk matryoshka] [--tokens N] [--cap 2]
 """
 
 from __future__ import annotations
