@@ -18,7 +18,11 @@ def _dead_and_fvu(sae, held_out):
 
 
 def test_data_init_leaves_fewer_dead_latents_at_small_k():
-    """32 planted directions in 64 dimensions, k = 2: from random directions most latents never win a slot."""
+    """32 planted directions in 64 dimensions, k = 2: from random directions most latents never win a slot.
+
+    With the default dead_window (a quarter of the run: 15 of 60 steps) AuxK acts here, and the data-init
+    SAE ends with 35% dead (29% when the old fixed 1M-token window kept AuxK off; 0.57 with a 3-step window)
+    at the same FVU (0.248 vs 0.246); random init stays at 64% either way. Hence 0.6, not 0.5, below."""
     ds = planted_dictionary(n_tokens=6000, d_in=64, n_features=32, n_heads=4, active_per_token=2, seed=0)
     acts = torch.tensor(ds["acts"].values)
     kw = dict(d_sae=256, k=2, batch_size=250, n_tokens=250 * 60, lr=3e-3, progress=False)
@@ -27,8 +31,8 @@ def test_data_init_leaves_fewer_dead_latents_at_small_k():
     assert default_history.attrs["init"] == "data" and history.attrs["init"] == "random"
     dead_random, fvu_random = _dead_and_fvu(random_sae, acts[5000:])
     dead_data, fvu_data = _dead_and_fvu(data_sae, acts[5000:])
-    assert dead_random > 0.5 and dead_data < 0.5 * dead_random  # measured 0.64 and 0.29
-    assert fvu_data < fvu_random  # measured 0.25 and 0.32
+    assert dead_random > 0.5 and dead_data < 0.6 * dead_random  # measured 0.645 and 0.352
+    assert fvu_data < fvu_random  # measured 0.248 and 0.323
 
 
 def test_data_init_points_latents_at_the_first_tokens():

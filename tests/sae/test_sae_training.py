@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import xarray as xr
 from workbench.sae import ActivationSource, AttentionSAE, SAEConfig, architectures, train
 from workbench.sae._sparse_relu import relu_autoencode
 from workbench.sae._sparse_topk import topk_autoencode
-from workbench.sae.training import DeadWindowWarning
+from workbench.sae.training import DEAD_WINDOW, DeadWindowWarning, default_dead_window
 
 KW = dict(d_sae=32, k=4, batch_size=128, n_tokens=128 * 12, lr=3e-3, seed=5, progress=False, dead_window=512)
 
@@ -286,3 +288,17 @@ def test_a_window_longer_than_the_run_warns_and_reports_nan():
         _, history = train(torch.randn(1000, 16), **{**KW, "dead_window": 2000})
     assert np.isnan(history["dead_fraction"].values).all()
 
+
+
+def test_default_dead_window_is_a_quarter_of_the_run_and_never_warns():
+    """40 steps of 128 tokens: the default window is 40 // 4 = 10 batches (1280 tokens), so the history's
+    dead fraction is NaN for steps 0-9 and known from step 10 on, and no DeadWindowWarning fires; a run of
+    1 step (no window can fill) does not warn either. Long runs cap the window at 1M tokens."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeadWindowWarning)
+        _, history = train(torch.randn(1000, 16), **{**KW, "dead_window": None, "n_tokens": 128 * 40})
+        _, short = train(torch.randn(1000, 16), **{**KW, "dead_window": None, "n_tokens": 128})
+    dead = history["dead_fraction"].values
+    assert np.isnan(dead[:10]).all() and np.isfinite(dead[10:]).all()
+    assert np.isnan(short["dead_fraction"].values).all()
+    assert default_dead_window(100_000, 4096) == DEAD_WINDOW == 1_000_000

@@ -67,6 +67,13 @@ class SAEConfig:
         agree; :func:`save_sae` folds them on the way out of ``None``. A loaded
         SAELens folder takes the value in its ``cfg.json`` (false when absent,
         as in SAELens). Other architectures: ``False``.
+    max_latents_per_token : int, optional
+        ``batchtopk`` and ``matryoshka`` only: no token takes more than this
+        many of the batch's ``k * batch`` latents in training, nor more than
+        this many at inference (the threshold, then this many largest).
+        ``None`` (the default): no cap, the paper's BatchTopK. See
+        :mod:`workbench.sae.batchtopk` for when it matters; a cap is not part
+        of SAELens' ``jumprelu`` layout, which SAELens loads without it.
     hook_name, model_name : str, optional
         Provenance: the hook the SAE reads (``blocks.L.attn.hook_z``) and the model.
     dtype, device : str
@@ -86,6 +93,7 @@ class SAEConfig:
     jumprelu_init_threshold: float = 0.01
     rescale_acts_by_decoder_norm: bool | None = None
     matryoshka_widths: tuple[int, ...] | None = None
+    max_latents_per_token: int | None = None
     hook_name: str | None = None
     model_name: str | None = None
     dtype: str = "float32"
@@ -114,6 +122,9 @@ class SAEConfig:
         if self.matryoshka_widths is not None and self.architecture != "matryoshka":
             raise ValueError(f"matryoshka_widths: only for architecture 'matryoshka', got {self.matryoshka_widths!r} "
                              f"for {self.architecture!r}")
+        if self.max_latents_per_token is not None and not getattr(arch, "batch_level", False):
+            raise ValueError(f"max_latents_per_token: only for architectures 'batchtopk' and 'matryoshka', got "
+                             f"{self.max_latents_per_token!r} for {self.architecture!r}")
         ranks = getattr(arch, "ranks_by_decoder_norm", False)
         rescale = self.rescale_acts_by_decoder_norm
         if rescale is None and not ranks:

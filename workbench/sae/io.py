@@ -25,6 +25,7 @@ import json
 import os
 import re
 import uuid
+import warnings
 from pathlib import Path
 
 import torch
@@ -44,7 +45,7 @@ _CORE = ("W_enc", "W_dec", "b_enc", "b_dec")
 #: Our fields SAELens has no name for; kept under this key and ignored by SAELens.
 _OWN_KEY = "workbench"
 _OWN_FIELDS = ("n_heads", "l1_coefficient", "aux_k", "aux_coefficient", "jumprelu_bandwidth",
-               "jumprelu_init_threshold", "matryoshka_widths")
+               "jumprelu_init_threshold", "matryoshka_widths", "max_latents_per_token")
 #: One id per save, in cfg.json (under ``workbench``) and in the weights' header: a folder whose two
 #: files come from different saves (a save interrupted between its two renames) is refused on load.
 _SAVE_ID = "save_id"
@@ -77,6 +78,9 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     fields are kept under the ``workbench`` key, which SAELens ignores), and
     the TopK family's ``rescale_acts_by_decoder_norm`` is written (decoder
     norms folded into the encoder first where the flag is ``None``).
+    A ``max_latents_per_token`` cap has no place in that layout: it is kept
+    for :func:`load_sae`, SAELens loads the SAE without it, and a warning
+    says so.
 
     Saves from several threads or processes into one folder all succeed: each
     writes its own temporary files, and the two renames happen under the
@@ -94,6 +98,10 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     save_id = uuid.uuid4().hex
     cfg = sae.cfg
+    if cfg.max_latents_per_token is not None:
+        warnings.warn(f"save_sae: max_latents_per_token={cfg.max_latents_per_token} is kept for load_sae, but "
+                      "SAELens loads this folder as a jumprelu SAE without the cap: tokens where the cap bound "
+                      "get more latents there", UserWarning, stacklevel=2)
     hook_name = cfg.hook_name or ""
     tensors = {name: getattr(sae, name).detach() for name in _CORE}
     tensors.update(sae.architecture.export_extra(sae))

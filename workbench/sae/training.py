@@ -42,10 +42,35 @@ from workbench.sae.model import AttentionSAE
 from workbench.sae.source import ActivationSource
 
 CHECKPOINT_FILE = "checkpoint.pt"
+#: Longest default ``dead_window`` (tokens); shorter runs get a quarter of the run (:func:`default_dead_window`).
+DEAD_WINDOW = 1_000_000
+#: The default ``dead_window`` is at most ``1 / DEAD_WINDOW_FRACTION`` of the run.
+DEAD_WINDOW_FRACTION = 4
 
 
 class DeadWindowWarning(UserWarning):
-    """The run is shorter than ``dead_window``: no latent can be counted dead (AuxK and resampling never act)."""
+    """An explicit ``dead_window`` longer than the run: no latent can be counted dead (AuxK and resampling never act)."""
+
+
+def default_dead_window(n_steps: int, batch_size: int) -> int:
+    """The ``dead_window`` (tokens) :func:`train` uses when none is given: it follows the run.
+
+    A quarter of the run in whole batches (at least one), at most
+    :data:`DEAD_WINDOW` tokens: ``min(DEAD_WINDOW, batch_size * max(1, n_steps // 4))``.
+    A fixed 1M-token window is longer than every short run, so AuxK and
+    resampling would never act there; a quarter leaves three quarters of the
+    run for them, and a window much shorter than that counts latents that
+    merely fire rarely as dead (a twentieth of a 60-step run left twice as
+    many latents dead in ``test_data_init_leaves_fewer_dead_latents_at_small_k``).
+
+    Examples
+    --------
+    >>> default_dead_window(n_steps=100, batch_size=512), default_dead_window(n_steps=3, batch_size=512)
+    (12800, 512)
+    >>> default_dead_window(n_steps=100_000, batch_size=4096)  # long runs: SAELens-sized, 1M tokens
+    1000000
+    """
+    return min(DEAD_WINDOW, batch_size * max(1, n_steps // DEAD_WINDOW_FRACTION))
 
 
 #: Initial directions of the latents (``train(init=...)``).
@@ -115,7 +140,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
           l1_coefficient: float | None = None, lr: float = 1e-3, batch_size: int = 4096,
           n_tokens: int | None = None, lr_decay: float = 0.0, seed: int = 0, progress: bool = True,
           device: str | torch.device | None = None, betas: tuple[float, float] = (0.9, 0.999),
-          dead_window: int = 1_000_000, resample_every: int = 2_000, buffer_tokens: int = 262_144,
+          dead_window: int | None = None, resample_every: int = 2_000, buffer_tokens: int = 262_144,
           max_grad_norm: float | None = 1.0, checkpoint_dir: str | os.PathLike | None = None,
           checkpoint_every: int = 500, resume: bool = True, init: str | None = None,
           callback: Callable[[int, AttentionSAE], None] | None = None,
@@ -151,10 +176,12 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
         Where to train; default CPU.
     betas : (float, float)
         Adam betas.
-    dead_window : int
+    dead_window : int, optional
         A latent that has not fired for this many tokens is dead (AuxK target,
-        resampled for ``standard``). A window longer than the run never lets
-        AuxK act (a :class:`DeadWindowWarning` says so).
+        resampled for ``standard``). Default: a quarter of the run in whole
+        batches (at least one), at most 1M tokens (:func:`default_dead_window`),
+        so AuxK and resampling act on short runs too. An explicit window longer
+        than the run never lets them act (a :class:`DeadWindowWarning` says so).
     resample_every : int
         Steps between dead-latent resamplings (``standard`` only).
     buffer_tokens : int
@@ -208,7 +235,8 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
 
     device = check_device(device)
     lr = check_positive_float("lr", lr)
-    dead_window = check_positive_int("dead_window", dead_window)
+    if dead_window is not None:
+        dead_window = check_positive_int("dead_window", dead_window)
     resample_every = check_positive_int("resample_every", resample_every)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if max_grad_norm is not None:
@@ -222,7 +250,9 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
     if n_tokens < source.batch_size:
         raise ValueError(f"n_tokens: expected at least batch_size={source.batch_size} tokens, got {n_tokens}")
     n_steps = n_tokens // source.batch_size
-    if (n_steps - 1) * source.batch_size < dead_window:
+    if dead_window is None:
+        dead_window = default_dead_window(n_steps, source.batch_size)
+    elif (n_steps - 1) * source.batch_size < dead_window:
         warnings.warn(f"dead_window: {dead_window} tokens is longer than the run ({n_steps} steps of "
                       f"{source.batch_size} tokens): no latent is ever counted dead, so AuxK and resampling never "
                       "act, and the history's dead_fraction is NaN (unknown) throughout", DeadWindowWarning,
@@ -315,6 +345,7 @@ def train(acts, *, d_sae: int, architecture: str = "topk", k: int | None = None,
                       attrs={"architecture": architecture, "d_sae": d_sae, "k": -1 if k is None else k,
                              "lr": lr, "lr_decay": lr_decay, "batch_size": source.batch_size, "seed": seed,
                              "max_grad_norm": -1.0 if max_grad_norm is None else max_grad_norm, "init": init,
+                             "dead_window": dead_window,
                              "workbench_version": __version__})
     return sae, hist
 
