@@ -155,6 +155,9 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
 def test_connectome_bundled_worm_shows_named_traces_and_hides_synthetic_controls(tab, server):
     _open(tab, server, "connectome")
     assert tab.locator(".wb-synthetic").is_visible()
+    assert not tab.locator(".wb-recording").is_visible() and not tab.locator(".wb-path").is_visible()
+    tab.locator(".wb-source select").select_option("file")  # the recording picker shows for a file source only
+    tab.locator(".wb-recording select").wait_for(timeout=30_000)
     worm = [o for o in tab.locator(".wb-recording select option").all_inner_texts() if o.endswith("atanas2023_worm")]
     tab.locator(".wb-recording select").select_option(worm[0])
     tab.get_by_text("traces of atanas2023_worm").wait_for(timeout=90_000)

@@ -466,3 +466,34 @@ def test_sae_settings_show_only_the_sparsity_control_of_the_architecture(tmp_pat
     assert fields["K"].visible and not fields["L1 coefficient"].visible
     page.architecture = "standard"
     assert not fields["K"].visible and fields["L1 coefficient"].visible
+
+
+def _shown(obj) -> list[str]:
+    """Names of the widgets under ``obj`` that are visible, with every container above them."""
+    import panel as pn
+
+    if not obj.visible:
+        return []
+    if isinstance(obj, pn.widgets.Widget):
+        return [obj.name]
+    children = obj.layout.objects if isinstance(obj, pn.Param) else getattr(obj, "objects", [])
+    return [name for child in children for name in _shown(child)]
+
+
+def test_connectome_shows_the_settings_of_the_chosen_source_only_and_the_url_still_sets_them(tmp_path, monkeypatch):
+    import panel as pn
+
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path)
+    controls = pn.Column(*page.controls())
+    shown = _shown(controls)
+    assert "Neurons" in shown and "Path" not in shown and "Recording" not in shown  # synthetic: no file controls
+    page.source = "file"
+    shown = _shown(controls)
+    assert "Path" in shown and "Recording" in shown and "Neurons" not in shown
+    page.source = "synthetic"
+    assert "Path" not in _shown(controls) and "Neurons" in _shown(controls)
+    monkeypatch.setattr(type(pn.state), "session_args", property(lambda _: {"n_neurons": [b"12"], "n_surrogates": [b"4"]}))
+    page.on_open()  # a served page's URL query still sets generator and fit settings
+    assert (page.n_neurons, page.n_surrogates, page.traces.sizes["neuron"], page.message) == (12, 4, 12, "")

@@ -319,13 +319,17 @@ class ConnectomePage(Page):
         run = pn.widgets.Button(label="Run rank sweep + NTF", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
-        data = settings(self, ["source", "recording", "path"],
-                        widgets={"path": {"css_classes": ["wb-path"]}, "source": {"css_classes": ["wb-source"]},
-                                 "recording": {"css_classes": ["wb-recording"]}})
-        # The generator's settings mean nothing for a recording: shown only while the source is synthetic.
+        data = settings(self, ["source"], widgets={"source": {"css_classes": ["wb-source"]}})
+        # Each source shows only its own settings: the recording picker and path mean nothing for synthetic
+        # data, the generator's settings nothing for a recording.
+        recording = settings(self, ["recording", "path"], css_classes=["wb-file"], visible=self.source == "file",
+                             widgets={"path": {"css_classes": ["wb-path"]},
+                                      "recording": {"css_classes": ["wb-recording"]}})
         synthetic = settings(self, list(SYNTHETIC), css_classes=["wb-synthetic"], visible=self.source == "synthetic")
-        self.param.watch(lambda event: setattr(synthetic, "visible", event.new == "synthetic"), "source")
+        for group, source in ((recording, "file"), (synthetic, "synthetic")):
+            self.param.watch(lambda event, group=group, source=source: setattr(group, "visible", event.new == source),
+                             "source")
         fit = settings(self, [*FIT, "animal", "component", "covariate"],
                        widgets={"component": {"css_classes": ["wb-component"]},
                                 "covariate": {"css_classes": ["wb-covariate"]}})
-        return [data, synthetic, load, fit, run]
+        return [data, recording, synthetic, load, fit, run]
