@@ -135,3 +135,29 @@ def test_traces_heatmap_bins_a_long_recording_for_display_and_says_so():
     small = traces_heatmap(short, max_columns=720)  # fits: every frame shown, nothing said about bins
     np.testing.assert_array_equal(np.asarray(small.data[0].z, dtype=float), values[0, :, :700])
     assert small.layout.title.text == "traces of big" and small.layout.xaxis.title.text == "time (s)"
+
+
+def test_only_identity_names_are_called_neuropal_labels():
+    """Synthetic ``N000`` and Suite2p ``roi3`` number neurons; the bundled worm's NeuroPAL names are identities."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from workbench.connectome import load_traces
+    from workbench.figures.connectome import _is_named, traces_heatmap
+
+    data = Path(__file__).resolve().parents[2] / "data" / "connectome"
+    synth = synthetic(12, 1, 120, 2).traces
+    worm = load_traces(data / "atanas2023_worm")
+    suite2p = load_traces(data / "suite2p_plane0")
+    assert str(synth["neuron"].values[0]) == "N000" and str(suite2p["neuron"].values[0]).startswith("roi")
+    for traces, named in ((synth, False), (suite2p, False), (worm, True)):
+        fig = traces_heatmap(traces)
+        assert fig.layout.yaxis.title.text == ("neuron (NeuroPAL label)" if named else "neuron (index)")
+    ticks = traces_heatmap(worm).layout.yaxis
+    assert "AVAL" in ticks.ticktext and ticks.showticklabels  # all 98 names label the rows
+    assert not _is_named(np.array(["N000", "roi3", "12", "cell_4"]))
+    assert _is_named(np.array(["N000", "AVAL"])) and _is_named(np.array(["VB02", "DA01"]))
+    # a recording's metadata decides when it says which the names are
+    assert _is_named(np.array(["N000"]), {"neuron_labels": "identity"})
+    assert not _is_named(np.array(["AVAL"]), {"neuron_labels": "index"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
@@ -305,9 +307,27 @@ def restart_similarity_plot(similarity) -> go.Figure:
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX - 40)
 
 
-def _is_named(neurons: np.ndarray) -> bool:
-    """True when the neuron coordinate holds names (e.g. NeuroPAL labels), not just indices."""
+#: Names that only number the neurons: plain indices, the synthetic generator's ``N000``, Suite2p's ``roi12``.
+NUMBERING = re.compile(r"(?:n|roi|cell|neuron|unit)?[_-]?\d+", re.IGNORECASE)
+
+
+def _has_names(neurons: np.ndarray) -> bool:
+    """True when the neuron coordinate holds any text beyond bare indices (worth showing on hover)."""
     return neurons.dtype.kind in "USO" and not all(str(n).isdigit() for n in neurons)
+
+
+def _is_named(neurons: np.ndarray, attrs: dict | None = None) -> bool:
+    """True when the neuron names are identities (e.g. NeuroPAL labels), not a numbering of the neurons.
+
+    A recording's ``attrs["neuron_labels"]`` (``"identity"`` or ``"index"``)
+    decides when its metadata sets it; otherwise the names are identities
+    unless every one only numbers a neuron (:data:`NUMBERING`: ``12``,
+    ``N000``, ``roi3``).
+    """
+    stated = (attrs or {}).get("neuron_labels")
+    if stated in ("identity", "index"):
+        return stated == "identity"
+    return _has_names(neurons) and not all(NUMBERING.fullmatch(str(n)) for n in neurons)
 
 
 def robust_range(values, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
@@ -364,8 +384,10 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FUL
     """Neuron x time heatmap of one animal's traces with its stimulus windows shaded.
 
     Colours span the 1st to 99th percentile of the values shown (a few bright
-    frames do not wash the rest out; the colorbar says so). Neuron names
-    (e.g. NeuroPAL labels) label the rows, up to 120 neurons. A recording
+    frames do not wash the rest out; the colorbar says so). Identity names
+    (e.g. NeuroPAL labels; not the numbering ``N000`` or ``roi3``, see
+    :data:`NUMBERING`) label the rows up to 120 neurons, and the axis says
+    so; other names up to 60. A recording
     longer than ``max_columns`` frames (default: one per pixel of the
     figure's width) is shown as the mean over bins of consecutive frames
     (:func:`time_binned`); the title and the time axis say so and state the
@@ -389,7 +411,8 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FUL
     n = neurons.size
     # One name per 13 px row at the template's font: named neurons (up to 120) are all labelled, the figure
     # growing to hold them; indices only up to 60, else hover for them.
-    labelled = n <= (120 if _is_named(neurons) else 60)
+    named = _is_named(neurons, traces.attrs)
+    labelled = n <= (120 if named else 60)
     height = max(300, 120 + 13 * n) if labelled else (int(min(900, 120 + 13 * n)) if n <= 120 else 300)
     title, x_title = f"traces of {name}", "time (s)"
     if frames > 1:
@@ -400,10 +423,10 @@ def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FUL
     fig = new_figure(title=title, xaxis_title=x_title, width=FULL_WIDTH_PX, height=height)
     zmin, zmax = robust_range(one.values)
     unit = traces.attrs.get("units", "a.u.")
-    named = _is_named(neurons)  # names ride along per cell only when there are names to show
+    texts = _has_names(neurons)  # names ride along per cell only when there are names to show
     fig.add_heatmap(z=one.values, x=one["time"].values, y=np.arange(n), zmin=zmin, zmax=zmax, colorscale=SEQUENTIAL,
-                    customdata=np.broadcast_to(neurons.astype(str)[:, None], one.shape) if named else None,
-                    hovertemplate=("%{customdata}" if named else "neuron %{y}") + " at %{x:.1f} s: %{z:.3g}<extra></extra>",
+                    customdata=np.broadcast_to(neurons.astype(str)[:, None], one.shape) if texts else None,
+                    hovertemplate=("%{customdata}" if texts else "neuron %{y}") + " at %{x:.1f} s: %{z:.3g}<extra></extra>",
                     colorbar=dict(title=f"activity ({unit})<br>1st-99th pct"))
     names = traces.attrs.get("stim_names") or []
     starts, ends = np.atleast_1d(traces.attrs.get("stim_start", [])), np.atleast_1d(traces.attrs.get("stim_end", []))
