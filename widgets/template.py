@@ -40,6 +40,12 @@ def message_box(page: "Page") -> pn.pane.Alert:
                          sizing_mode="stretch_width", css_classes=["wb-message"])
 
 
+def caution_box(page: "Page") -> pn.pane.Alert:
+    """A yellow box that shows ``page.caution`` (a result to read with care, not an error); hidden when empty."""
+    return pn.pane.Alert(page.param.caution, alert_type="warning", visible=page.param.caution.rx.pipe(bool),
+                         sizing_mode="stretch_width", css_classes=["wb-caution"])
+
+
 def terms_html(keys: tuple[str, ...]) -> str:
     """The glossary ``keys`` as one line of names, each explained on hover (a native tooltip, offline).
 

@@ -161,3 +161,18 @@ def test_only_identity_names_are_called_neuropal_labels():
     # a recording's metadata decides when it says which the names are
     assert _is_named(np.array(["N000"]), {"neuron_labels": "identity"})
     assert not _is_named(np.array(["AVAL"]), {"neuron_labels": "index"})
+
+
+def test_component_panel_with_too_few_surrogates_says_so_and_greys_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the warning itself: test_connectome_surrogates
+        out = dynamic_connectome(synthetic(12, 2, 160, 2, seed=0), rank=2, n_restarts=1, max_iter=30, n_surrogates=2,
+                                 community_method="leiden", device="cpu")
+    assert not out["significant"].values.any()  # p >= 1/3 everywhere: 'not significant' means nothing here
+    for c in range(2):
+        fig = component_panel(out, c)
+        assert "vs 2 surrogates (too few to test at 0.05: need 19)" in fig.layout.title.text
+        assert "chance" not in fig.layout.title.text
+        assert next(t for t in fig.data if t.name == "time").line.color != "#999999"

@@ -162,9 +162,12 @@ def test_connectome_page_overlays_significance_covariate_and_consensus(connectom
     c = int(page.component)
     p = float(page.result["explained_variance_p"][c])
     title = page.figures()["component"].layout.title.text
-    assert f"p = {p:.2g} vs 2 surrogates" in title  # the p-value of the shown component
-    grey = page.figures()["component"].data[1].line.color == "#999999"
-    assert grey == (not bool(page.result["significant"][c]))  # not above chance: greyed
+    assert f"p = {p:.2g} vs 2 surrogates (too few to test at 0.05: need 19)" in title  # p of the shown component
+    assert page.figures()["component"].data[1].line.color != "#999999"  # 2 surrogates give p >= 1/3: no verdict
+    assert "2 surrogates cannot reach p <= 0.05" in page.caution and "use at least 19" in page.caution
+    page.n_surrogates = 19
+    assert page.caution == ""  # enough to test: nothing to say
+    page.n_surrogates = 2
     assert page.param.covariate.objects == ["", "speed"]
     page.covariate = "speed"
     assert [t.name for t in page.figures()["component"].data] == ["pairs", "time", "speed", "animals"]

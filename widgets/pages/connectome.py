@@ -149,6 +149,8 @@ class ConnectomePage(Page):
     covariate = param.Selector(default="", objects=[""], doc="Covariate of the recording drawn over the time factor.")
     animal = param.Integer(default=0, bounds=(0, None), doc="Animal whose traces are shown.")
     component = param.Selector(default=0, objects=[0], doc="Component shown in the browser.")
+    caution = param.String(default="", doc="Why a result on this page must be read with care (e.g. too few "
+                                           "surrogates for any component to be significant); empty when none.")
     traces = param.Parameter(default=None, doc="(animal, neuron, time) traces in use.")
     result = param.Parameter(default=None, doc="Dataset of dynamic_connectome for the traces and fit settings.")
 
@@ -159,6 +161,22 @@ class ConnectomePage(Page):
         recordings = self.data_folders.files(RECORDING_SUFFIXES, folder_markers=RECORDING_FOLDERS)
         self._choose("recording", ["", *recordings], "")
         self.load()
+
+    @param.depends("n_surrogates", watch=True, on_init=True)
+    def _surrogates_changed(self) -> None:
+        """Too few surrogates for any p-value to reach 0.05 (the level the page tests at): say so before a run."""
+        from workbench.connectome.surrogates import too_few_surrogates
+
+        reason = too_few_surrogates(self.n_surrogates) if self.n_surrogates else ""
+        self.caution = f"{reason}. Until then no component can be called more than chance." if reason else ""
+
+    def header(self) -> pn.viewable.Viewable:
+        """The shared header, with the page's :attr:`caution` under the error message."""
+        from widgets.template import caution_box
+
+        header = super().header()
+        header.insert(len(header.objects) - 1, caution_box(self))  # before the job bar
+        return header
 
     def on_open(self) -> None:
         """Served page opened: take the generator and fit settings from the URL query (``/connectome?n_surrogates=9``)."""

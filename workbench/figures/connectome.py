@@ -37,15 +37,33 @@ def _component(result: xr.Dataset, component: int) -> int:
     return int(component)
 
 
+def _surrogate_test(result: xr.Dataset) -> tuple[int, float, str]:
+    """``(n_surrogates, alpha, reason)`` of the result's surrogate test; ``reason`` is '' when it can
+    reach ``p <= alpha`` (see :func:`~workbench.connectome.surrogates.too_few_surrogates`)."""
+    from workbench.connectome.surrogates import too_few_surrogates
+
+    attrs = result["explained_variance_p"].attrs
+    n = int(result.attrs.get("n_surrogates", attrs.get("n_surrogates", 0)))
+    alpha = float(result.attrs.get("alpha", attrs.get("alpha", 0.05)))
+    return n, alpha, too_few_surrogates(n, alpha) if n >= 1 else ""
+
+
 def _significance_label(result: xr.Dataset, c: int) -> str:
-    """``EV 0.33, p = 0.05 (more than chance)`` when the result carries a surrogate test, else ''."""
+    """``EV 0.33, p = 0.05 (more than chance)`` when the result carries a surrogate test, else ''.
+
+    With too few surrogates to reach ``p <= alpha`` it says so instead of a verdict.
+    """
     if "explained_variance_p" not in result:
         return ""
     p = float(result["explained_variance_p"][c])
-    alpha = float(result.attrs.get("alpha", result["explained_variance_p"].attrs.get("alpha", 0.05)))
-    verdict = "more than chance" if p <= alpha else f"not above chance at {alpha:g}"
-    return (f" · EV {float(result['explained_variance'][c]):.2f}, p = {p:.2g} vs "
-            f"{int(result.attrs.get('n_surrogates', 0))} surrogates ({verdict})")
+    n, alpha, reason = _surrogate_test(result)
+    if reason:
+        from workbench.connectome.surrogates import min_surrogates
+
+        verdict = f"too few to test at {alpha:g}: need {min_surrogates(alpha)}"
+    else:
+        verdict = "more than chance" if p <= alpha else f"not above chance at {alpha:g}"
+    return f" · EV {float(result['explained_variance'][c]):.2f}, p = {p:.2g} vs {n} surrogates ({verdict})"
 
 
 def _covariate_overlay(fig: go.Figure, result: xr.Dataset, c: int, covariate: str) -> str:
@@ -84,7 +102,9 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     mark_significant : bool
         When ``result`` holds a surrogate test (``n_surrogates``), say in the
         title whether the component is more than chance, and draw the time
-        factor of one that is not in grey.
+        factor of one that is not in grey. With too few surrogates for any
+        p-value to reach ``alpha`` (fewer than 19 at 0.05) the title says so
+        and nothing is greyed.
 
     Examples
     --------
@@ -116,7 +136,8 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     fig.update_yaxes(title_text="neuron", autorange="reversed", showticklabels=few, row=1, col=1)
     fig.update_xaxes(title_text="neuron", showticklabels=few, tickangle=-90, row=1, col=1)
     time = result["time_factor"]
-    chance = mark_significant and "significant" in result and not bool(result["significant"][c])
+    chance = (mark_significant and "significant" in result and not bool(result["significant"][c])
+              and not _surrogate_test(result)[2])  # too few surrogates to test: no verdict, no grey
     fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines", name="time",
                              line=dict(color="#999999" if chance else PALETTE[0], width=1.2)), row=1, col=2)
     if "stimulus_response" in result:
