@@ -198,7 +198,7 @@ def figure_grid(page: "Page") -> pn.FlexBox:
         blocks = []
         for name, fig in figures.items():
             panes[name] = plotly_pane(fig, name)
-            blocks.append(figure_block(panes[name], export_control(page, name)))
+            blocks.append(figure_block(panes[name], export_control(page, name), wide=name in page.wide_figures))
         grid.objects = blocks or [pn.pane.Markdown(f"*{page.empty_hint}*", css_classes=["wb-hint"])]
 
     page.param.watch(redraw, "revision")

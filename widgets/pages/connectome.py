@@ -125,6 +125,7 @@ class ConnectomePage(Page):
              "course, a weight per animal). Try first: press **Run rank sweep + NTF** on the synthetic data and "
              "check that the components match the planted motifs.")
     terms = ("dfc", "ntf", "rank_sweep", "fms", "reconstruction_error")
+    wide_figures = ("component",)  # three panels side by side: at half a row their titles would meet
     help = {"source": "source", "path": "path", "recording": "recording", "n_neurons": "n_neurons",
             "n_animals": "n_animals", "n_time": "n_time", "n_motifs": "n_motifs", "seed": "seed",
             "rank_min": "rank_min", "rank_max": "rank_max", "n_restarts": "n_restarts", "max_iter": "max_iter",
