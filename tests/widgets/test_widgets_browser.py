@@ -137,6 +137,7 @@ def test_collapse_runs_on_open_and_switches_layer(tab, server):
 
 def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     _open(tab, server, "connectome?n_surrogates=2")
+    tab.locator(".wb-caution").get_by_text("use at least 19").wait_for(timeout=30_000)  # 2 cannot reach p <= 0.05
     tab.locator(".wb-run button").click()
     tab.get_by_text("relative error").first.wait_for(timeout=240_000)  # the rank-sweep figure arrived
     assert tab.locator(FIGURE).count() >= 6
@@ -144,6 +145,9 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     tab.get_by_text("consensus of 3 runs").first.wait_for(timeout=30_000)  # consensus from the page job
     tab.get_by_text("strongest 15 pairs").first.wait_for(timeout=30_000)
     tab.screenshot(path=str(ARTIFACTS / "dashboard-connectome-fit.png"), full_page=True)
+    panel = tab.locator(".js-plotly-plot", has_text="pairs (by community)").first
+    panel.scroll_into_view_if_needed()  # the component panel a whole row wide: read its titles in this picture
+    panel.screenshot(path=str(ARTIFACTS / "dashboard-connectome-component.png"))
     tab.locator(".wb-source select").select_option("file")
     tab.locator(".wb-path input").fill("/no/such/recording.nc")
     tab.locator(".wb-path input").press("Enter")
