@@ -110,7 +110,7 @@ def test_traces_heatmap_bins_a_long_recording_for_display_and_says_so():
     import numpy as np
     import xarray as xr
 
-    from workbench.figures.connectome import traces_heatmap
+    from workbench.figures.traces import traces_heatmap
 
     rng = np.random.default_rng(0)
     n_neurons, n_time, fps = 200, 40_000, 4.0
@@ -144,7 +144,7 @@ def test_only_identity_names_are_called_neuropal_labels():
     import numpy as np
 
     from workbench.connectome import load_traces
-    from workbench.figures.connectome import _is_named, traces_heatmap
+    from workbench.figures.traces import _is_named, traces_heatmap
 
     data = Path(__file__).resolve().parents[2] / "data" / "connectome"
     synth = synthetic(12, 1, 120, 2).traces

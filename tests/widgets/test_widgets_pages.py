@@ -393,7 +393,7 @@ def test_connectome_fits_the_bundled_worm_as_one_recording(tmp_path):
     page.wait(120)
     assert page.message == "" and page.traces.sizes["animal"] == 1 and not synthetic.visible
     heat = page.figures()["traces"]
-    from workbench.figures.connectome import time_binned
+    from workbench.figures.traces import time_binned
     from workbench.figures.template import FULL_WIDTH_PX
 
     shown, frames = time_binned(page.traces.isel(animal=0), FULL_WIDTH_PX)  # what is drawn: one column per pixel
@@ -412,7 +412,7 @@ def test_connectome_long_recording_is_read_and_drawn_off_the_event_loop_binned(t
     """200 x 40,000 frames: the job reads the file and draws the (binned) traces; the loop only shows them."""
     import threading
 
-    import workbench.figures.connectome as figures
+    import workbench.figures.traces as figures
 
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "long.npz", traces=np.random.default_rng(0).random((1, 20, 40_000), dtype=np.float32),

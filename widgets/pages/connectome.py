@@ -210,7 +210,7 @@ class ConnectomePage(Page):
             animal = self.animal
 
             def work(job: Job) -> tuple[xr.DataArray, dict, dict]:
-                from workbench.figures.connectome import traces_heatmap
+                from workbench.figures.traces import traces_heatmap
 
                 traces, traces_id = read_recording(folders, text)
                 job.report(None, "load recording: drawing the traces")  # binned for display: see traces_heatmap
@@ -321,7 +321,7 @@ class ConnectomePage(Page):
     def figures(self) -> dict[str, go.Figure]:
         """Traces heatmap; once fitted, the rank sweep, component panel (significance and covariate
         overlays when the result has them), strongest pairs by name, community graph and consensus."""
-        from workbench.figures.connectome import traces_heatmap
+        from workbench.figures.traces import traces_heatmap
 
         figures = {}
         if self.traces is not None:
