@@ -24,7 +24,7 @@ import pkgutil
 
 AREAS = ("sae", "connectome", "collapse", "spectra")
 #: Figure modules an area's harness runs besides ``workbench.figures.<area>``.
-AREA_FIGURES = {"connectome": ("workbench.figures.communities",), "sae": ("workbench.figures.sae_steering",)}
+AREA_FIGURES = {"connectome": ("workbench.figures.communities", "workbench.figures.traces"), "sae": ("workbench.figures.sae_steering",)}
 
 
 def package_modules(package: str) -> list[str]:

@@ -41,6 +41,12 @@ def message_box(page: "Page") -> pn.pane.Alert:
                          sizing_mode="stretch_width", css_classes=["wb-message"])
 
 
+def caution_box(page: "Page") -> pn.pane.Alert:
+    """A yellow box that shows ``page.caution`` (a result to read with care, not an error); hidden when empty."""
+    return pn.pane.Alert(page.param.caution, alert_type="warning", visible=page.param.caution.rx.pipe(bool),
+                         sizing_mode="stretch_width", css_classes=["wb-caution"])
+
+
 def terms_html(keys: tuple[str, ...]) -> str:
     """The glossary ``keys`` as one line of names, each explained on hover (a native tooltip, offline).
 
@@ -226,7 +232,7 @@ def figure_grid(page: "Page") -> pn.FlexBox:
         blocks = []
         for name, fig in figures.items():
             panes[name] = plotly_pane(fig, name)
-            blocks.append(figure_block(panes[name], export_control(page, name)))
+            blocks.append(figure_block(panes[name], export_control(page, name), wide=name in page.wide_figures))
         grid.objects = blocks or [pn.pane.Markdown(f"*{page.empty_hint}*", css_classes=["wb-hint"])]
 
     page.param.watch(redraw, "revision")

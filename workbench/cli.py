@@ -226,9 +226,9 @@ def run_cache(args: argparse.Namespace) -> int:
             else:
                 print(f"no cached stores in {cache.root}")
         elif args.action == "info":
-            print(json.dumps(cache.info(cache.resolve(args.key)), indent=1, default=str))
+            print(json.dumps(cache.info(args.key), indent=1, default=str))
         elif args.key is not None:
-            print(f"removed {cache.clear(cache.resolve(args.key))} stores")
+            print(f"removed {cache.clear(args.key)} stores")
         else:
             count = len(cache.list())
             if not args.yes and not _confirm(f"remove all {count} stores in {cache.root}?"):

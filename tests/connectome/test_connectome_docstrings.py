@@ -13,7 +13,8 @@ import workbench.connectome
 # Every module of the package (new ones join automatically), its generator and its figures.
 MODULES = ["workbench.connectome",
            *sorted(f"workbench.connectome.{m.name}" for m in pkgutil.iter_modules(workbench.connectome.__path__)),
-           "workbench.data.synthetic_connectome", "workbench.figures.connectome", "workbench.figures.communities"]
+           "workbench.data.synthetic_connectome", "workbench.figures.connectome", "workbench.figures.communities",
+           "workbench.figures.traces"]
 
 
 @pytest.mark.parametrize("name", MODULES)

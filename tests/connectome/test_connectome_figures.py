@@ -110,7 +110,7 @@ def test_traces_heatmap_bins_a_long_recording_for_display_and_says_so():
     import numpy as np
     import xarray as xr
 
-    from workbench.figures.connectome import traces_heatmap
+    from workbench.figures.traces import traces_heatmap
 
     rng = np.random.default_rng(0)
     n_neurons, n_time, fps = 200, 40_000, 4.0
@@ -135,3 +135,44 @@ def test_traces_heatmap_bins_a_long_recording_for_display_and_says_so():
     small = traces_heatmap(short, max_columns=720)  # fits: every frame shown, nothing said about bins
     np.testing.assert_array_equal(np.asarray(small.data[0].z, dtype=float), values[0, :, :700])
     assert small.layout.title.text == "traces of big" and small.layout.xaxis.title.text == "time (s)"
+
+
+def test_only_identity_names_are_called_neuropal_labels():
+    """Synthetic ``N000`` and Suite2p ``roi3`` number neurons; the bundled worm's NeuroPAL names are identities."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from workbench.connectome import load_traces
+    from workbench.figures.traces import _is_named, traces_heatmap
+
+    data = Path(__file__).resolve().parents[2] / "data" / "connectome"
+    synth = synthetic(12, 1, 120, 2).traces
+    worm = load_traces(data / "atanas2023_worm")
+    suite2p = load_traces(data / "suite2p_plane0")
+    assert str(synth["neuron"].values[0]) == "N000" and str(suite2p["neuron"].values[0]).startswith("roi")
+    for traces, named in ((synth, False), (suite2p, False), (worm, True)):
+        fig = traces_heatmap(traces)
+        assert fig.layout.yaxis.title.text == ("neuron (NeuroPAL label)" if named else "neuron (index)")
+    ticks = traces_heatmap(worm).layout.yaxis
+    assert "AVAL" in ticks.ticktext and ticks.showticklabels  # all 98 names label the rows
+    assert not _is_named(np.array(["N000", "roi3", "12", "cell_4"]))
+    assert _is_named(np.array(["N000", "AVAL"])) and _is_named(np.array(["VB02", "DA01"]))
+    # a recording's metadata decides when it says which the names are
+    assert _is_named(np.array(["N000"]), {"neuron_labels": "identity"})
+    assert not _is_named(np.array(["AVAL"]), {"neuron_labels": "index"})
+
+
+def test_component_panel_with_too_few_surrogates_says_so_and_greys_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the warning itself: test_connectome_surrogates
+        out = dynamic_connectome(synthetic(12, 2, 160, 2, seed=0), rank=2, n_restarts=1, max_iter=30, n_surrogates=2,
+                                 community_method="leiden", device="cpu")
+    assert not out["significant"].values.any()  # p >= 1/3 everywhere: 'not significant' means nothing here
+    for c in range(2):
+        fig = component_panel(out, c)
+        assert "vs 2 surrogates (too few to test at 0.05: need 19)" in fig.layout.title.text
+        assert "chance" not in fig.layout.title.text
+        assert next(t for t in fig.data if t.name == "time").line.color != "#999999"

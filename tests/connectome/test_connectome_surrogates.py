@@ -137,3 +137,29 @@ def test_chance_data_are_not_significant_more_often_than_alpha():
     min_p = np.array(min_p)
     assert (min_p <= 0.05).sum() <= 2, min_p  # P(>= 3 of 10 | rate 0.05) = 1.2%
     assert min_p.mean() > 0.3, min_p  # uniform on {0.05, ..., 1} has mean 0.525 (sd of a 10-mean: 0.09)
+
+
+def test_too_few_surrogates_to_reach_alpha_is_said_not_silently_all_chance():
+    """p = (1 + #) / (n + 1) >= 1 / (n + 1): below 19 surrogates no p-value reaches 0.05, whatever the data."""
+    from workbench.connectome.surrogates import min_surrogates, significance
+
+    for alpha in (0.05, 0.01, 0.1, 0.3, 0.5):  # independent truth: the smallest n with 1 / (n + 1) <= alpha
+        n = min_surrogates(alpha)
+        assert 1 / (n + 1) <= alpha + 1e-12 and 1 / n > alpha, alpha
+    assert min_surrogates(0.05) == 19
+    pf = xr.DataArray(np.array([[1.0], [0.0], [0.0]]), dims=("pair", "component"))
+
+    def null(n):  # the observed component beats every surrogate: p is as small as n allows
+        return {"explained_variance": np.full((n, 1), 0.1), "concentration": np.full((n, 1), 0.1),
+                "pair_factor": np.ones((n, 3, 1)) / np.sqrt(3)}
+
+    with pytest.warns(UserWarning, match=r"n_surrogates: 2 surrogates cannot reach p <= 0.05 .* use at least 19"):
+        out = significance(np.array([0.9]), np.array([1.0]), pf, null(2))
+    assert out["explained_variance_p"].values[0] == pytest.approx(1 / 3) and out["significant"].attrs["min_p"] == 1 / 3
+    with pytest.warns(UserWarning, match="use at least 99"):
+        significance(np.array([0.9]), np.array([1.0]), pf, null(19), alpha=0.01)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough surrogates: no warning, and the best component is significant
+        assert bool(significance(np.array([0.9]), np.array([1.0]), pf, null(19))["significant"][0])

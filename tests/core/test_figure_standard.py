@@ -228,7 +228,126 @@ def title_problems(fig: go.Figure) -> list[str]:
                                    f"needs {need:.0f}"]
 
 
-CHECKS = (axis_problems, colour_problems, font_problems, fit_problems, title_problems)
+#: Average glyph width of the template's sans-serif font, in font sizes; a line of text is 1.3 font sizes high.
+GLYPH, LINE = 0.6, 1.3
+
+
+def _number_chars(value: float) -> int:
+    """Characters of a tick label for ``value`` as plotly writes it (``1200``, ``0.25``, ``−3``)."""
+    text = str(int(round(value))) if abs(value) >= 1 else f"{value:.2g}"
+    return len(text)
+
+
+def _tick_chars(axis, values: list) -> int:
+    if axis.showticklabels is False:
+        return 0
+    if axis.ticktext is not None:
+        return max((len(str(t)) for t in axis.ticktext), default=0)
+    if axis.type == "category" or any(isinstance(v, str) for v in values):
+        return max((len(str(v)) for v in values), default=0)
+    numbers = [float(v) for v in values if _is_number(v)]
+    return max(_number_chars(min(numbers)), _number_chars(max(numbers))) if numbers else 3
+
+
+def _is_number(value) -> bool:
+    try:
+        return np.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _font(fig: go.Figure, obj, path: str) -> float:
+    return (_get(obj, path) or fig.layout.font.size or fig.layout.template.layout.font.size or 12)
+
+
+def _yaxis_px(fig: go.Figure, name: str, traces: list) -> float:
+    """Horizontal room a y-axis takes beside its plot: ticks, tick labels, title (rotated: one line high)."""
+    axis = fig.layout[name]
+    if axis.visible is False:
+        return 0.0
+    tick_font = _axis_default(fig, name, "tickfont.size") or _font(fig, None, "")
+    room = (axis.ticklen if axis.ticklen is not None else 3) + GLYPH * tick_font * _tick_chars(axis, _axis_values(traces, "y"))
+    if (_get(axis, "title.text") or "").strip():
+        room += LINE * (_axis_default(fig, name, "title.font.size") or tick_font) + (axis.title.standoff or 0)
+    return room
+
+
+def _colorbar_px(fig: go.Figure, trace) -> float:
+    """Horizontal room a vertical colorbar takes from its x: pad, bar, tick labels, title."""
+    bar = trace.colorbar
+    font = _get(bar, "tickfont.size") or _get(fig.layout.template.layout, "coloraxis.colorbar.tickfont.size") or 11
+    z = np.asarray(trace.z, dtype=float) if trace.z is not None else np.array([0.0])
+    z = z[np.isfinite(z)] if z.size else np.array([0.0])
+    lows = [trace.zmin if trace.zmin is not None else (z.min() if z.size else 0.0),
+            trace.zmax if trace.zmax is not None else (z.max() if z.size else 1.0)]
+    room = (bar.xpad if bar.xpad is not None else 10) + (bar.thickness or 30) + 3 + GLYPH * font * max(
+        _number_chars(float(v)) for v in lows)
+    title = (_get(bar, "title.text") or "").strip()
+    if title:
+        title_font = _get(bar, "title.font.size") or 1.2 * font  # plotly's colorbar titles are a size up
+        if (_get(bar, "title.side") or "top") == "top":  # horizontal, above the bar
+            room = max(room, (bar.xpad if bar.xpad is not None else 10) + GLYPH * title_font * len(title))
+        else:
+            room += LINE * title_font
+    return room
+
+
+def gap_problems(fig: go.Figure) -> list[str]:
+    """Subplots side by side leave room for what sits between them: a colorbar placed there, the left
+    plot's right-side y-axis (a secondary axis), the right plot's y-axis ticks and title.
+
+    Measured on the figure object at its own width, with text widths estimated from the font size.
+    """
+    width = fig.layout.width or FULL_WIDTH_PX
+    margin = fig.layout.margin
+    template_margin = fig.layout.template.layout.margin
+    left = margin.l if margin.l is not None else (template_margin.l if template_margin.l is not None else 80)
+    right = margin.r if margin.r is not None else (template_margin.r if template_margin.r is not None else 80)
+    plot = width - left - right
+    used = _used_axes(fig)
+    panels = {}  # x-axis name -> (x0, x1, y0, y1, y-axis names drawn on it)
+    for name, traces in used.items():
+        if not name.startswith("x"):
+            continue
+        axis = fig.layout[name]
+        ys = sorted({t.yaxis or "y" for t in traces})
+        y_names = [f"yaxis{y[1:]}" for y in ys]
+        y0, y1 = fig.layout[y_names[0]].domain or (0, 1)
+        x0, x1 = axis.domain or (0, 1)
+        panels[name] = (x0, x1, y0, y1, y_names)
+    problems = []
+    for a_name, (ax0, ax1, ay0, ay1, a_ys) in panels.items():
+        right_of = [(bx0, b) for b, (bx0, _, by0, by1, _) in panels.items()
+                    if b != a_name and bx0 >= ax1 - 1e-9 and by0 < ay1 and ay0 < by1]
+        if not right_of:
+            continue
+        bx0, b_name = min(right_of)
+        need, parts = 0.0, []
+        for y in a_ys:  # the left plot's axes drawn on its right side
+            if fig.layout[y].side == "right":
+                room = _yaxis_px(fig, y, used.get(y, []))
+                need, parts = need + room, parts + [f"{y} on the right {room:.0f}"]
+        for trace in fig.data:
+            if trace.type not in COLOUR_TRACES or trace.showscale is False or trace.coloraxis:
+                continue
+            x = trace.colorbar.x
+            if x is None or not ax1 - 1e-9 <= x < bx0:
+                continue
+            room = (x - ax1) * plot + _colorbar_px(fig, trace)
+            need, parts = need + room, parts + [f"colorbar of {trace.name!r} {room:.0f}"]
+        for y in panels[b_name][4]:
+            if fig.layout[y].side != "right":
+                room = _yaxis_px(fig, y, used.get(y, []))
+                need, parts = need + room, parts + [f"{y} {room:.0f}"]
+                break
+        have = (bx0 - ax1) * plot
+        if have < need:
+            problems.append(f"{a_name} and {b_name} are {have:.0f} px apart at width {width}, their titles and "
+                            f"ticks need {need:.0f} ({', '.join(parts)}): they overlap")
+    return problems
+
+
+CHECKS = (axis_problems, colour_problems, font_problems, fit_problems, title_problems, gap_problems)
 
 
 # ------------------------------------------------------------------------------------------ the tests
@@ -287,6 +406,12 @@ def test_checks_catch_known_violations():
     assert font_problems(bad) and fit_problems(bad)
     sub = go.Figure(bad).set_subplots(1, 2, subplot_titles=("a", "b")).update_layout(title="t", margin_t=30)
     assert title_problems(sub)
+    side = go.Figure().set_subplots(1, 2, horizontal_spacing=0.05).update_layout(width=336, xaxis2_title="t",
+                                                                                yaxis2_title="loading")
+    side.add_trace(go.Heatmap(z=[[0, 1]], colorbar=dict(x=0.475, title=dict(text="pair loading", side="right"))), 1, 1)
+    side.add_trace(go.Scatter(y=[0.1, 0.25]), 1, 2)
+    assert any("colorbar of" in p and "overlap" in p for p in gap_problems(side))
+    assert not gap_problems(side.update_layout(width=3000))  # the same figure with room to spare
 
 
 def test_nc_by_layer_draws_no_fit_through_two_layers():
@@ -315,3 +440,27 @@ def test_dfa_axes_show_the_tokens_given():
         feature_dashboard(top, 3, head_share=share, dfa=dfa, tokens=["<bos>"])
     with pytest.raises(ValueError, match="tokens: expected None"):
         feature_dashboard(top, 3, head_share=share, tokens=["<bos>", " def"])
+
+
+def test_component_panel_keeps_its_titles_apart_at_paper_and_column_width():
+    """Side by side at 691 px, stacked at 336 px: every check passes at both, covariate axis included.
+
+    The same side-by-side layout squeezed to 336 px is what the gap check exists for: it must object.
+    """
+    import warnings
+
+    from workbench.connectome import dynamic_connectome, synthetic
+    from workbench.figures.connectome import component_panel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 2 surrogates are too few to test: the longest title
+        result = dynamic_connectome(synthetic(16, 3, 240, 2).traces, rank=2, n_restarts=1, max_iter=30, n_surrogates=2,
+                                    covariates={"speed": np.sin(np.arange(240.0) / 9)}, device="cpu")
+    for width in (FULL_WIDTH_PX, 336):
+        for extra in ({}, {"covariate": "speed"}):
+            fig = component_panel(result, 0, width=width, **extra)
+            assert fig.layout.width == width
+            problems = [p for check in CHECKS for p in check(fig)]
+            assert not problems, f"width {width} {extra}: " + "; ".join(problems)
+    squeezed = go.Figure(component_panel(result, 0)).update_layout(width=336)
+    assert any("colorbar of 'pairs'" in p for p in gap_problems(squeezed))

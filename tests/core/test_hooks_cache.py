@@ -8,6 +8,7 @@ import torch
 
 import workbench.hooks.cache as cache_module
 from workbench.hooks import HookCache
+from workbench.hooks.store import StoreDamagedError
 from tests.conftest import random_tokens
 
 Z0 = "blocks.0.attn.hook_z"
@@ -105,3 +106,21 @@ def test_default_root_follows_the_environment(tmp_path, monkeypatch):
     # $WORKBENCH_CACHE names the workbench folder; the hook stores live in its "hooks" folder, where the
     # dashboard (page cache_dir = the same folder) and `workbench cache --cache` look too
     assert HookCache().root == tmp_path / "elsewhere" / "hooks"
+
+
+def test_info_and_clear_take_the_unique_prefixes_the_cli_takes(tmp_path):
+    cache = HookCache(tmp_path)
+    first, second, other = "ab" + "0" * 62, "ac" + "0" * 62, "cd" + "1" * 62
+    for key in (first, second, other):
+        (cache.root / f"{key}.zarr").mkdir()
+    with pytest.raises(ValueError, match=r"prefix 'a' matches 2 stores \(ab0000000000\.\.\., ac0000000000\.\.\.\)"):
+        cache.info("a")
+    with pytest.raises(ValueError, match="prefix 'a' matches 2 stores"):
+        cache.clear("a")
+    with pytest.raises(KeyError, match=r"no cached store 'ef'.*the stores are ab0000000000\.\.\., ac0000000000"):
+        cache.clear("ef")
+    assert len(cache.list()) == 3  # neither an ambiguous nor an unknown prefix removed anything
+    with pytest.raises(StoreDamagedError, match=other):  # the prefix found the store (an empty folder: damaged)
+        cache.info("cd1")
+    assert cache.clear("cd") == 1 and cache.clear(second) == 1  # a prefix, then a full key
+    assert [e["key"] for e in cache.list()] == [first]

@@ -142,6 +142,7 @@ def test_collapse_runs_on_open_and_switches_layer(tab, server):
 
 def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     _open(tab, server, "connectome?n_surrogates=2")
+    tab.locator(".wb-caution").get_by_text("use at least 19").wait_for(timeout=30_000)  # 2 cannot reach p <= 0.05
     tab.locator(".wb-run button").click()
     tab.get_by_text("relative error").first.wait_for(timeout=240_000)  # the rank-sweep figure arrived
     assert tab.locator(FIGURE).count() >= 6
@@ -149,6 +150,9 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
     tab.get_by_text("consensus of 3 runs").first.wait_for(timeout=30_000)  # consensus from the page job
     tab.get_by_text("strongest 15 pairs").first.wait_for(timeout=30_000)
     tab.screenshot(path=str(ARTIFACTS / "dashboard-connectome-fit.png"), full_page=True)
+    panel = tab.locator(".js-plotly-plot", has_text="pairs (by community)").first
+    panel.scroll_into_view_if_needed()  # the component panel a whole row wide: read its titles in this picture
+    panel.screenshot(path=str(ARTIFACTS / "dashboard-connectome-component.png"))
     tab.locator(".wb-source select").select_option("file")
     tab.locator(".wb-path input").fill("/no/such/recording.nc")
     tab.locator(".wb-path input").press("Enter")
@@ -160,6 +164,9 @@ def test_connectome_sweep_then_bad_path_shows_a_message(tab, server):
 def test_connectome_bundled_worm_shows_named_traces_and_hides_synthetic_controls(tab, server):
     _open(tab, server, "connectome")
     assert tab.locator(".wb-synthetic").is_visible()
+    assert not tab.locator(".wb-recording").is_visible() and not tab.locator(".wb-path").is_visible()
+    tab.locator(".wb-source select").select_option("file")  # the recording picker shows for a file source only
+    tab.locator(".wb-recording select").wait_for(timeout=30_000)
     worm = [o for o in tab.locator(".wb-recording select option").all_inner_texts() if o.endswith("atanas2023_worm")]
     tab.locator(".wb-recording select").select_option(worm[0])
     tab.get_by_text("traces of atanas2023_worm").wait_for(timeout=90_000)

@@ -162,9 +162,12 @@ def test_connectome_page_overlays_significance_covariate_and_consensus(connectom
     c = int(page.component)
     p = float(page.result["explained_variance_p"][c])
     title = page.figures()["component"].layout.title.text
-    assert f"p = {p:.2g} vs 2 surrogates" in title  # the p-value of the shown component
-    grey = page.figures()["component"].data[1].line.color == "#999999"
-    assert grey == (not bool(page.result["significant"][c]))  # not above chance: greyed
+    assert f"p = {p:.2g} vs 2 surrogates (too few to test at 0.05: need 19)" in title  # p of the shown component
+    assert page.figures()["component"].data[1].line.color != "#999999"  # 2 surrogates give p >= 1/3: no verdict
+    assert "2 surrogates cannot reach p <= 0.05" in page.caution and "use at least 19" in page.caution
+    page.n_surrogates = 19
+    assert page.caution == ""  # enough to test: nothing to say
+    page.n_surrogates = 2
     assert page.param.covariate.objects == ["", "speed"]
     page.covariate = "speed"
     assert [t.name for t in page.figures()["component"].data] == ["pairs", "time", "speed", "animals"]
@@ -390,7 +393,7 @@ def test_connectome_fits_the_bundled_worm_as_one_recording(tmp_path):
     page.wait(120)
     assert page.message == "" and page.traces.sizes["animal"] == 1 and not synthetic.visible
     heat = page.figures()["traces"]
-    from workbench.figures.connectome import time_binned
+    from workbench.figures.traces import time_binned
     from workbench.figures.template import FULL_WIDTH_PX
 
     shown, frames = time_binned(page.traces.isel(animal=0), FULL_WIDTH_PX)  # what is drawn: one column per pixel
@@ -409,7 +412,7 @@ def test_connectome_long_recording_is_read_and_drawn_off_the_event_loop_binned(t
     """200 x 40,000 frames: the job reads the file and draws the (binned) traces; the loop only shows them."""
     import threading
 
-    import workbench.figures.connectome as figures
+    import workbench.figures.traces as figures
 
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "long.npz", traces=np.random.default_rng(0).random((1, 20, 40_000), dtype=np.float32),
@@ -466,3 +469,34 @@ def test_sae_settings_show_only_the_sparsity_control_of_the_architecture(tmp_pat
     assert fields["K"].visible and not fields["L1 coefficient"].visible
     page.architecture = "standard"
     assert not fields["K"].visible and fields["L1 coefficient"].visible
+
+
+def _shown(obj) -> list[str]:
+    """Names of the widgets under ``obj`` that are visible, with every container above them."""
+    import panel as pn
+
+    if not obj.visible:
+        return []
+    if isinstance(obj, pn.widgets.Widget):
+        return [obj.name]
+    children = obj.layout.objects if isinstance(obj, pn.Param) else getattr(obj, "objects", [])
+    return [name for child in children for name in _shown(child)]
+
+
+def test_connectome_shows_the_settings_of_the_chosen_source_only_and_the_url_still_sets_them(tmp_path, monkeypatch):
+    import panel as pn
+
+    from widgets.pages.connectome import ConnectomePage
+
+    page = ConnectomePage(cache_dir=tmp_path)
+    controls = pn.Column(*page.controls())
+    shown = _shown(controls)
+    assert "Neurons" in shown and "Path" not in shown and "Recording" not in shown  # synthetic: no file controls
+    page.source = "file"
+    shown = _shown(controls)
+    assert "Path" in shown and "Recording" in shown and "Neurons" not in shown
+    page.source = "synthetic"
+    assert "Path" not in _shown(controls) and "Neurons" in _shown(controls)
+    monkeypatch.setattr(type(pn.state), "session_args", property(lambda _: {"n_neurons": [b"12"], "n_surrogates": [b"4"]}))
+    page.on_open()  # a served page's URL query still sets generator and fit settings
+    assert (page.n_neurons, page.n_surrogates, page.traces.sizes["neuron"], page.message) == (12, 4, 12, "")

@@ -113,6 +113,7 @@ class Page(param.Parameterized):
     terms: ClassVar[tuple[str, ...]] = ()  # glossary keys of the metrics the page shows, explained in its header
     help: ClassVar[dict[str, str]] = {}  # parameter -> glossary key: its tooltip (the widget's description)
     empty_hint: ClassVar[str] = "Nothing to show yet: choose settings and press the page's run button."
+    wide_figures: ClassVar[tuple[str, ...]] = ()  # figures drawn a whole row wide (paper-width panels of panels)
 
     @classmethod
     def _explain_parameters(cls) -> None:

@@ -125,6 +125,7 @@ class ConnectomePage(Page):
              "course, a weight per animal). Try first: press **Run rank sweep + NTF** on the synthetic data and "
              "check that the components match the planted motifs.")
     terms = ("dfc", "ntf", "rank_sweep", "fms", "reconstruction_error")
+    wide_figures = ("component",)  # three panels side by side: at half a row their titles would meet
     help = {"source": "source", "path": "path", "recording": "recording", "n_neurons": "n_neurons",
             "n_animals": "n_animals", "n_time": "n_time", "n_motifs": "n_motifs", "seed": "seed",
             "rank_min": "rank_min", "rank_max": "rank_max", "n_restarts": "n_restarts", "max_iter": "max_iter",
@@ -149,6 +150,8 @@ class ConnectomePage(Page):
     covariate = param.Selector(default="", objects=[""], doc="Covariate of the recording drawn over the time factor.")
     animal = param.Integer(default=0, bounds=(0, None), doc="Animal whose traces are shown.")
     component = param.Selector(default=0, objects=[0], doc="Component shown in the browser.")
+    caution = param.String(default="", doc="Why a result on this page must be read with care (e.g. too few "
+                                           "surrogates for any component to be significant); empty when none.")
     traces = param.Parameter(default=None, doc="(animal, neuron, time) traces in use.")
     result = param.Parameter(default=None, doc="Dataset of dynamic_connectome for the traces and fit settings.")
 
@@ -159,6 +162,22 @@ class ConnectomePage(Page):
         recordings = self.data_folders.files(RECORDING_SUFFIXES, folder_markers=RECORDING_FOLDERS)
         self._choose("recording", ["", *recordings], "")
         self.load()
+
+    @param.depends("n_surrogates", watch=True, on_init=True)
+    def _surrogates_changed(self) -> None:
+        """Too few surrogates for any p-value to reach 0.05 (the level the page tests at): say so before a run."""
+        from workbench.connectome.surrogates import too_few_surrogates
+
+        reason = too_few_surrogates(self.n_surrogates) if self.n_surrogates else ""
+        self.caution = f"{reason}. Until then no component can be called more than chance." if reason else ""
+
+    def header(self) -> pn.viewable.Viewable:
+        """The shared header, with the page's :attr:`caution` under the error message."""
+        from widgets.template import caution_box
+
+        header = super().header()
+        header.insert(len(header.objects) - 1, caution_box(self))  # before the job bar
+        return header
 
     def on_open(self) -> None:
         """Served page opened: take the generator and fit settings from the URL query (``/connectome?n_surrogates=9``)."""
@@ -191,7 +210,7 @@ class ConnectomePage(Page):
             animal = self.animal
 
             def work(job: Job) -> tuple[xr.DataArray, dict, dict]:
-                from workbench.figures.connectome import traces_heatmap
+                from workbench.figures.traces import traces_heatmap
 
                 traces, traces_id = read_recording(folders, text)
                 job.report(None, "load recording: drawing the traces")  # binned for display: see traces_heatmap
@@ -302,7 +321,7 @@ class ConnectomePage(Page):
     def figures(self) -> dict[str, go.Figure]:
         """Traces heatmap; once fitted, the rank sweep, component panel (significance and covariate
         overlays when the result has them), strongest pairs by name, community graph and consensus."""
-        from workbench.figures.connectome import traces_heatmap
+        from workbench.figures.traces import traces_heatmap
 
         figures = {}
         if self.traces is not None:
@@ -319,13 +338,17 @@ class ConnectomePage(Page):
         run = pn.widgets.Button(label="Run rank sweep + NTF", color="primary", css_classes=["wb-run"],
                                 disabled=self.param.running)
         run.on_click(lambda _: self.run())
-        data = settings(self, ["source", "recording", "path"],
-                        widgets={"path": {"css_classes": ["wb-path"]}, "source": {"css_classes": ["wb-source"]},
-                                 "recording": {"css_classes": ["wb-recording"]}})
-        # The generator's settings mean nothing for a recording: shown only while the source is synthetic.
+        data = settings(self, ["source"], widgets={"source": {"css_classes": ["wb-source"]}})
+        # Each source shows only its own settings: the recording picker and path mean nothing for synthetic
+        # data, the generator's settings nothing for a recording.
+        recording = settings(self, ["recording", "path"], css_classes=["wb-file"], visible=self.source == "file",
+                             widgets={"path": {"css_classes": ["wb-path"]},
+                                      "recording": {"css_classes": ["wb-recording"]}})
         synthetic = settings(self, list(SYNTHETIC), css_classes=["wb-synthetic"], visible=self.source == "synthetic")
-        self.param.watch(lambda event: setattr(synthetic, "visible", event.new == "synthetic"), "source")
+        for group, source in ((recording, "file"), (synthetic, "synthetic")):
+            self.param.watch(lambda event, group=group, source=source: setattr(group, "visible", event.new == source),
+                             "source")
         fit = settings(self, [*FIT, "animal", "component", "covariate"],
                        widgets={"component": {"css_classes": ["wb-component"]},
                                 "covariate": {"css_classes": ["wb-covariate"]}})
-        return [data, synthetic, load, fit, run]
+        return [data, recording, synthetic, load, fit, run]

@@ -74,7 +74,8 @@ def dynamic_connectome(traces, rank: int | None = None, *, ranks=range(2, 9), n_
         Replaces the covariates found in ``traces``; ``{}`` for none.
     n_surrogates : int >= 1, optional
         Surrogate recordings fitted with the same rank, restarts and settings
-        (each costs one fit; 19 is the fewest that can give ``p <= 0.05``).
+        (each costs one fit; 19 is the fewest that can give ``p <= 0.05``: with fewer, a
+        UserWarning says so, see :func:`~workbench.connectome.surrogates.min_surrogates`).
     surrogate_method : {"shift", "phase"}
         See :func:`~workbench.connectome.surrogates.surrogate_traces`.
     alpha : float in (0, 1)

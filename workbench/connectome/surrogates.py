@@ -37,7 +37,11 @@ Statistics of a component ``r`` with reconstruction ``X_r = w_r a_r (x) b_r (x) 
 p-values compare each observed component with the *largest* value among the
 components of each surrogate fit, ``p = (1 + #{surrogates: max >= observed})
 / (n_surrogates + 1)``, so that on uncoupled data the chance that *any*
-component reaches ``p <= alpha`` is at most ``alpha`` (family-wise).
+component reaches ``p <= alpha`` is at most ``alpha`` (family-wise). The
+smallest attainable p-value is ``1 / (n_surrogates + 1)``: a test at level
+``alpha`` needs at least :func:`min_surrogates` surrogates (19 at 0.05), and
+:func:`significance` warns (:func:`too_few_surrogates`) when it has fewer,
+rather than calling every component chance.
 
 >>> import numpy as np, xarray as xr
 >>> x = xr.DataArray(np.arange(12.0).reshape(1, 2, 6), dims=("animal", "neuron", "time"))
@@ -48,6 +52,8 @@ True
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -207,6 +213,36 @@ def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
     return (1 + (null[None, :] >= np.asarray(observed, dtype=float)[:, None]).sum(1)) / (null.size + 1)
 
 
+def min_surrogates(alpha: float = 0.05) -> int:
+    """The fewest surrogates whose smallest attainable p-value, ``1 / (n + 1)``, is at most ``alpha``.
+
+    Examples
+    --------
+    >>> min_surrogates(0.05), min_surrogates(0.01), min_surrogates(0.5)
+    (19, 99, 1)
+    """
+    alpha = check_fraction("alpha", alpha)
+    return max(1, math.ceil(round(1 / alpha, 9)) - 1)  # round: 1 / 0.01 is 100.00000000000001 in floats
+
+
+def too_few_surrogates(n_surrogates: int, alpha: float = 0.05) -> str:
+    """Why ``n_surrogates`` cannot show any component significant at ``alpha``; '' when they can.
+
+    Examples
+    --------
+    >>> too_few_surrogates(19)
+    ''
+    >>> too_few_surrogates(2)
+    'n_surrogates: 2 surrogates cannot reach p <= 0.05 (the smallest p-value they give is 1/(2+1) = 0.33); use at least 19'
+    """
+    n_surrogates = check_count("n_surrogates", n_surrogates)
+    needed = min_surrogates(alpha)
+    if n_surrogates >= needed:
+        return ""
+    return (f"n_surrogates: {n_surrogates} surrogates cannot reach p <= {alpha:g} (the smallest p-value they give "
+            f"is 1/({n_surrogates}+1) = {1 / (n_surrogates + 1):.2g}); use at least {needed}")
+
+
 def fit_surrogates(traces: xr.DataArray, fit: Callable, n_surrogates: int, *, method: str = "shift",
                    seed: int = 0) -> dict[str, np.ndarray]:
     """Fit ``fit`` to ``n_surrogates`` surrogates of ``traces`` and keep what the null needs.
@@ -274,7 +310,14 @@ def significance(explained: np.ndarray, concentrated: np.ndarray, pair_factor: x
         loading over every surrogate component (unit-norm pair factors);
         ``pair_above_chance`` (pair, component): loading above that threshold;
         ``surrogate_explained_variance`` / ``surrogate_concentration``
-        (surrogate, order): the null itself, largest first.
+        (surrogate, order): the null itself, largest first. Their attrs hold
+        ``alpha``, ``n_surrogates`` and ``min_p = 1 / (n_surrogates + 1)``.
+
+    Warns
+    -----
+    UserWarning
+        When ``min_p > alpha``: no component can be significant, whatever
+        the data (:func:`too_few_surrogates` says how many are needed).
 
     Examples
     --------
@@ -284,16 +327,25 @@ def significance(explained: np.ndarray, concentrated: np.ndarray, pair_factor: x
     >>> out = significance(np.array([0.3]), np.array([1.0]), pf, null, alpha=0.5)
     >>> out["explained_variance_p"].values.round(3).tolist(), out["pair_above_chance"].values[:, 0].tolist()
     ([0.333], [True, False, False])
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     out = significance(np.array([0.3]), np.array([1.0]), pf, null)  # alpha 0.05, 2 surrogates
+    >>> print(caught[0].message)
+    n_surrogates: 2 surrogates cannot reach p <= 0.05 (the smallest p-value they give is 1/(2+1) = 0.33); use at least 19
     """
     alpha = check_fraction("alpha", alpha)
     n_surrogates = null["explained_variance"].shape[0]
+    reason = too_few_surrogates(n_surrogates, alpha)
+    if reason:
+        warnings.warn(reason, UserWarning, stacklevel=2)
     ev_p = empirical_p(explained, null["explained_variance"][:, 0])
     conc_p = empirical_p(concentrated, null["concentration"][:, 0])
     pooled = null["pair_factor"].transpose(1, 0, 2).reshape(null["pair_factor"].shape[1], -1)
     threshold = np.quantile(pooled, 1 - alpha, axis=1)
     component = pair_factor["component"].values if "component" in pair_factor.coords else np.arange(len(explained))
     pair_coords = {k: v for k, v in pair_factor.coords.items() if v.dims == ("pair",)}
-    attrs = {"alpha": alpha, "n_surrogates": int(n_surrogates)}
+    attrs = {"alpha": alpha, "n_surrogates": int(n_surrogates), "min_p": 1 / (n_surrogates + 1)}
     null_dims, null_coords = ("surrogate", "order"), {"surrogate": np.arange(n_surrogates),
                                                      "order": np.arange(null["explained_variance"].shape[1])}
     return {

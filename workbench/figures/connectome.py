@@ -14,10 +14,12 @@ from workbench.figures.template import (
     PALETTE,
     SEQUENTIAL,
     SINGLE_COLUMN_PX,
+    TITLE_FONT_PX,
     TOP_MARGIN_WITH_TITLE,
     apply_paper_style,
     new_figure,
 )
+from workbench.figures.traces import robust_range, time_binned, traces_heatmap  # noqa: F401 (their former home)
 
 
 def _check_result(result, needed: tuple[str, ...]) -> None:
@@ -35,18 +37,37 @@ def _component(result: xr.Dataset, component: int) -> int:
     return int(component)
 
 
+def _surrogate_test(result: xr.Dataset) -> tuple[int, float, str]:
+    """``(n_surrogates, alpha, reason)`` of the result's surrogate test; ``reason`` is '' when it can
+    reach ``p <= alpha`` (see :func:`~workbench.connectome.surrogates.too_few_surrogates`)."""
+    from workbench.connectome.surrogates import too_few_surrogates
+
+    attrs = result["explained_variance_p"].attrs
+    n = int(result.attrs.get("n_surrogates", attrs.get("n_surrogates", 0)))
+    alpha = float(result.attrs.get("alpha", attrs.get("alpha", 0.05)))
+    return n, alpha, too_few_surrogates(n, alpha) if n >= 1 else ""
+
+
 def _significance_label(result: xr.Dataset, c: int) -> str:
-    """``EV 0.33, p = 0.05 (more than chance)`` when the result carries a surrogate test, else ''."""
+    """``EV 0.33, p = 0.05 (more than chance)`` when the result carries a surrogate test, else ''.
+
+    With too few surrogates to reach ``p <= alpha`` it says so instead of a verdict.
+    """
     if "explained_variance_p" not in result:
         return ""
     p = float(result["explained_variance_p"][c])
-    alpha = float(result.attrs.get("alpha", result["explained_variance_p"].attrs.get("alpha", 0.05)))
-    verdict = "more than chance" if p <= alpha else f"not above chance at {alpha:g}"
-    return (f" · EV {float(result['explained_variance'][c]):.2f}, p = {p:.2g} vs "
-            f"{int(result.attrs.get('n_surrogates', 0))} surrogates ({verdict})")
+    n, alpha, reason = _surrogate_test(result)
+    if reason:
+        from workbench.connectome.surrogates import min_surrogates
+
+        verdict = f"too few to test at {alpha:g}: need {min_surrogates(alpha)}"
+    else:
+        verdict = "more than chance" if p <= alpha else f"not above chance at {alpha:g}"
+    return f" · EV {float(result['explained_variance'][c]):.2f}, p = {p:.2g} vs {n} surrogates ({verdict})"
 
 
-def _covariate_overlay(fig: go.Figure, result: xr.Dataset, c: int, covariate: str) -> str:
+def _covariate_overlay(fig: go.Figure, result: xr.Dataset, c: int, covariate: str, row: int = 1,
+                       col: int = 2) -> str:
     """Draw ``covariate`` as binned for component ``c`` on the time panel's second y-axis; its label."""
     if "covariate_binned" not in result:
         raise ValueError("covariate: the result has no covariates (pass covariates= to dynamic_connectome, "
@@ -58,16 +79,36 @@ def _covariate_overlay(fig: go.Figure, result: xr.Dataset, c: int, covariate: st
     units = str(result["covariate_units"].sel(covariate=covariate).item())
     title = f"{covariate} ({units})" if units else f"{covariate} (units unknown)"
     fig.add_trace(go.Scatter(x=binned["time"].values, y=binned.values, mode="lines", name=covariate,
-                             line=dict(color=PALETTE[3], width=1.0, dash="dot")), row=1, col=2, secondary_y=True)
+                             line=dict(color=PALETTE[3], width=1.0, dash="dot")), row=row, col=col, secondary_y=True)
     fig.update_yaxes(title_text=title, secondary_y=True, nticks=4, tickformat=".2g", showgrid=False,
-                     title_font_color=PALETTE[3], tickfont_color=PALETTE[3], title_standoff=2, row=1, col=2)
+                     title_font_color=PALETTE[3], tickfont_color=PALETTE[3], title_standoff=2, row=row, col=col)
     r = float(result["covariate_correlation"].sel(covariate=covariate)[c])
     p = float(result["covariate_p"].sel(covariate=covariate)[c])
     return f"time vs {covariate}: r = {r:.2f}, p = {p:.2g}"
 
 
+#: Room (px) kept beside a panel for what sits there, at the template's 11 px font: the pair colorbar (pad,
+#: bar, tick labels like 0.25, vertical title) and a y-axis (ticks, tick labels, title, air).
+COLORBAR_PX = 4 + 8 + 30 + 18
+YAXIS_PX = 3 + 32 + 18 + 8
+#: Below this width the component panel stacks its three panels instead of setting them side by side.
+STACK_BELOW_PX = 520
+
+
+def _row_domains(width: int, margin: tuple[int, int], gaps: tuple[int, int], shares=(0.38, 0.42, 0.2)) -> list:
+    """x domains (paper fractions) of three panels side by side with ``gaps`` px between them."""
+    plot = width - sum(margin)
+    free = plot - sum(gaps)
+    edges, x = [], 0.0
+    for i, share in enumerate(shares):
+        edges.append([x / plot, (x + share * free) / plot])
+        x += share * free + (gaps[i] if i < len(gaps) else 0)
+    edges[-1][1] = 1.0
+    return edges
+
+
 def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | None = None,
-                    mark_significant: bool = True) -> go.Figure:
+                    mark_significant: bool = True, width: int = FULL_WIDTH_PX) -> go.Figure:
     """Pair matrix ordered by community, time factor with stimulus windows, animal loadings.
 
     Parameters
@@ -82,7 +123,13 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     mark_significant : bool
         When ``result`` holds a surrogate test (``n_surrogates``), say in the
         title whether the component is more than chance, and draw the time
-        factor of one that is not in grey.
+        factor of one that is not in grey. With too few surrogates for any
+        p-value to reach ``alpha`` (fewer than 19 at 0.05) the title says so
+        and nothing is greyed.
+    width : int
+        Width in px: the panels sit side by side, spaced so that the pair
+        colorbar and every axis title keep clear of each other (paper width,
+        691 px, by default); below 520 px (one column, 336 px) they stack.
 
     Examples
     --------
@@ -95,46 +142,82 @@ def component_panel(result: xr.Dataset, component: int = 0, *, covariate: str | 
     ...                          covariates={"speed": np.arange(240.0)}, device="cpu")
     >>> [t.name for t in component_panel(out, 0, covariate="speed").data]
     ['pairs', 'time', 'speed', 'animals']
+    >>> component_panel(out, 0, width=336).layout.height > component_panel(out, 0).layout.height  # stacked
+    True
     """
     _check_result(result, ("pair_factor", "time_factor", "animal_factor", "community"))
     c = _component(result, component)
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 200:
+        raise ValueError(f"width: expected an integer number of px >= 200, got {width!r}")
     matrix = pairs_to_matrix(result["pair_factor"][:, c])
     labels = result["community"][c].values
     order = np.lexsort((np.arange(labels.size), labels))
     names = matrix["neuron"].values[order].astype(str)
-    time_title = "time"
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.42, 0.2], horizontal_spacing=0.17,
-                        specs=[[{}, {"secondary_y": True}, {}]], subplot_titles=("pairs (by community)", "time", "animals"))
+    few = names.size <= 24  # more neuron names than that do not fit a third of the width at a legible size
+    left = max(56, 18 + 7 * max(len(n) for n in names)) if few else 56  # room for the neuron names and title
+    stacked = width < STACK_BELOW_PX
+    verdict = _significance_label(result, c) if mark_significant else ""
+    if stacked:  # a column's width holds about 45 characters of title: one line per part
+        verdict = verdict.replace(" · ", "<br>", 1).replace(" (", "<br>(", 1)
+    titles = ("pairs (by community)", "time", "animals")
+    if stacked:
+        heights = (220, 120, 100)  # px of each panel; between them room for tick labels, axis and subplot titles
+        gaps = (36 + 8 * max(len(n) for n in names) if few else 40, 70)
+        top, bottom = TOP_MARGIN_WITH_TITLE + verdict.count("<br>") * 2 * (TITLE_FONT_PX + 4), 60  # title centred in t
+        height = top + bottom + sum(heights) + sum(gaps)
+        plot = height - top - bottom
+        fig = make_subplots(rows=3, cols=1, row_heights=list(heights), vertical_spacing=float(np.mean(gaps)) / plot,
+                            specs=[[{}], [{"secondary_y": True}], [{}]], subplot_titles=titles)
+        y, domains = 1.0, []
+        for i, h in enumerate(heights):  # unequal gaps: set the domains by hand
+            domains.append([y - h / plot, y])
+            y -= (h + (gaps[i] if i < len(gaps) else 0)) / plot
+        for i, (axis, domain) in enumerate(zip(("yaxis", "yaxis2", "yaxis4"), domains)):
+            fig.layout[axis].domain = domain
+            fig.layout.annotations[i].y = domain[1]
+        fig.layout.yaxis3.domain = domains[1]  # the covariate's axis overlays the time panel
+        rows, cols = (1, 2, 3), (1, 1, 1)
+        bar = dict(x=1.0, y=float(np.mean(domains[0])), len=(domains[0][1] - domains[0][0]) * 0.9)
+        margin = dict(l=left, r=12 + (YAXIS_PX if covariate is not None else 0), t=top, b=bottom)
+    else:
+        gaps = (COLORBAR_PX + YAXIS_PX, YAXIS_PX + (YAXIS_PX if covariate is not None else 0))
+        height = 300
+        fig = make_subplots(rows=1, cols=3, specs=[[{}, {"secondary_y": True}, {}]], subplot_titles=titles)
+        domains = _row_domains(width, (left, 12), gaps)
+        for i, (axis, domain) in enumerate(zip(("xaxis", "xaxis2", "xaxis3"), domains)):
+            fig.layout[axis].domain = domain
+            fig.layout.annotations[i].x = float(np.mean(domain))
+        rows, cols = (1, 1, 1), (1, 2, 3)
+        bar = dict(x=domains[0][1], y=0.5, len=0.8)
+        margin = dict(l=left, r=12, t=TOP_MARGIN_WITH_TITLE)
     fig.update_annotations(font_size=FONT_PX)
     fig.add_trace(go.Heatmap(z=matrix.values[np.ix_(order, order)], x=names, y=names, colorscale=SEQUENTIAL,
-                             colorbar=dict(title=dict(text="pair loading", side="right"), thickness=8, len=0.8,
-                                           x=fig.layout.xaxis.domain[1] + 0.005, xanchor="left", xpad=2, nticks=4),
-                             name="pairs", hovertemplate="%{y}–%{x}: %{z:.3g}<extra></extra>"), row=1, col=1)
-    few = names.size <= 24  # more neuron names than that do not fit a third of the width at a legible size
-    fig.update_yaxes(title_text="neuron", autorange="reversed", showticklabels=few, row=1, col=1)
-    fig.update_xaxes(title_text="neuron", showticklabels=few, tickangle=-90, row=1, col=1)
+                             colorbar=dict(title=dict(text="pair loading", side="right"), thickness=8, xanchor="left",
+                                           xpad=4, nticks=4, **bar),
+                             name="pairs", hovertemplate="%{y}–%{x}: %{z:.3g}<extra></extra>"), row=rows[0], col=cols[0])
+    fig.update_yaxes(title_text="neuron", autorange="reversed", showticklabels=few, row=rows[0], col=cols[0])
+    fig.update_xaxes(title_text="neuron", showticklabels=few, tickangle=-90, row=rows[0], col=cols[0])
     time = result["time_factor"]
-    chance = mark_significant and "significant" in result and not bool(result["significant"][c])
+    chance = (mark_significant and "significant" in result and not bool(result["significant"][c])
+              and not _surrogate_test(result)[2])  # too few surrogates to test: no verdict, no grey
     fig.add_trace(go.Scatter(x=time["time"].values, y=time[:, c].values, mode="lines", name="time",
-                             line=dict(color="#999999" if chance else PALETTE[0], width=1.2)), row=1, col=2)
+                             line=dict(color="#999999" if chance else PALETTE[0], width=1.2)), row=rows[1], col=cols[1])
     if "stimulus_response" in result:
         for start, end in zip(result["stim_start"].values, result["stim_end"].values):
             fig.add_vrect(x0=float(start), x1=float(end), fillcolor=PALETTE[1], opacity=0.2, line_width=0,
-                          row=1, col=2)
+                          row=rows[1], col=cols[1])
     if covariate is not None:
-        time_title = _covariate_overlay(fig, result, c, covariate)
-        fig.layout.annotations[1].text = time_title
+        fig.layout.annotations[1].text = _covariate_overlay(fig, result, c, covariate, rows[1], cols[1])
     frames = "frame" in str(result.attrs.get("time_units", ""))
-    fig.update_xaxes(title_text="time (frames)" if frames else "time (s)", row=1, col=2)
-    fig.update_yaxes(title_text="loading", secondary_y=False, row=1, col=2)
+    fig.update_xaxes(title_text="time (frames)" if frames else "time (s)", row=rows[1], col=cols[1])
+    fig.update_yaxes(title_text="loading", secondary_y=False, row=rows[1], col=cols[1])
     animal = result["animal_factor"]
     fig.add_trace(go.Bar(x=animal["animal"].values.astype(str), y=animal[:, c].values, marker_color=PALETTE[2],
-                         name="animals"), row=1, col=3)
-    fig.update_xaxes(title_text="animal", type="category", row=1, col=3)
-    fig.update_yaxes(title_text="loading", row=1, col=3)
-    title = f"component {c}" + (_significance_label(result, c) if mark_significant else "")
-    fig.update_layout(title=title, showlegend=False, margin=dict(t=TOP_MARGIN_WITH_TITLE))
-    return apply_paper_style(fig, width=FULL_WIDTH_PX, height=300)
+                         name="animals"), row=rows[2], col=cols[2])
+    fig.update_xaxes(title_text="animal", type="category", row=rows[2], col=cols[2])
+    fig.update_yaxes(title_text="loading", row=rows[2], col=cols[2])
+    fig.update_layout(title=f"component {c}{verdict}", showlegend=False, margin=margin)
+    return apply_paper_style(fig, width=int(width), height=int(height))
 
 
 def top_pairs_plot(result: xr.Dataset, component: int = 0, *, k: int = 15) -> go.Figure:
@@ -303,115 +386,3 @@ def restart_similarity_plot(similarity) -> go.Figure:
     fig.update_xaxes(title_text="restart", dtick=1, tick0=0)
     fig.update_yaxes(title_text="restart", dtick=1, tick0=0, autorange="reversed")
     return apply_paper_style(fig, width=SINGLE_COLUMN_PX, height=SINGLE_COLUMN_PX - 40)
-
-
-def _is_named(neurons: np.ndarray) -> bool:
-    """True when the neuron coordinate holds names (e.g. NeuroPAL labels), not just indices."""
-    return neurons.dtype.kind in "USO" and not all(str(n).isdigit() for n in neurons)
-
-
-def robust_range(values, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
-    """The ``low``-th and ``high``-th percentiles of the finite values: a colour range that a few outliers do not set.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> robust_range(np.r_[np.arange(100.0), 1e6])
-    (1.0, 99.0)
-    """
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(finite, [low, high])
-    return (float(lo), float(hi)) if hi > lo else (float(finite.min()), float(finite.max()) + 1e-12)
-
-
-def time_binned(one: xr.DataArray, max_columns: int) -> tuple[xr.DataArray, int]:
-    """``one`` (neuron x time) averaged over consecutive bins of frames so that at most ``max_columns`` remain.
-
-    For display only: a browser never gets more columns than the figure has
-    pixels. Returns the binned traces (each bin at its mean time; the last
-    bin may hold fewer frames) and the frames per bin (1: ``one`` unchanged).
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> one = xr.DataArray(np.arange(10.0)[None], dims=("neuron", "time"), coords={"time": np.arange(10) / 2})
-    >>> binned, frames = time_binned(one, 4)
-    >>> frames, binned.values.tolist(), binned["time"].values.tolist()
-    (3, [[1.0, 4.0, 7.0, 9.0]], [0.5, 2.0, 3.5, 4.5])
-    """
-    if max_columns < 1:
-        raise ValueError(f"max_columns: expected at least 1, got {max_columns!r}")
-    n_time = one.sizes["time"]
-    frames = -(-n_time // max_columns)
-    if frames <= 1:
-        return one, 1
-    one = one.transpose("neuron", "time")
-    starts = np.arange(0, n_time, frames)
-    values = one.values.astype(float)
-    finite = np.isfinite(values)
-    counts = np.add.reduceat(finite, starts, axis=1)
-    sums = np.add.reduceat(np.where(finite, values, 0.0), starts, axis=1)
-    means = np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)  # a bin of NaN stays NaN
-    times = np.add.reduceat(one["time"].values.astype(float), starts) / np.diff(np.r_[starts, n_time])
-    coords = {name: coord for name, coord in one.coords.items() if "time" not in coord.dims}
-    return xr.DataArray(means, dims=("neuron", "time"), coords={**coords, "time": times}, attrs=one.attrs), frames
-
-
-def traces_heatmap(traces: xr.DataArray, animal: int = 0, max_columns: int = FULL_WIDTH_PX) -> go.Figure:
-    """Neuron x time heatmap of one animal's traces with its stimulus windows shaded.
-
-    Colours span the 1st to 99th percentile of the values shown (a few bright
-    frames do not wash the rest out; the colorbar says so). Neuron names
-    (e.g. NeuroPAL labels) label the rows, up to 120 neurons. A recording
-    longer than ``max_columns`` frames (default: one per pixel of the
-    figure's width) is shown as the mean over bins of consecutive frames
-    (:func:`time_binned`); the title and the time axis say so and state the
-    bin width. Only the display is binned: analyses use every frame.
-
-    Examples
-    --------
-    >>> from workbench.connectome import synthetic
-    >>> fig = traces_heatmap(synthetic(10, 2, 120, 2).traces, animal=1)
-    >>> fig.data[0].type, len(fig.layout.shapes)
-    ('heatmap', 2)
-    >>> fig = traces_heatmap(synthetic(10, 1, 3000, 2).traces, max_columns=500)
-    >>> len(fig.data[0].x), fig.layout.xaxis.title.text
-    (500, 'time (s), mean of 6-frame bins (1.5 s)')
-    """
-    if not 0 <= animal < traces.sizes["animal"]:
-        raise ValueError(f"animal: expected an index in [0, {traces.sizes['animal']}), got {animal!r}")
-    one, frames = time_binned(traces.isel(animal=animal), max_columns)
-    name = str(traces["animal"].values[animal])
-    neurons = one["neuron"].values
-    n = neurons.size
-    # One name per 13 px row at the template's font: named neurons (up to 120) are all labelled, the figure
-    # growing to hold them; indices only up to 60, else hover for them.
-    labelled = n <= (120 if _is_named(neurons) else 60)
-    height = max(300, 120 + 13 * n) if labelled else (int(min(900, 120 + 13 * n)) if n <= 120 else 300)
-    title, x_title = f"traces of {name}", "time (s)"
-    if frames > 1:
-        times = traces["time"].values
-        step = float(np.median(np.diff(times))) * frames if times.size > 1 else float("nan")
-        title += f" (display: mean over {frames}-frame bins, {one.sizes['time']} of {traces.sizes['time']} columns)"
-        x_title = f"time (s), mean of {frames}-frame bins ({step:.3g} s)"
-    fig = new_figure(title=title, xaxis_title=x_title, width=FULL_WIDTH_PX, height=height)
-    zmin, zmax = robust_range(one.values)
-    unit = traces.attrs.get("units", "a.u.")
-    named = _is_named(neurons)  # names ride along per cell only when there are names to show
-    fig.add_heatmap(z=one.values, x=one["time"].values, y=np.arange(n), zmin=zmin, zmax=zmax, colorscale=SEQUENTIAL,
-                    customdata=np.broadcast_to(neurons.astype(str)[:, None], one.shape) if named else None,
-                    hovertemplate=("%{customdata}" if named else "neuron %{y}") + " at %{x:.1f} s: %{z:.3g}<extra></extra>",
-                    colorbar=dict(title=f"activity ({unit})<br>1st-99th pct"))
-    names = traces.attrs.get("stim_names") or []
-    starts, ends = np.atleast_1d(traces.attrs.get("stim_start", [])), np.atleast_1d(traces.attrs.get("stim_end", []))
-    for start, end in zip(starts, ends):
-        fig.add_vrect(x0=float(start), x1=float(end), line=dict(color="white", width=1, dash="dot"))
-    if len(names):
-        fig.update_layout(meta={"stimuli": list(np.atleast_1d(names))})
-    fig.update_yaxes(title_text="neuron (NeuroPAL label)" if named else "neuron (index)",
-                     tickvals=list(range(n)), ticktext=neurons.astype(str).tolist(), showticklabels=labelled,
-                     range=[n - 0.5, -0.5])
-    return fig

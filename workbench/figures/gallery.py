@@ -266,7 +266,6 @@ INPUTS: dict[str, Callable[[], tuple[tuple, dict[str, Any]]]] = {
     "connectome.rank_sweep_plot": lambda: ((_connectome(),), {}),
     "connectome.restart_similarity_plot": lambda: ((_connectome(),), {}),
     "connectome.top_pairs_plot": lambda: ((_connectome(),), {"component": 0, "k": 5}),
-    "connectome.traces_heatmap": _traces,
     "models.head_norms": _head_norms,
     "models.induction_heatmap": _induction,
     "sae.feature_dashboard": _sae_feature_dashboard,
@@ -282,6 +281,7 @@ INPUTS: dict[str, Callable[[], tuple[tuple, dict[str, Any]]]] = {
     "spectra.head_spectra_figure": lambda: ((_layer_spectra(),), {"kind": "ov"}),
     "spectra.metric_heatmap": lambda: ((_layer_spectra(),), {"metric": "alpha"}),
     "spectra.truncation_figure": _truncation,
+    "traces.traces_heatmap": _traces,
 }
 
 

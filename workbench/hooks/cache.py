@@ -197,10 +197,12 @@ class HookCache:
         matches = sorted(name for name in (p.name[:-5] for p in self.root.glob(f"{key}*.zarr"))
                          if re.fullmatch(r"[0-9a-f]{64}", name))
         if not matches:
-            raise KeyError(f"key: no cached store {key!r} under {self.root}")
+            stores = sorted(p.name[:-5] for p in self.root.glob("*.zarr") if re.fullmatch(r"[0-9a-f]{64}", p.name[:-5]))
+            known = f"the stores are {_shortened(stores)}" if stores else "the cache holds no store"
+            raise KeyError(f"key: no cached store {key!r} under {self.root} ({known})")
         if len(matches) > 1:
-            shown = ", ".join(f"{m[:12]}..." for m in matches[:8]) + (", ..." if len(matches) > 8 else "")
-            raise ValueError(f"key: prefix {key!r} matches {len(matches)} stores ({shown}); give more characters")
+            raise ValueError(f"key: prefix {key!r} matches {len(matches)} stores ({_shortened(matches)}); "
+                             "give more characters")
         return matches[0]
 
     def activations(self, model, tokens, hooks, *, batch_size: int = 32, client=None, dtype: str = "float32",
@@ -375,23 +377,42 @@ class HookCache:
         return entries
 
     def info(self, key: str) -> dict:
-        """Provenance and size of the store with ``key``; raises if it is damaged."""
+        """Provenance and size of the store with ``key`` (a full key or any unique prefix, see
+        :meth:`resolve`); raises if it is damaged.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> cache = HookCache(tempfile.mkdtemp())
+        >>> cache.info("ab")
+        Traceback (most recent call last):
+        ...
+        KeyError: "key: no cached store 'ab' under ... (the cache holds no store)"
+        """
+        key = self.resolve(key)
         path = self.path(key)
-        if not path.is_dir():
-            raise KeyError(f"key: no cached store {key!r} under {self.root}")
         verify_store(path)
         ds = open_store(path)
         return {**read_attrs(path), "key": key, "path": str(path), "nbytes": _folder_size(path),
                 "variables": {name: dict(zip(var.dims, var.shape)) for name, var in ds.data_vars.items()}}
 
     def clear(self, key: str | None = None, *, model_id: str | None = None, hook: str | None = None) -> int:
-        """Remove stores: one ``key``, or all matching ``model_id``/``hook``, or everything.
+        """Remove stores: one ``key`` (a full key or any unique prefix, see :meth:`resolve`), or all
+        matching ``model_id``/``hook``, or everything.
 
         Returns the number of stores removed. Clearing everything also sweeps
         the temporary folders of writers that are gone (never a live one).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> cache = HookCache(tempfile.mkdtemp())
+        >>> (cache.root / f"{'cd' + '0' * 62}.zarr").mkdir()
+        >>> cache.clear("cd"), cache.list()
+        (1, [])
         """
         if key is not None:
-            targets = [self.path(key)]
+            targets = [self.path(self.resolve(key))]
         else:
             targets = []
             for entry in self.list():
@@ -423,6 +444,11 @@ class _ChunkBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _shortened(keys: list[str], shown: int = 8) -> str:
+    """``ab0000000000..., ac0000000000...``: the first ``shown`` keys, each cut to 12 characters."""
+    return ", ".join(f"{k[:12]}..." for k in keys[:shown]) + (", ..." if len(keys) > shown else "")
 
 
 def _folder_size(path: Path) -> int:
