@@ -99,3 +99,21 @@ def test_spikes_planted_above_the_bbp_threshold_are_counted_exactly(shape, k, me
     m = rank_metrics(W, mp_fit=method)
     assert float(m.num_spikes) == k
     assert str(m.mp_reason.values) == ""
+
+
+def test_the_hard_edge_of_a_square_matrix_is_not_a_rank_deficit():
+    """A square law reaches 0: one numerically zero value is its edge; more than max(1, M // 100) is a deficit."""
+    rng = np.random.default_rng(5)
+    U, s, Vt = np.linalg.svd(rng.standard_normal((128, 128)))
+    edge = (2 * np.sqrt(128)) ** 2                                    # var (sqrt N + sqrt M)^2
+    for zeros, applies in ((1, True), (2, False)):
+        t = s.copy()
+        t[-zeros:] = 1e-9 * t[0]                                        # below sigma_1 N eps of float32
+        W = torch.as_tensor((U * t) @ Vt, dtype=torch.float32)
+        m = rank_metrics(W)
+        assert int(m.numerical_rank) == 128 - zeros
+        if applies:
+            assert str(m.mp_reason.values) == "" and float(m.num_spikes) == 0
+            assert float(m.bulk_max) == pytest.approx(edge, rel=0.05)
+        else:
+            _assert_nan_with_reason(m, f"rank-deficient: numerical rank {128 - zeros}")
