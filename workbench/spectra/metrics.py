@@ -184,9 +184,9 @@ def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None, mp
         One variable per metric (see the module docstring for every formula),
         and ``n_tail``, ``alpha_reliable``, ``alpha_reason`` (is the power-law
         fit trustworthy, and if not why) and ``mp_reason`` (why the
-        Marchenko-Pastur quantities are NaN, if they are), over the spectrum's leading dims. ``numerical_rank`` uses the epsilon
-        of the spectrum's ``precision`` attr (float32 unless the data were
-        float64).
+        Marchenko-Pastur quantities are NaN, if they are), over the
+        spectrum's leading dims. ``numerical_rank`` uses the epsilon of the
+        spectrum's ``precision`` attr (float32 unless the data were float64).
 
     Examples
     --------
