@@ -14,6 +14,15 @@ singular values above ``s_1 N eps`` with the epsilon of the input (float32
 here), WeightWatcher's ``matrix_rank`` with float64's, so they differ by
 design on near-singular float32 matrices.
 
+``--mp-fit`` adds the Marchenko-Pastur fit to both sides: WeightWatcher's
+``analyze(mp_fit=True)`` against ``layer_spectra(mp_fit="weightwatcher")``
+(our re-derivation of its kernel-density fit, :mod:`workbench.spectra.mp_weightwatcher`);
+``bulk_max``, ``mp_softrank`` and ``num_spikes`` asserted to 1e-6 relative
+(the fit's grid search and Nelder-Mead polish see the same float64
+eigenvalues on both sides). Where ours is NaN (a rank-deficient matrix: the
+law does not apply, ``mp_reason`` says why) WeightWatcher still reports
+numbers: those matrices are counted in the row, not compared.
+
 Cases (each at least five interleaved runs per side):
 
 * ``gpt2-small-heavy-tailed``: the 75 whole matrices of GPT-2 small's shapes
@@ -25,6 +34,7 @@ Cases (each at least five interleaved runs per side):
 
     python benchmarks/bench_spectra.py              # both cases, 1 thread (about 15 min)
     python benchmarks/bench_spectra.py --quick      # a scaled-down model: agreement and the JSON only
+    python benchmarks/bench_spectra.py --quick --mp-fit   # the same with both sides' Marchenko-Pastur fit
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ from workbench.spectra.weights import model_matrices
 COMPARED = [("stable_rank", "stable_rank"), ("log_norm", "log_norm"), ("log_spectral_norm", "log_spectral_norm"),
             ("alpha", "alpha"), ("alpha_weighted", "alpha_weighted"),
             ("ks_distance", "D"), ("xmin", "xmin")]
+#: Compared with --mp-fit: (ours, WeightWatcher's column), ours from layer_spectra(mp_fit="weightwatcher").
+MP_COMPARED = [("bulk_max", "bulk_max"), ("mp_softrank", "mp_softrank"), ("num_spikes", "num_spikes")]
 GPT2_SMALL = dict(d_model=768, n_layers=12, d_mlp=3072, d_vocab=50257, n_ctx=1024)
 QUICK = dict(d_model=128, n_layers=2, d_mlp=512, d_vocab=2000, n_ctx=256)
 
@@ -83,7 +95,10 @@ def as_module(matrices: list[np.ndarray]) -> torch.nn.Sequential:
 
 def main(argv=None) -> None:
     parser = arguments(__doc__, "a GPT-2-like model at d_model 128, 2 layers")
+    parser.add_argument("--mp-fit", action="store_true",
+                        help="both sides fit the Marchenko-Pastur bulk (WeightWatcher's KDE fit on ours)")
     args = parser.parse_args(argv)
+    mp = bool(args.mp_fit)
     report = Report("spectra", args.threads, args.quick, argv)
     import weightwatcher as ww
 
@@ -92,17 +107,18 @@ def main(argv=None) -> None:
              lambda: gpt2_like(**(QUICK if args.quick else GPT2_SMALL))}
     if not args.quick:
         cases["tiny-attn-2l (trained)"] = lambda: trained_matrices("tiny-attn-2l")
-    reference = (f"WeightWatcher {ww.__version__} analyze(mp_fit=False, min_evals=1, max_N=1e9) on the same float32 "
+    reference = (f"WeightWatcher {ww.__version__} analyze(mp_fit={mp}, min_evals=1, max_N=1e9) on the same float32 "
                  "matrices (float64 SVD)")
     for case, make in cases.items():
         module = as_module(make())
         out = {}
 
         def ours():
-            out["ours"] = layer_spectra(module, kinds=("weights",), progress=False, device="cpu")
+            out["ours"] = layer_spectra(module, kinds=("weights",), progress=False, device="cpu",
+                                        mp_fit="weightwatcher" if mp else "median")
 
         def theirs():
-            out["reference"] = ww.WeightWatcher(model=module).analyze(min_evals=1, max_N=10**9, mp_fit=False)
+            out["reference"] = ww.WeightWatcher(model=module).analyze(min_evals=1, max_N=10**9, mp_fit=mp)
 
         runs = interleave({"ours": ours, "reference": theirs}, repeats=args.repeats)
         if len(out["reference"]) != len(module):
@@ -110,13 +126,22 @@ def main(argv=None) -> None:
         mine = {m: out["ours"][m].values.astype(np.float64) for m, _ in COMPARED}
         theirs_ = {m: out["reference"][c].to_numpy(dtype=np.float64) for m, c in COMPARED}
         report.check(f"spectra {case}", mine, theirs_, rtol=1e-10, dtype="float64 from float32 matrices")
+        mp_extra = {}
+        if mp:
+            applies = out["ours"]["mp_reason"].values == ""
+            mp_ours = {m: out["ours"][m].values.astype(np.float64)[applies] for m, _ in MP_COMPARED}
+            mp_ref = {m: out["reference"][c].to_numpy(dtype=np.float64)[applies] for m, c in MP_COMPARED}
+            report.check(f"MP fit {case}", mp_ours, mp_ref, rtol=1e-6, dtype="float64 from float32 matrices")
+            mp_extra = dict(mp_compared=int(applies.sum()), mp_nan_ours=int((~applies).sum()),
+                            spikes_total=float(mp_ours["num_spikes"].sum()))
         rank_ours = out["ours"]["numerical_rank"].values.astype(np.int64)
         rank_ww = out["reference"]["matrix_rank"].to_numpy(dtype=np.int64)
         shapes = sorted({tuple(lin.weight.shape) for lin in module})
-        report.row(f"spectra {case}, {len(module)} matrices", ours="layer_spectra(kinds=('weights',))",
+        report.row(f"spectra {case}, {len(module)} matrices",
+                   ours=f"layer_spectra(kinds=('weights',), mp_fit={'weightwatcher' if mp else 'median'!r})",
                    reference=reference, runs=runs, target=10.0, n_matrices=len(module), shapes=shapes,
                    numerical_rank_differs_on=int((rank_ours != rank_ww).sum()),
-                   alpha_range=[float(np.nanmin(mine["alpha"])), float(np.nanmax(mine["alpha"]))])
+                   alpha_range=[float(np.nanmin(mine["alpha"])), float(np.nanmax(mine["alpha"]))], **mp_extra)
     report.write(args.out)
 
 

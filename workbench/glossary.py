@@ -52,7 +52,8 @@ GLOSSARY: dict[str, Entry] = {
     "mp_softrank": Entry("MP soft rank", "Marchenko-Pastur bulk edge over the largest eigenvalue: near 1 looks "
                                          "random, near 0 means strong structure above the noise bulk."),
     "num_spikes": Entry("spikes", "Eigenvalues above the Marchenko-Pastur edge of a random matrix of the same "
-                                  "shape: directions the training put there."),
+                                  "shape: directions the training put there. Blank for a rank-deficient matrix "
+                                  "or an OV/QK circuit, where the law does not apply (see mp_reason)."),
     "bulk_max": Entry("bulk edge", "Largest eigenvalue a random matrix of this shape and scale would have "
                                    "(Marchenko-Pastur edge)."),
     "esd": Entry("ESD", "Empirical spectral density: the histogram of the eigenvalues of W^T W, on log axes, with "

@@ -19,8 +19,8 @@ def planted_spikes(N: int = 768, M: int = 3072, k: int = 16, seed: int = 0):
     return U @ np.diag(theta) @ V.T + G, G, theta
 
 
-def weightwatcher_details(matrices: list[np.ndarray]):
-    """WeightWatcher's analyze() on exactly these matrices (one nn.Linear each, nothing filtered)."""
+def weightwatcher_details(matrices: list[np.ndarray], **analyze):
+    """WeightWatcher's analyze(**analyze) on exactly these matrices (one nn.Linear each, nothing filtered)."""
     ww = pytest.importorskip("weightwatcher")
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     layers = []
@@ -28,6 +28,6 @@ def weightwatcher_details(matrices: list[np.ndarray]):
         lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=torch.float64)
         lin.weight.data = torch.as_tensor(W, dtype=torch.float64)
         layers.append(lin)
-    details = ww.WeightWatcher(model=torch.nn.Sequential(*layers)).analyze(min_evals=1, max_N=10**9)
+    details = ww.WeightWatcher(model=torch.nn.Sequential(*layers)).analyze(min_evals=1, max_N=10**9, **analyze)
     assert len(details) == len(matrices)
     return details

@@ -98,8 +98,9 @@ def test_mp_fit_of_nothing():
         with warnings.catch_warnings():
             warnings.simplefilter("error")           # refused up front, no 0/0 on the way
             fit = mp_fit(lam, shape=(4, 3))
-        assert fit["num_spikes"] == 0 and np.isnan(fit["bulk_max"]) and np.isnan(fit["mp_softrank"])
-        assert np.isnan(fit["sigma_mp"])
+        # no bulk, no spike count either (NaN, not a confident 0), and the reason
+        assert np.isnan(fit["num_spikes"]) and np.isnan(fit["bulk_max"]) and np.isnan(fit["mp_softrank"])
+        assert np.isnan(fit["sigma_mp"]) and fit["mp_reason"] == "no nonzero eigenvalue: no bulk to fit"
 
 
 def _power_law_by_definition(values) -> dict:

@@ -10,7 +10,10 @@ carries. Three readings of the same numbers:
   the eigenvalue tail, ``log_norm``, Marchenko-Pastur soft rank and spikes).
   A random Gaussian matrix is the baseline: its singular values fill a bulk
   whose edge random-matrix theory predicts, and learned structure shows up as
-  spikes above it and as a heavier tail.
+  spikes above it and as a heavier tail. The Marchenko-Pastur numbers are
+  NaN, with ``mp_reason``, where that baseline cannot apply (a rank-deficient
+  matrix, a per-head circuit); ``mp_fit="weightwatcher"`` uses WeightWatcher's
+  own fit, and :func:`correlation_traps` its randomised-ESD check.
 * **Per-head circuits** (:func:`layer_spectra`): every head's OV (``W_V W_O``)
   and QK (``W_Q W_K^T``) map has rank at most ``d_head``; its spectrum comes
   from a ``d_head``-sized core, never the formed ``d_model x d_model`` product.
@@ -56,6 +59,7 @@ from workbench.spectra.layers import layer_spectra
 from workbench.spectra.metrics import rank_metrics
 from workbench.spectra.powerlaw import power_law_fit
 from workbench.spectra.spectrum import spectrum
+from workbench.spectra.traps import correlation_traps
 from workbench.spectra.truncation import ActivationStats, low_rank_factors, truncation_curve
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "activation_spectra",
     "compress",
     "compression_sweep",
+    "correlation_traps",
     "layer_spectra",
     "low_rank_factors",
     "participation_ratio",

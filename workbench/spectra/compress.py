@@ -43,47 +43,12 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench.spectra._validate import check_choice, resolve_device
+from workbench.spectra.lowrank import LowRankLinear
 from workbench.spectra.targets import linear_targets, linear_weight, resolve_target
 from workbench.spectra.truncation import METHODS, ActivationStats, loss_terms, low_rank_factors
 from workbench.spectra.weights import is_bridge
 
 ALLOCATIONS = ("uniform", "greedy")
-
-
-class LowRankLinear(torch.nn.Module):
-    """``y = up(down(x)) + bias``: a rank-``k`` linear map stored as two factors.
-
-    ``weight`` gives the product back so analysis views (``W_Q``...) still work.
-
-    Examples
-    --------
-    >>> import torch
-    >>> layer = LowRankLinear(torch.ones(3, 1), torch.ones(1, 2), torch.zeros(3))
-    >>> layer(torch.ones(2)).tolist(), layer.rank
-    ([2.0, 2.0, 2.0], 1)
-    """
-
-    def __init__(self, A: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.down = torch.nn.Linear(B.shape[1], B.shape[0], bias=False, dtype=A.dtype, device=A.device)
-        self.up = torch.nn.Linear(A.shape[1], A.shape[0], bias=bias is not None, dtype=A.dtype, device=A.device)
-        with torch.no_grad():
-            self.down.weight.copy_(B)
-            self.up.weight.copy_(A)
-            if bias is not None:
-                self.up.bias.copy_(bias)
-        self.in_features, self.out_features, self.rank = B.shape[1], A.shape[0], A.shape[1]
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.up.weight @ self.down.weight
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.up.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.down(x))
 
 
 def target_linears(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
@@ -170,8 +135,11 @@ def _apply(model, ranks, method, stats) -> dict:
         m, n = W.shape
         total += m * n
         k = ranks[name]
-        if k * (m + n) >= m * n:
-            kept, kept_ranks[name] = kept + m * n, min(m, n)
+        # An already compressed map (compressing twice) holds rank(m + n); it is refactored only to a lower rank.
+        current = target.module.rank if isinstance(target.module, LowRankLinear) else min(m, n)
+        if k >= current or k * (m + n) >= m * n:
+            held = current * (m + n) if isinstance(target.module, LowRankLinear) else m * n
+            kept, kept_ranks[name] = kept + held, current
             continue
         A, B = low_rank_factors(W, k, method=method, stats=None if stats is None else stats[name])
         bias = getattr(target.module, "bias", None)

@@ -16,10 +16,11 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench import __version__
-from workbench.spectra._validate import check_finite, resolve_device, source_precision
+from workbench.spectra._validate import check_choice, check_finite, resolve_device, source_precision
 from workbench.spectra.activations import activation_spectra
 from workbench.spectra.circuits import circuit_matrices, circuit_singular_values
 from workbench.spectra.metrics import FIT_QUALITY_NAMES, METRIC_NAMES, metrics_from_singular_values
+from workbench.spectra.mp import MP_METHODS
 from workbench.spectra.svd import singular_values
 from workbench.spectra.weights import is_bridge, model_matrices
 
@@ -45,7 +46,8 @@ def _check_finite(names: list[str], *stacks: torch.Tensor) -> None:
 
 def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tokens: torch.Tensor | None = None,
                   per_head: bool = True, hooks: list[str] | None = None, cache=None,
-                  device: str | torch.device | None = None, progress: bool = True) -> xr.Dataset:
+                  device: str | torch.device | None = None, progress: bool = True,
+                  mp_fit: str = "median") -> xr.Dataset:
     """Singular values and :func:`rank_metrics` of every matrix of ``model``.
 
     Parameters
@@ -65,6 +67,10 @@ def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tok
         Where the decompositions run (default CUDA when available).
     progress : bool
         Progress bar over the matrix groups.
+    mp_fit : {"median", "weightwatcher"}
+        Marchenko-Pastur estimator (see :func:`rank_metrics`). OV/QK circuits
+        get NaN ``mp_softrank``, ``num_spikes``, ``bulk_max`` with the reason
+        in ``mp_reason``, as does every rank-deficient matrix.
 
     Returns
     -------
@@ -86,6 +92,7 @@ def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tok
     (8, 32)
     """
     kinds = _check_kinds(kinds)
+    check_choice(mp_fit, "mp_fit", MP_METHODS)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a TransformerBridge or torch.nn.Module, got {type(model).__name__}")
     dev = resolve_device(device)
@@ -114,7 +121,7 @@ def layer_spectra(model: torch.nn.Module, *, kinds: tuple[str, ...] = KINDS, tok
             precision = source_precision(group.left)
             heads = list(range(group.left.shape[0]))
         for name, head, s in zip(group.names, heads, sigma):
-            metrics = metrics_from_singular_values(s, shape, precision)
+            metrics = metrics_from_singular_values(s, shape, precision, mp_fit=mp_fit, product=source == "circuit")
             records.append((name, group.kind, group.layer, head, shape, s, metrics))
     width = max(r[5].size for r in records)
     sv = np.full((len(records), width), np.nan)

@@ -24,13 +24,17 @@ eigenvalues of the smaller Gram matrix, WeightWatcher's ``evals``).
 ``log_norm``           ``log10 sum lambda`` (log squared Frobenius norm)
 ``log_spectral_norm``  ``log10 lambda_1`` (log squared spectral norm)
 ``mp_softrank``        ``lambda_+ / lambda_1``, Marchenko-Pastur bulk edge over the top eigenvalue
-``num_spikes``         eigenvalues above ``lambda_+`` plus the Tracy-Widom margin
+``num_spikes``         eigenvalues above ``lambda_+`` plus the Tracy-Widom margin (a float: NaN where
+                       the law does not apply)
 ``bulk_max``           ``lambda_+`` in the units of ``lambda``
+``mp_reason``          why the three above are NaN: a rank-deficient matrix (numerical rank below
+                       the smaller dimension) or a per-head circuit product; empty where they apply
 =====================  ==================================================================
 
-The bulk edge is estimated from the median eigenvalue (:mod:`~workbench.spectra.mp`),
-not from WeightWatcher's kernel-density fit, so ``mp_softrank`` and
-``num_spikes`` agree with WeightWatcher only approximately.
+The bulk edge is estimated from the median eigenvalue by default
+(:mod:`~workbench.spectra.mp`); ``mp_fit="weightwatcher"`` uses WeightWatcher's
+kernel-density fit instead, whose ``mp_softrank``, ``num_spikes``,
+``bulk_max`` match WeightWatcher's on the same matrix.
 
 Examples
 --------
@@ -49,8 +53,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from workbench.spectra._validate import as_tensor, check_finite, source_precision
-from workbench.spectra.mp import mp_fit
+from workbench.spectra._validate import as_tensor, check_choice, check_finite, source_precision
+from workbench.spectra.mp import MP_METHODS, mp_fit as fit_bulk, numerical_rank
 from workbench.spectra.powerlaw import power_law_fit
 from workbench.spectra.spectrum import spectrum
 
@@ -64,14 +68,17 @@ METRIC_NAMES = ("stable_rank", "effective_rank", "numerical_rank",
                 "alpha", "alpha_weighted", "ks_distance", "xmin", "log_norm", "log_spectral_norm",
                 "mp_softrank", "num_spikes", "bulk_max")
 #: The power-law fit's tail size and trustworthiness, beside the metrics (a bool and a str are no heatmap).
-FIT_QUALITY_NAMES = ("n_tail", "alpha_reliable", "alpha_reason")
+FIT_QUALITY_NAMES = ("n_tail", "alpha_reliable", "alpha_reason", "mp_reason")
 
 
-def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], precision: str = "float64") -> dict:
+def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], precision: str = "float64", *,
+                                  mp_fit: str = "median", product: bool = False) -> dict:
     """Every metric of :func:`rank_metrics` for one spectrum, as a dict of floats and ints.
 
     ``sigma`` may carry trailing NaN padding (stacks of spectra of different
-    lengths); it is dropped.
+    lengths); it is dropped. ``mp_fit`` is the Marchenko-Pastur estimator
+    (:func:`~workbench.spectra.mp.mp_fit`'s ``method``); ``product`` marks a
+    per-head circuit, whose Marchenko-Pastur quantities are NaN.
 
     Examples
     --------
@@ -82,15 +89,17 @@ def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], prec
     N = max(shape)
     lam = s ** 2
     total = lam.sum()
+    mp = fit_bulk(lam, shape=shape, method=mp_fit, precision=precision, product=product)
     out: dict = {}
     if s.size == 0 or s[0] <= 0:
         out = {name: np.nan for name in METRIC_NAMES}
-        out.update(numerical_rank=0, num_spikes=0, n_tail=0, alpha_reliable=False, alpha_reason="no power-law fit")
+        out.update(numerical_rank=0, n_tail=0, alpha_reliable=False, alpha_reason="no power-law fit",
+                   mp_reason=mp["mp_reason"])
         return out
     out["stable_rank"] = float(total / lam[0])
     p = s[s > 0] / s.sum()
     out["effective_rank"] = float(np.exp(-(p * np.log(p)).sum()))
-    out["numerical_rank"] = int((s > s[0] * N * np.finfo(precision).eps).sum())
+    out["numerical_rank"] = numerical_rank(s, N, precision)
     cum = np.cumsum(lam)
     for level in ENERGY_LEVELS:
         out[f"energy_rank_{level}"] = int(np.searchsorted(cum, level / 100 * total * (1 - _ENERGY_SLACK)) + 1)
@@ -106,10 +115,8 @@ def metrics_from_singular_values(sigma: np.ndarray, shape: tuple[int, int], prec
     out["alpha_reason"] = fit["reason"]
     out["log_norm"] = float(np.log10(total))
     out["log_spectral_norm"] = float(np.log10(lam[0]))
-    mp = mp_fit(lam, shape=shape)
-    out["mp_softrank"] = mp["mp_softrank"]
-    out["num_spikes"] = mp["num_spikes"]
-    out["bulk_max"] = mp["bulk_max"]
+    for name in ("mp_softrank", "num_spikes", "bulk_max", "mp_reason"):
+        out[name] = mp[name]
     return out
 
 
@@ -154,7 +161,7 @@ def _as_spectrum(x: Any, shape: Any) -> xr.DataArray:
     return spectrum(x if isinstance(x, xr.DataArray) else t)
 
 
-def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None) -> xr.Dataset:
+def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None, mp_fit: str = "median") -> xr.Dataset:
     """Rank metrics of a matrix, a stack of matrices, or their spectra.
 
     Parameters
@@ -166,15 +173,20 @@ def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None) ->
     shape : (int, int), optional
         Shape of the matrix the singular values came from; overrides the
         ``rows``/``cols`` attrs of a spectrum.
+    mp_fit : {"median", "weightwatcher"}
+        Estimator of the Marchenko-Pastur bulk (:mod:`~workbench.spectra.mp`):
+        the median rule, or WeightWatcher's kernel-density fit (slower; its
+        numbers match ``WeightWatcher.analyze(mp_fit=True)``).
 
     Returns
     -------
     xarray.Dataset
         One variable per metric (see the module docstring for every formula),
         and ``n_tail``, ``alpha_reliable``, ``alpha_reason`` (is the power-law
-        fit trustworthy, and if not why), over the spectrum's leading dims. ``numerical_rank`` uses the epsilon
-        of the spectrum's ``precision`` attr (float32 unless the data were
-        float64).
+        fit trustworthy, and if not why) and ``mp_reason`` (why the
+        Marchenko-Pastur quantities are NaN, if they are), over the
+        spectrum's leading dims. ``numerical_rank`` uses the epsilon of the
+        spectrum's ``precision`` attr (float32 unless the data were float64).
 
     Examples
     --------
@@ -187,12 +199,13 @@ def rank_metrics(W_or_spectrum: Any, *, shape: tuple[int, int] | None = None) ->
     >>> float(rank_metrics(np.array([2.0, 1.0]), shape=(2, 5)).log_spectral_norm)
     0.6020599913279624
     """
+    check_choice(mp_fit, "mp_fit", MP_METHODS)
     spec = _as_spectrum(W_or_spectrum, shape)
     shape_ = (int(spec.attrs["rows"]), int(spec.attrs["cols"]))
     precision = spec.attrs.get("precision", "float64")
     batch_dims = [d for d in spec.dims if d != "index"]
     stacked = spec.transpose(*batch_dims, "index").values.reshape(-1, spec.sizes["index"])
-    rows = [metrics_from_singular_values(s, shape_, precision) for s in stacked]
+    rows = [metrics_from_singular_values(s, shape_, precision, mp_fit=mp_fit) for s in stacked]
     batch_shape = tuple(spec.sizes[d] for d in batch_dims)
     coords = {d: spec.coords[d] for d in batch_dims if d in spec.coords}
     data = {}

@@ -20,6 +20,11 @@ name, with the module path that compression replaces:
   map, which layer_spectra splits into ``...c_attn.weight[q]``, ``[k]``,
   ``[v]``, is one target, ``...c_attn.weight``.
 
+A map that :func:`~workbench.spectra.compress.compress` already replaced by a
+:class:`~workbench.spectra.lowrank.LowRankLinear` stays a target under the
+same name (its weight is the factors' product), so a compressed model can be
+compressed again; its two factor ``nn.Linear`` are not targets of their own.
+
 Per-head slices (``W_Q[3]``), OV/QK circuits, embeddings and the unembedding
 have no linear map of their own to truncate; :func:`resolve_target` says so.
 
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.spectra.lowrank import LowRankLinear
 from workbench.spectra.weights import BRIDGE_VIEWS, _layer_of, bridge_parts, is_bridge, model_matrices, view_name
 
 _EMBEDDING_NAMES = ("embed", "unembed", "lm_head", "wte", "wpe", "head")
@@ -56,7 +62,10 @@ class LinearTarget:
 
 
 def linear_weight(module: torch.nn.Module) -> torch.Tensor | None:
-    """The ``[out, in]`` weight of an ``nn.Linear`` or Hugging Face ``Conv1D``, else None."""
+    """The ``[out, in]`` weight of an ``nn.Linear``, Hugging Face ``Conv1D`` or ``LowRankLinear``, else None."""
+    if isinstance(module, LowRankLinear):
+        with torch.no_grad():
+            return module.weight
     if isinstance(module, torch.nn.Linear):
         return module.weight
     if type(module).__name__ == "Conv1D":
@@ -89,8 +98,9 @@ def _bridge_targets(model) -> list[tuple[str, str]]:
 
 
 def _module_targets(model: torch.nn.Module) -> list[tuple[str, str]]:
+    factors = tuple(f"{path}." for path, module in model.named_modules() if isinstance(module, LowRankLinear))
     return [(f"{path}.weight", path) for path, module in model.named_modules()
-            if linear_weight(module) is not None and _layer_of(path) >= 0
+            if linear_weight(module) is not None and _layer_of(path) >= 0 and not path.startswith(factors)
             and not any(part in _EMBEDDING_NAMES for part in path.split("."))]
 
 

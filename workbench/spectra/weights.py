@@ -12,6 +12,13 @@ Two sources:
   (Hugging Face ``c_attn``, ``qkv_proj``, ``query_key_value``: output three
   times the input) split into thirds.
 
+Tied embeddings (``W_U = W_E^T``, GPT-2's ``lm_head`` sharing ``wte``) are one
+matrix and are listed once, as ``W_E``, so that nothing summed over the
+matrices counts them twice (``named_parameters`` already lists a shared
+parameter once). A map compressed into a
+:class:`~workbench.spectra.lowrank.LowRankLinear` is listed as the product of
+its factors, under the name the dense map had (``<module>.weight``).
+
 Nothing is dropped silently: parameters that are not matrices (biases, norm
 scales, convolution kernels) come back in ``skipped`` with the reason, and a
 2-D parameter that fits no known role is analysed as kind ``"other"``.
@@ -33,9 +40,12 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.spectra.lowrank import LowRankLinear
+
 _FUSED_QKV = re.compile(r"(c_attn|qkv_proj|query_key_value|qkv)\.weight$")
 _LAYER = re.compile(r"(?:^|\.)(\d+)\.")
 _VECTOR_REASON = "1-D parameter (bias or normalisation scale): no singular values"
+TIED_REASON = "tied to W_E (W_U = W_E^T): the same matrix, listed once as W_E"
 #: A bridge block's matrix views, as ``(block part, view, matrix kind, submodule)``: the view
 #: ``blocks.<i>.<part>.<view>`` is the weight of the linear map ``blocks[i].<part>.<submodule>``.
 BRIDGE_VIEWS = (("attn", "W_Q", "q", "q"), ("attn", "W_K", "k", "k"), ("attn", "W_V", "v", "v"),
@@ -95,9 +105,10 @@ def bridge_parts(model, block) -> tuple[str, ...]:
     return ("attn", "mlp") if has_mlp else ("attn",)
 
 
-def _bridge_matrices(model, per_head: bool) -> tuple[list[MatrixGroup], set[str]]:
+def _bridge_matrices(model, per_head: bool) -> tuple[list[MatrixGroup], set[str], list[tuple[str, str]]]:
     groups: list[MatrixGroup] = []
     covered_prefixes: set[str] = set()
+    tied: list[tuple[str, str]] = []
     with torch.no_grad():
         for layer, block in enumerate(model.blocks):
             parts = bridge_parts(model, block)
@@ -118,9 +129,13 @@ def _bridge_matrices(model, per_head: bool) -> tuple[list[MatrixGroup], set[str]
             except (AttributeError, RuntimeError):
                 continue
             if isinstance(W, torch.Tensor) and W.ndim == 2:
-                groups.append(MatrixGroup([attr], kind, -1, [-1], W.detach()[None]))
                 covered_prefixes.add(prefix)
-    return groups, covered_prefixes
+                W_E = next((g.matrices[0] for g in groups if g.names == ["W_E"]), None) if attr == "W_U" else None
+                if W_E is not None and W_E.shape == W.T.shape and torch.equal(W_E, W.detach().T):
+                    tied.append((attr, TIED_REASON))
+                    continue
+                groups.append(MatrixGroup([attr], kind, -1, [-1], W.detach()[None]))
+    return groups, covered_prefixes, tied
 
 
 def _generic_kind(module: torch.nn.Module | None) -> str:
@@ -184,10 +199,10 @@ def model_matrices(model: torch.nn.Module, *, per_head: bool = True) -> tuple[li
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a TransformerBridge or torch.nn.Module, got {type(model).__name__}")
     bridge = is_bridge(model)
-    groups, covered = _bridge_matrices(model, per_head) if bridge else ([], set())
+    groups, covered, skipped = _bridge_matrices(model, per_head) if bridge else ([], set(), [])
     modules = dict(model.named_modules())
     n_heads = None if bridge else _n_heads(model)
-    skipped: list[tuple[str, str]] = []
+    factored = tuple(f"{path}." for path, module in modules.items() if isinstance(module, LowRankLinear))
     params = model.state_dict() if bridge else dict(model.named_parameters())
     for name, p in params.items():
         if p.ndim < 2:
@@ -197,6 +212,13 @@ def model_matrices(model: torch.nn.Module, *, per_head: bool = True) -> tuple[li
                                   "reshape it to [out, in * kernel] and call spectrum()"))
         elif any(name.startswith(prefix) for prefix in covered):
             continue
+        elif not bridge and name.startswith(factored):
+            path = name.rsplit(".", 2)[0]
+            skipped.append((name, f"factor of the low-rank map {path}.weight: analysed as their product"))
+            if name.endswith(".down.weight"):
+                with torch.no_grad():
+                    groups.append(MatrixGroup([f"{path}.weight"], "linear", _layer_of(name), [-1],
+                                              modules[path].weight.detach()[None]))
         else:
             module = modules.get(name.rsplit(".", 1)[0]) if "." in name else None
             W = p.detach()
