@@ -203,3 +203,18 @@ def test_float16_checkpoint_is_widened_and_matches_its_float64_spectrum(tmp_path
     ds = layer_spectra(tmp_path, progress=False, device="cpu", dtype="float64")
     np.testing.assert_allclose(values(ds, "blocks.0.mlp.W_out"), svd(W.double().numpy()), rtol=1e-10)
     assert ds.singular_value.dtype == np.float64 and ds.attrs["dtype"] == "float64"
+
+
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+def test_header_shapes_equal_the_loaded_matrices(which, gpt2_folder, llama_folder):
+    from workbench.spectra.checkpoint import open_checkpoint
+
+    ckpt = open_checkpoint(gpt2_folder if which == "gpt2" else llama_folder)
+    assert [ckpt.shape(s) for s in ckpt.specs] == [tuple(ckpt.matrix(s).shape) for s in ckpt.specs]
+
+
+def test_a_head_count_that_does_not_divide_the_matrix(tmp_path):
+    write_sharded(tmp_path, llama_state(1), {**LLAMA_CONFIG, "num_key_value_heads": 3})
+    with pytest.raises(ValueError, match=r"model: model\.layers\.0\.self_attn\.k_proj\.weight has 32 head "
+                                         r"dimensions, not a multiple of the 3 heads of config\.json"):
+        layer_spectra(tmp_path, progress=False, device="cpu")
