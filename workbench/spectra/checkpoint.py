@@ -169,7 +169,7 @@ def checkpoint_files(path, name: str = "path") -> list[Path]:
     >>> checkpoint_files("/nonexistent")
     Traceback (most recent call last):
     ...
-    ValueError: path: expected a Hugging Face model folder, a .safetensors file or a list of them, got '/nonexistent' (no such file or folder)
+    ValueError: path: expected a Hugging Face model folder, a .safetensors file or a list of them, got '/nonexistent' (no such file or folder; a model name is loaded with workbench.models.load_model first)
     """
     if isinstance(path, (list, tuple)):
         if not path:
@@ -184,7 +184,8 @@ def checkpoint_files(path, name: str = "path") -> list[Path]:
         return _safetensors_in(p.parent, name)
     if p.is_file() and p.suffix == ".safetensors":
         return [p]
-    why = "no such file or folder" if not p.exists() else "not a .safetensors file"
+    why = ("no such file or folder; a model name is loaded with workbench.models.load_model first"
+           if not p.exists() else "not a .safetensors file")
     raise ValueError(f"{name}: expected a Hugging Face model folder, a .safetensors file or a list of them, "
                      f"got {str(path)!r} ({why})")
 

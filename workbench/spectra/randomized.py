@@ -15,7 +15,7 @@ bulk) and is refused.
 Examples
 --------
 >>> m = top_metrics(np.array([2.0, 1.0]), frobenius_sq=6.0)
->>> m["stable_rank"], m["log_norm"] == np.log10(6.0)
+>>> m["stable_rank"], bool(m["log_norm"] == np.log10(6.0))
 (1.5, True)
 """
 
