@@ -119,7 +119,9 @@ def singular_values(W: torch.Tensor, *, device: str | torch.device | None = None
             return torch.linalg.svdvals(W.to(out_dtype))
     # Scale each matrix by a power of two (exact) so that its largest entry is
     # in [0.5, 1): the squares in the Gram then neither overflow nor underflow.
-    _, exponent = torch.frexp(W.abs().amax(dim=(-2, -1)).to(torch.float64))
+    # max |w| as max(max w, -min w): no |W| copy of a large matrix
+    top = torch.maximum(W.amax(dim=(-2, -1)), -W.amin(dim=(-2, -1)))
+    _, exponent = torch.frexp(top.to(torch.float64))
     scale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), exponent)
     lam = _gram_eigenvalues(W, scale)
     sigma = lam.sqrt() * scale[..., None]
