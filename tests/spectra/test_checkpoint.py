@@ -70,13 +70,6 @@ GPT2_CONFIG = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_em
                "n_positions": CTX, "vocab_size": VOCAB, "n_inner": None, "tie_word_embeddings": True}
 
 
-@pytest.fixture(scope="module")
-def gpt2_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gpt2")
-    write_sharded(folder, gpt2_state(0), GPT2_CONFIG)
-    return folder
-
-
 def llama_state(seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     kv = 2
@@ -101,10 +94,23 @@ LLAMA_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "h
 
 
 @pytest.fixture(scope="module")
-def llama_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("llama")
-    write_sharded(folder, llama_state(1), LLAMA_CONFIG)
-    return folder
+def folders(tmp_path_factory):
+    """A sharded GPT-2-shaped and a sharded Llama-shaped (GQA, untied) checkpoint."""
+    out = {}
+    for name, state, config in (("gpt2", gpt2_state(0), GPT2_CONFIG), ("llama", llama_state(1), LLAMA_CONFIG)):
+        out[name] = tmp_path_factory.mktemp(name)
+        write_sharded(out[name], state, config)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(folders):
+    return folders["gpt2"]
+
+
+@pytest.fixture(scope="module")
+def llama_folder(folders):
+    return folders["llama"]
 
 
 def test_gpt2_checkpoint_matches_numpy_with_the_conv1d_split_written_out(gpt2_folder):
