@@ -72,6 +72,32 @@ def test_row_blocked_gram_equals_the_direct_svd(monkeypatch, shape):
     assert abs(float(frobenius_sq(W.half())) - (W.numpy() ** 2).sum()) < 1e-9 * (W.numpy() ** 2).sum()
 
 
+def test_row_blocked_gram_of_a_stack(monkeypatch):
+    monkeypatch.setattr(svd_module, "_BLOCK", 64)
+    W = torch.stack([planted(300, 40, np.geomspace(50.0 * (s + 1), 0.5, 40), seed=s) for s in range(2)])
+    expected = np.linalg.svd(W.numpy(), compute_uv=False)
+    np.testing.assert_allclose(singular_values(W, device="cpu").numpy(), expected, rtol=1e-9)
+    np.testing.assert_allclose(singular_values(W[:1].mT, device="cpu").numpy(), expected[:1], rtol=1e-9)
+    np.testing.assert_allclose(frobenius_sq(W).numpy(), (W.numpy() ** 2).sum(axis=(1, 2)), rtol=1e-12)
+
+
+def test_layer_spectra_of_a_checkpoint_takes_the_blocked_gram_for_large_matrices(monkeypatch, tmp_path):
+    """The memory bound: a matrix above _BLOCK entries is never widened to float64 whole."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(svd_module, "_BLOCK", 1000)
+    seen = []
+    blocked = svd_module._blocked_gram
+    monkeypatch.setattr(svd_module, "_blocked_gram", lambda X, scale: seen.append(tuple(X.shape)) or blocked(X, scale))
+    W = planted(200, 30, np.geomspace(10.0, 1.0, 30)).half()
+    save_file({"model.layers.0.mlp.down_proj.weight": W.contiguous(), "lm_head.weight": torch.randn(4, 5)},
+              tmp_path / "model.safetensors")
+    ds = layer_spectra(tmp_path, progress=False, device="cpu", dtype="float64")
+    assert seen == [(1, 200, 30)]  # the 6000-entry matrix, not the 20-entry one
+    sv = ds.singular_value.sel(matrix="blocks.0.mlp.W_out").values
+    np.testing.assert_allclose(sv[np.isfinite(sv)], np.linalg.svd(W.double().numpy(), compute_uv=False), rtol=1e-9)
+
+
 def test_rank_metrics_is_unchanged_by_blocking(monkeypatch):
     W = planted(120, 50, np.geomspace(10.0, 0.5, 50))
     before = rank_metrics(W)

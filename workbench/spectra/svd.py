@@ -52,26 +52,36 @@ def _solver_threads(W: torch.Tensor):
     return one_cpu_thread(W.device, enabled=min(W.shape[-2:]) <= _ONE_THREAD_MAX)
 
 
-#: A single matrix with more entries than this has its Gram accumulated over row blocks of
+#: A matrix with more entries than this has its Gram accumulated over row blocks of
 #: this many entries, so that no float64 copy of the whole matrix is made (a 128k x 2k float16
 #: embedding would otherwise take 2 GiB twice over).
 _BLOCK = 1 << 22
 
 
+def _blocked_gram(X: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(X / scale)^T (X / scale)`` for X [..., rows, n], summed over blocks of rows widened to float64."""
+    rows, n = X.shape[-2:]
+    flat, flat_scale = X.reshape(-1, rows, n), scale.reshape(-1)  # a view for a [1, m, n] stack
+    G = torch.zeros(flat.shape[0], n, n, dtype=torch.float64, device=X.device)
+    step = max(1, _BLOCK // n)
+    for b in range(flat.shape[0]):
+        for start in range(0, rows, step):
+            block = flat[b, start:start + step].to(torch.float64) / flat_scale[b]
+            G[b] += block.mT @ block
+    return G.reshape(*X.shape[:-2], n, n)
+
+
 def _gram_eigenvalues(W: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Eigenvalues of the smaller Gram matrix of ``W / scale`` [..., m, n], descending, float64.
 
-    A large single matrix is widened to float64 one block of rows at a time:
+    A large matrix (alone or in a stack) is widened to float64 one block of rows at a time:
     the Gram is the sum of the blocks' Grams, so the result is the same up to
     the order of the float64 additions.
     """
     X = W if W.shape[-2] >= W.shape[-1] else W.mT  # sum over the longer axis
-    if W.ndim == 2 and W.numel() > _BLOCK:
-        step = max(1, _BLOCK // X.shape[-1])
-        G = torch.zeros(X.shape[-1], X.shape[-1], dtype=torch.float64, device=W.device)
-        for start in range(0, X.shape[0], step):
-            block = X[start:start + step].to(torch.float64) / scale
-            G += block.mT @ block
+    rows, n = X.shape[-2:]
+    if rows * n > _BLOCK:
+        G = _blocked_gram(X, scale)
     else:
         X64 = X.to(torch.float64) / scale[..., None, None]
         G = X64.mT @ X64  # the GEMM keeps every thread
@@ -242,7 +252,9 @@ def frobenius_sq(W: torch.Tensor) -> torch.Tensor:
     >>> float(frobenius_sq(torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float16)))
     25.0
     """
-    if W.ndim == 2 and W.numel() > _BLOCK:
-        step = max(1, _BLOCK // W.shape[1])
-        return sum((W[i:i + step].to(torch.float64) ** 2).sum() for i in range(0, W.shape[0], step))
+    rows, n = W.shape[-2:]
+    if rows * n > _BLOCK:
+        flat, step = W.reshape(-1, rows, n), max(1, _BLOCK // n)
+        sums = [sum((m[i:i + step].to(torch.float64) ** 2).sum() for i in range(0, rows, step)) for m in flat]
+        return torch.stack(sums).reshape(W.shape[:-2])
     return (W.to(torch.float64) ** 2).sum(dim=(-2, -1))
