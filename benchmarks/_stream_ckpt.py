@@ -7,14 +7,13 @@ for the embedding and ``model.safetensors.index.json``. Entries are Gaussian
 at init scale plus three rank-one spikes per matrix, above the bulk edge.
 
 Each measured run is its own process (:func:`worker`), so that its peak RSS
-(``ru_maxrss``) is that run's alone; the RSS after imports and a warm-up on a
-tiny checkpoint is subtracted to give what the run itself added.
+(``VmHWM``, reset after imports and a warm-up on a tiny checkpoint) is that
+run's alone; the RSS at the reset is subtracted to give what the run itself added.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -74,8 +73,18 @@ def write_checkpoint(folder: Path, *, d_model: int, n_layers: int, n_heads: int,
             "largest_matrix_bytes": vocab * d_model * 2, "bytes_on_disk": sum(f.stat().st_size for f in folder.iterdir())}
 
 
-def _rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+def _status_bytes(field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` of this process from ``/proc/self/status``, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0). ``ru_maxrss`` is no use here: it keeps the
+    high-water mark of the process that forked this one (the parent, which generated the checkpoint)."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def worker(folder: str, method: str, top_k: int | None, threads: int, warm: str) -> dict:
@@ -87,11 +96,12 @@ def worker(folder: str, method: str, top_k: int | None, threads: int, warm: str)
 
     kw = dict(method=method, top_k=top_k, progress=False, device="cpu")
     layer_spectra(warm, **kw)  # imports, allocator, the power-law fit's first call
-    baseline = _rss_bytes()
+    _reset_peak_rss()
+    baseline = _status_bytes("VmRSS")
     start = time.perf_counter()
     ds = layer_spectra(folder, **kw)
     seconds = time.perf_counter() - start
-    peak = _rss_bytes()
+    peak = _status_bytes("VmHWM")
     out = {"seconds": seconds, "rss_baseline_bytes": baseline, "rss_peak_bytes": peak,
            "rss_added_bytes": peak - baseline, "n_matrices": int(ds.sizes["matrix"]), "method": method,
            "top_k": top_k}

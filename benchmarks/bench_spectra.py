@@ -29,7 +29,7 @@ Cases (each at least five interleaved runs per side):
 ``--stream``: ``layer_spectra`` straight from a generated Llama-3.2-1B-shaped
 float16 checkpoint (``benchmarks/_stream_ckpt.py``), one tensor at a time:
 time and peak RSS against the largest matrix (the 128,256 x 2,048 embedding,
-501 MiB in float16), asserted below ``RSS_LIMIT`` times it; exact against
+501 MiB in float16), asserted below ``RSS_LIMIT`` times it plus ``RSS_SLACK``; exact against
 ``method="randomized"``; and the randomized top-k error and speed against the
 exact spectrum, on the checkpoint's matrices (a flat random bulk: the hard
 case) and on a planted power-law spectrum. ``--layers`` takes fewer layers
@@ -57,8 +57,10 @@ COMPARED = [("stable_rank", "stable_rank"), ("log_norm", "log_norm"), ("log_spec
             ("ks_distance", "D"), ("xmin", "xmin")]
 GPT2_SMALL = dict(d_model=768, n_layers=12, d_mlp=3072, d_vocab=50257, n_ctx=1024)
 QUICK = dict(d_model=128, n_layers=2, d_mlp=512, d_vocab=2000, n_ctx=256)
-#: The streamed run may add at most this many times the largest matrix (as stored) to the process's RSS.
+#: The streamed run may add at most this many times the largest matrix (as stored) to the process's RSS,
+#: plus ``RSS_SLACK`` bytes for the interpreter's own growth (allocator arenas, the result dataset).
 RSS_LIMIT = 4.0
+RSS_SLACK = 256 * 2**20
 
 
 def heavy_tailed(shape: tuple[int, int], rng: np.random.Generator, n_spikes: int = 3) -> np.ndarray:
@@ -136,11 +138,11 @@ def stream(args, argv) -> None:
         report.check("stream: randomized top-10 of a planted power law vs exact", [e["max_relative_error"] for e in planted],
                      [0.0] * len(planted), rtol=0.0, atol=1e-3, dtype="float32 randomized vs float64 exact")
         report.data["streamed"] = {"checkpoint": {**info, "shape": shape}, "runs": runs, "randomized_vs_exact": errors,
-                                   "rss_limit_over_largest_matrix": RSS_LIMIT}
+                                   "rss_limit_over_largest_matrix": RSS_LIMIT, "rss_slack_bytes": RSS_SLACK}
         for method, r in runs.items():
-            if r["rss_added_over_largest_matrix"] > RSS_LIMIT:
-                report.failures.append(f"stream {method}: RSS grew {r['rss_added_over_largest_matrix']:.2f} x the "
-                                       f"largest matrix (limit {RSS_LIMIT})")
+            if r["rss_added_bytes"] > RSS_LIMIT * info["largest_matrix_bytes"] + RSS_SLACK:
+                report.failures.append(f"stream {method}: RSS grew {r['rss_added_bytes'] / 2**20:.0f} MiB, over "
+                                       f"{RSS_LIMIT} x the largest matrix + {RSS_SLACK / 2**20:.0f} MiB")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report.write(args.out)
