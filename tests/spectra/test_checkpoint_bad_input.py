@@ -95,3 +95,10 @@ def test_options(tmp_path):
         layer_spectra(tmp_path, metrics=("rank",), progress=False)
     with pytest.raises(ValueError, match="dtype: expected None, 'float32' or 'float64'"):
         layer_spectra(tmp_path, dtype="float16", progress=False)
+
+
+def test_a_fused_qkv_that_is_not_three_square_blocks(tmp_path):
+    save_file({"h.0.attn.c_attn.weight": torch.randn(8, 20)}, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"model: h\.0\.attn\.c_attn\.weight should be a fused Q\|K\|V of shape "
+                                         r"\[d, 3 d\], got \(8, 20\)"):
+        layer_spectra(tmp_path, progress=False)

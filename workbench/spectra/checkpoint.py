@@ -211,6 +211,8 @@ def _map(ckpt: Checkpoint, name: str) -> None:
             if match is None:
                 continue
             layer = int(match.group(1)) if pattern.startswith((_GPT2, _LLAMA)) else -1
+            if layout == "qkv" and shape[1] != 3 * shape[0]:
+                raise ValueError(f"{name}: {tensor} should be a fused Q|K|V of shape [d, 3 d], got {shape}")
             kinds = ["q", "k", "v"] if kind == "qkv" else [kind if isinstance(kind, str) else kind[match.group(2)]]
             for part, k in enumerate(kinds):
                 mat = view_name(layer, *_VIEW_OF_KIND[k]) if layer >= 0 else _GLOBAL_NAMES[k]
