@@ -190,8 +190,8 @@ def top_singular_values(W: torch.Tensor, k: int, *, oversample: int = 10, n_iter
     and sharpens them with ``n_iter`` power iterations; the error of
     ``sigma_i`` shrinks like ``(sigma_{k+p+1} / sigma_i)^(2 n_iter + 1)``, so
     it is small for a decaying spectrum and poor for a flat one (a random
-    matrix's bulk). When ``k + oversample`` reaches ``min(m, n)`` the exact
-    singular values are returned instead.
+    matrix's bulk). When ``(k + oversample) (2 n_iter + 2)`` reaches
+    ``min(m, n)`` the exact values are computed instead (cheaper there).
 
     Parameters
     ----------
@@ -229,7 +229,9 @@ def top_singular_values(W: torch.Tensor, k: int, *, oversample: int = 10, n_iter
     n = min(W.shape[-2:])
     k = min(k, n)
     X = W.to(dev, out_dtype)
-    if k + oversample >= n:
+    # The randomized passes cost about (2 n_iter + 2) m n q against m n^2 for the exact values:
+    # once q = k + oversample is that large a fraction of n (a per-head slice), exact is cheaper.
+    if (k + oversample) * (2 * n_iter + 2) >= n:
         with _solver_threads(X):
             return torch.linalg.svdvals(X)[..., :k]
     state = torch.random.get_rng_state()
