@@ -35,11 +35,23 @@ Cases (each at least five interleaved runs per side):
     python benchmarks/bench_spectra.py              # both cases, 1 thread (about 15 min)
     python benchmarks/bench_spectra.py --quick      # a scaled-down model: agreement and the JSON only
     python benchmarks/bench_spectra.py --quick --mp-fit   # the same with both sides' Marchenko-Pastur fit
+
+``--stream``: ``layer_spectra`` straight from a generated Llama-3.2-1B-shaped
+float16 checkpoint (``benchmarks/_stream_ckpt.py``), one tensor at a time:
+time and peak RSS against the largest matrix (the 128,256 x 2,048 embedding,
+501 MiB in float16), asserted below ``RSS_LIMIT`` times it plus ``RSS_SLACK``; exact against
+``method="randomized"``; and the randomized top-k error and speed against the
+exact spectrum, on the checkpoint's matrices (a flat random bulk: the hard
+case) and on a planted power-law spectrum. ``--layers`` takes fewer layers
+(the largest matrix, hence the memory bound, is the same).
+
+    python benchmarks/bench_spectra.py --stream --threads 2 [--layers 4]
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -57,6 +69,10 @@ COMPARED = [("stable_rank", "stable_rank"), ("log_norm", "log_norm"), ("log_spec
 MP_COMPARED = [("bulk_max", "bulk_max"), ("mp_softrank", "mp_softrank"), ("num_spikes", "num_spikes")]
 GPT2_SMALL = dict(d_model=768, n_layers=12, d_mlp=3072, d_vocab=50257, n_ctx=1024)
 QUICK = dict(d_model=128, n_layers=2, d_mlp=512, d_vocab=2000, n_ctx=256)
+#: The streamed run may add at most this many times the largest matrix (as stored) to the process's RSS,
+#: plus ``RSS_SLACK`` bytes for the interpreter's own growth (allocator arenas, the result dataset).
+RSS_LIMIT = 4.0
+RSS_SLACK = 256 * 2**20
 
 
 def heavy_tailed(shape: tuple[int, int], rng: np.random.Generator, n_spikes: int = 3) -> np.ndarray:
@@ -93,11 +109,66 @@ def as_module(matrices: list[np.ndarray]) -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers)
 
 
+def stream(args, argv) -> None:
+    """The streamed-checkpoint benchmark (``--stream``)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import _stream_ckpt as sc
+
+    shape = dict(sc.LLAMA_1B, n_layers=args.layers or sc.LLAMA_1B["n_layers"])
+    if args.quick:
+        shape = dict(d_model=256, n_layers=2, n_heads=4, n_kv=2, d_head=64, d_mlp=1024, vocab=8000)
+    report = Report("spectra_stream", args.threads, args.quick, argv)
+    root = Path(tempfile.mkdtemp(prefix="bench_stream_"))
+    try:
+        start = time.perf_counter()
+        info = sc.write_checkpoint(root / "ckpt", **shape)
+        info["write_seconds"] = time.perf_counter() - start
+        sc.write_checkpoint(root / "warm", d_model=64, n_layers=1, n_heads=4, n_kv=2, d_head=16, d_mlp=128, vocab=256)
+        print(f"checkpoint {shape}: {info['n_params'] / 1e9:.3f} B parameters, {info['bytes_on_disk'] / 2**30:.2f} GiB, "
+              f"written in {info['write_seconds']:.0f} s", flush=True)
+        runs = {}
+        for method, k in (("exact", None), ("randomized", 32)):
+            runs[method] = sc.run_worker(root / "ckpt", method, k, args.threads, root / "warm")
+            r = runs[method]
+            r["rss_added_over_largest_matrix"] = r["rss_added_bytes"] / info["largest_matrix_bytes"]
+            print(f"streamed layer_spectra {method}: {r['seconds']:.1f} s, {r['n_matrices']} matrices, peak RSS "
+                  f"{r['rss_peak_bytes'] / 2**30:.2f} GiB (+{r['rss_added_bytes'] / 2**30:.2f} GiB = "
+                  f"{r['rss_added_over_largest_matrix']:.2f} x the largest matrix)", flush=True)
+        ex, rd = runs["exact"]["log_spectral_norm"], runs["randomized"]["log_spectral_norm"]
+        worst = max(abs(10 ** ((rd[k] - ex[k]) / 2) - 1) for k in ex)  # relative error of sigma_1
+        print(f"randomized (top 32) vs exact sigma_1 over the whole matrices: worst relative {worst:.1e}", flush=True)
+        for r in runs.values():
+            r["log_spectral_norm"] = len(r["log_spectral_norm"])  # the per-matrix values are not kept in the JSON
+        runs["randomized"]["sigma_1_worst_relative_error_vs_exact"] = worst
+        names = {"W_Q (2048 x 2048)": "blocks.0.attn.W_Q", "W_in (2048 x 8192)": "blocks.0.mlp.W_in",
+                 "W_E (128256 x 2048)": "W_E"} if not args.quick else {"W_E": "W_E"}
+        errors = sc.randomized_errors(root / "ckpt", names)
+        planted = [e for e in errors if e["matrix"].startswith("planted") and e["k"] == 10]
+        report.check("stream: randomized top-10 of a planted power law vs exact", [e["max_relative_error"] for e in planted],
+                     [0.0] * len(planted), rtol=0.0, atol=1e-3, dtype="float32 randomized vs float64 exact")
+        report.data["streamed"] = {"checkpoint": {**info, "shape": shape}, "runs": runs, "randomized_vs_exact": errors,
+                                   "rss_limit_over_largest_matrix": RSS_LIMIT, "rss_slack_bytes": RSS_SLACK}
+        for method, r in runs.items():
+            if r["rss_added_bytes"] > RSS_LIMIT * info["largest_matrix_bytes"] + RSS_SLACK:
+                report.failures.append(f"stream {method}: RSS grew {r['rss_added_bytes'] / 2**20:.0f} MiB, over "
+                                       f"{RSS_LIMIT} x the largest matrix + {RSS_SLACK / 2**20:.0f} MiB")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report.write(args.out)
+
+
 def main(argv=None) -> None:
     parser = arguments(__doc__, "a GPT-2-like model at d_model 128, 2 layers")
     parser.add_argument("--mp-fit", action="store_true",
                         help="both sides fit the Marchenko-Pastur bulk (WeightWatcher's KDE fit on ours)")
+    parser.add_argument("--stream", action="store_true", help="streamed spectra of a generated 1B-shaped checkpoint")
+    parser.add_argument("--layers", type=int, default=None, help="--stream: layers of the checkpoint (default 16)")
     args = parser.parse_args(argv)
+    if args.stream:
+        return stream(args, argv)
     mp = bool(args.mp_fit)
     report = Report("spectra", args.threads, args.quick, argv)
     import weightwatcher as ww

@@ -53,7 +53,10 @@ def test_truncation_and_compression_arguments():
     with pytest.raises(ValueError, match="kinds"):
         layer_spectra(torch.nn.Linear(2, 2), kinds=("mlp",), progress=False)
     with pytest.raises(TypeError, match="model"):
-        layer_spectra("gpt2", progress=False)
+        layer_spectra(b"gpt2", progress=False)
+    with pytest.raises(ValueError, match=r"model: .*got 'gpt2' \(no such file or folder; a model name is loaded with "
+                                         "workbench.models.load_model first"):
+        layer_spectra("gpt2", progress=False)  # a string is a checkpoint path now
 
 
 def test_compress_arguments(attn_model):

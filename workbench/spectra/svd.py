@@ -52,10 +52,39 @@ def _solver_threads(W: torch.Tensor):
     return one_cpu_thread(W.device, enabled=min(W.shape[-2:]) <= _ONE_THREAD_MAX)
 
 
-def _gram_eigenvalues(W: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of the smaller Gram matrix of ``W`` [..., m, n], descending, float64."""
-    W64 = W.to(torch.float64)
-    G = W64.mT @ W64 if W.shape[-2] >= W.shape[-1] else W64 @ W64.mT  # the GEMM keeps every thread
+#: A matrix with more entries than this has its Gram accumulated over row blocks of
+#: this many entries, so that no float64 copy of the whole matrix is made (a 128k x 2k float16
+#: embedding would otherwise take 2 GiB twice over).
+_BLOCK = 1 << 22
+
+
+def _blocked_gram(X: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(X / scale)^T (X / scale)`` for X [..., rows, n], summed over blocks of rows widened to float64."""
+    rows, n = X.shape[-2:]
+    flat, flat_scale = X.reshape(-1, rows, n), scale.reshape(-1)  # a view for a [1, m, n] stack
+    G = torch.zeros(flat.shape[0], n, n, dtype=torch.float64, device=X.device)
+    step = max(1, _BLOCK // n)
+    for b in range(flat.shape[0]):
+        for start in range(0, rows, step):
+            block = flat[b, start:start + step].to(torch.float64) / flat_scale[b]
+            G[b] += block.mT @ block
+    return G.reshape(*X.shape[:-2], n, n)
+
+
+def _gram_eigenvalues(W: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of the smaller Gram matrix of ``W / scale`` [..., m, n], descending, float64.
+
+    A large matrix (alone or in a stack) is widened to float64 one block of rows at a time:
+    the Gram is the sum of the blocks' Grams, so the result is the same up to
+    the order of the float64 additions.
+    """
+    X = W if W.shape[-2] >= W.shape[-1] else W.mT  # sum over the longer axis
+    rows, n = X.shape[-2:]
+    if rows * n > _BLOCK:
+        G = _blocked_gram(X, scale)
+    else:
+        X64 = X.to(torch.float64) / scale[..., None, None]
+        G = X64.mT @ X64  # the GEMM keeps every thread
     with _solver_threads(G):
         return torch.linalg.eigvalsh(G).flip(-1).clamp_min(0.0)
 
@@ -100,9 +129,11 @@ def singular_values(W: torch.Tensor, *, device: str | torch.device | None = None
             return torch.linalg.svdvals(W.to(out_dtype))
     # Scale each matrix by a power of two (exact) so that its largest entry is
     # in [0.5, 1): the squares in the Gram then neither overflow nor underflow.
-    _, exponent = torch.frexp(W.abs().amax(dim=(-2, -1)).to(torch.float64))
+    # max |w| as max(max w, -min w): no |W| copy of a large matrix
+    top = torch.maximum(W.amax(dim=(-2, -1)), -W.amin(dim=(-2, -1)))
+    _, exponent = torch.frexp(top.to(torch.float64))
     scale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), exponent)
-    lam = _gram_eigenvalues(W.to(torch.float64) / scale[..., None, None])
+    lam = _gram_eigenvalues(W, scale)
     sigma = lam.sqrt() * scale[..., None]
     if method == "auto":
         n = lam.shape[-1]
@@ -148,3 +179,84 @@ def product_singular_values(A: torch.Tensor, B: torch.Tensor, *, device: str | t
     with _solver_threads(core):
         return torch.linalg.svdvals(core)[..., :k].to(out_dtype)
 
+
+
+def top_singular_values(W: torch.Tensor, k: int, *, oversample: int = 10, n_iter: int = 4,
+                        device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                        seed: int = 0) -> torch.Tensor:
+    """The ``k`` largest singular values of ``W`` [..., m, n] by randomized SVD (Halko et al. 2011).
+
+    ``torch.svd_lowrank`` projects ``W`` on ``k + oversample`` random directions
+    and sharpens them with ``n_iter`` power iterations; the error of
+    ``sigma_i`` shrinks like ``(sigma_{k+p+1} / sigma_i)^(2 n_iter + 1)``, so
+    it is small for a decaying spectrum and poor for a flat one (a random
+    matrix's bulk). When ``(k + oversample) (2 n_iter + 2)`` reaches
+    ``min(m, n)`` the exact values are computed instead (cheaper there).
+
+    Parameters
+    ----------
+    W : torch.Tensor
+        Real floating matrix or stack (already validated); half precision is
+        widened to ``dtype``.
+    k : int
+        How many of the largest singular values.
+    oversample, n_iter : int
+        Extra random directions, power iterations.
+    device : str or torch.device, optional
+    dtype : torch.dtype, optional
+        Compute and output dtype; default float64 for float64 input, else float32.
+    seed : int
+        Seed of the random projection (the result is reproducible).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[..., min(k, m, n)]`` descending, on ``device``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> U, _ = torch.linalg.qr(torch.randn(300, 60, generator=g, dtype=torch.float64))
+    >>> V, _ = torch.linalg.qr(torch.randn(200, 60, generator=g, dtype=torch.float64))
+    >>> W = U @ torch.diag(0.8 ** torch.arange(60.0, dtype=torch.float64)) @ V.T
+    >>> top = top_singular_values(W, 5, device="cpu")
+    >>> bool(torch.allclose(top, torch.linalg.svdvals(W)[:5], rtol=1e-10))
+    True
+    """
+    dev = resolve_device(device)
+    out_dtype = dtype or (torch.float64 if W.dtype == torch.float64 else torch.float32)
+    n = min(W.shape[-2:])
+    k = min(k, n)
+    X = W.to(dev, out_dtype)
+    # The randomized passes cost about (2 n_iter + 2) m n q against m n^2 for the exact values:
+    # once q = k + oversample is that large a fraction of n (a per-head slice), exact is cheaper.
+    if (k + oversample) * (2 * n_iter + 2) >= n:
+        with _solver_threads(X):
+            return torch.linalg.svdvals(X)[..., :k]
+    state = torch.random.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
+    torch.manual_seed(seed)
+    try:
+        _, S, _ = torch.svd_lowrank(X, q=k + oversample, niter=n_iter)
+    finally:
+        torch.random.set_rng_state(state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+    return S[..., :k]
+
+
+def frobenius_sq(W: torch.Tensor) -> torch.Tensor:
+    """``||W||_F^2`` of each matrix of ``W`` [..., m, n] in float64, a large matrix one row block at a time.
+
+    Examples
+    --------
+    >>> float(frobenius_sq(torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float16)))
+    25.0
+    """
+    rows, n = W.shape[-2:]
+    if rows * n > _BLOCK:
+        flat, step = W.reshape(-1, rows, n), max(1, _BLOCK // n)
+        sums = [sum((m[i:i + step].to(torch.float64) ** 2).sum() for i in range(0, rows, step)) for m in flat]
+        return torch.stack(sums).reshape(W.shape[:-2])
+    return (W.to(torch.float64) ** 2).sum(dim=(-2, -1))
