@@ -147,26 +147,43 @@ def plotly_pane(fig, name: str) -> pn.pane.Plotly:
     back into the (shared, memoised) figure and echoed to the browser again,
     a round trip per pane that delays the next interaction.
     """
-    return pn.pane.Plotly(browser_ready(fig), config=PLOTLY_CONFIG, link_figure=False,
+    pane = pn.pane.Plotly(browser_ready(fig), config=PLOTLY_CONFIG, link_figure=False,
                           css_classes=["wb-figure", f"wb-figure-{name}"], name=name, **_size(fig))
+    pane._wb_source = fig
+    return pane
+
+
+def _shows(pane: pn.pane.Plotly, fig) -> bool:
+    """True when ``pane`` shows ``fig`` (itself, or its :func:`browser_ready` copy)."""
+    return getattr(pane, "_wb_source", pane.object) is fig
+
+
+def _show(pane: pn.pane.Plotly, fig, **params) -> None:
+    """Show ``fig`` in ``pane`` (as its :func:`browser_ready` copy), with pane ``params``."""
+    pane.param.update(object=browser_ready(fig), **params)
+    pane._wb_source = fig
 
 
 def browser_ready(fig):
-    """``fig`` with every NumPy array in its layout (tick values, say) made a list, in place; returns ``fig``.
+    """``fig``, or a copy of it with every NumPy array in its layout (tick values, say) made a list.
 
     A Plotly pane sends layout arrays as Bokeh typed arrays, which plotly.js
     ignores there: integer tick values set by a builder (epochs 0, 2, 4; layers
     1, 2) were dropped and the browser drew its own ticks at 0.5 and 1.2.
-    Trace data is unaffected (Panel sends it through data sources). The
-    conversion keeps every value, so a memoised figure may be converted again.
+    Trace data is unaffected (Panel sends it through data sources). A copy,
+    so that a memoised figure (shared by sessions and exports) is never changed.
 
     Examples
     --------
     >>> fig = go.Figure(layout=dict(xaxis=dict(tickvals=np.array([0, 2, 4]))))
-    >>> browser_ready(fig).layout.xaxis.tickvals
-    (0, 2, 4)
+    >>> browser_ready(fig).layout.xaxis.tickvals, type(fig.layout.xaxis.tickvals).__name__
+    ((0, 2, 4), 'ndarray')
     """
-    for path, value in list(_layout_arrays(fig.layout.to_plotly_json())):
+    arrays = list(_layout_arrays(fig.layout.to_plotly_json()))
+    if not arrays:
+        return fig
+    fig = go.Figure(fig)
+    for path, value in arrays:
         fig.layout[path] = None  # plotly skips an assignment equal to the value held
         fig.layout[path] = value.tolist()
     return fig
@@ -225,8 +242,8 @@ def figure_grid(page: "Page") -> pn.FlexBox:
             with pn.io.hold():
                 for name, fig in figures.items():
                     pane = panes[name]
-                    if pane.object is not fig:
-                        pane.param.update(object=browser_ready(fig), **_size(fig))
+                    if not _shows(pane, fig):
+                        _show(pane, fig, **_size(fig))
             return
         panes.clear()
         blocks = []
@@ -325,7 +342,7 @@ class FigureSlots:
                 fig, pane = figures.get(name), self.panes.get(name)
                 if fig is None and pane is not None and not _is_blank(pane.object):
                     fig = _blank(self.hints[name])  # the pane stays (see above), its export goes
-                if fig is None or (pane is not None and pane.object is fig):
+                if fig is None or (pane is not None and _shows(pane, fig)):
                     continue
                 if pane is None:
                     pane = self.panes[name] = plotly_pane(fig, name)
@@ -334,8 +351,7 @@ class FigureSlots:
                     self.exports[name] = export_control(self.page, name)
                     holder.objects = [pane, self.exports[name]]
                 else:
-                    pane.param.update(object=browser_ready(fig),
-                                      **(_size(fig) if not _is_blank(fig) else {"height": 80}))
+                    _show(pane, fig, **(_size(fig) if not _is_blank(fig) else {"height": 80}))
                 self.exports[name].visible = not _is_blank(fig)
 
 

@@ -203,7 +203,8 @@ def _record_panes(page) -> list[dict]:
     view = page.view()
     view.get_root(Document())
     shown = []
-    page.param.watch(lambda _: shown.append({pane.name: pane.object for pane in view.select(pn.pane.Plotly)}),
+    page.param.watch(lambda _: shown.append({pane.name: getattr(pane, "_wb_source", pane.object)  # the page's figure
+                                             for pane in view.select(pn.pane.Plotly)}),
                      "revision")
     return shown
 
